@@ -1,0 +1,640 @@
+//! Configuration: loading, strict validation and the resolved model the rest of deployer uses.
+//!
+//! Two kinds of file: `deployer.yaml` describes the product (services, registry, shared
+//! defaults) and `environments/<env>.yaml` describes one place to deploy. Loading is strict:
+//! unknown keys, wrong types and invalid values are errors that name the file, line and column
+//! with a suggestion. Values are checked while parsing (see [`values`]); cross-field rules
+//! (duplicate services, missing overlays, ARN accounts) are checked afterwards with the
+//! positions kept by [`values::Loc`].
+
+pub mod schema;
+pub mod types;
+pub mod values;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use types::*;
+use values::{AccountId, HumanDuration, Loc, Region, RoleArn};
+
+/// A configuration problem, with where it is and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The file at fault (as the user named it, relative when possible).
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// Lowercase description of what is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+impl ConfigError {
+    fn at(file: &Path, line: u64, column: u64, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line: (line > 0).then_some(line),
+            column: (column > 0).then_some(column),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    fn file(file: &Path, message: impl Into<String>) -> Self {
+        Self::at(file, 0, 0, message)
+    }
+
+    fn loc<T>(file: &Path, loc: &Loc<T>, message: impl Into<String>) -> Self {
+        Self::at(file, loc.line, loc.column, message)
+    }
+
+    #[must_use]
+    fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// `file:line:column`, as editors and GitHub annotations expect.
+    pub fn position(&self) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", self.file.display()),
+            (Some(l), None) => format!("{}:{l}", self.file.display()),
+            _ => self.file.display().to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.position(), self.message)
+    }
+}
+
+/// Several configuration problems found in one pass (`deployer validate` shows them all).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} configuration error(s)", .0.len())]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        Self(vec![e])
+    }
+}
+
+/// The loaded product file and where it lives.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Path of `deployer.yaml` as given.
+    pub path: PathBuf,
+    /// Directory paths in the file are relative to.
+    pub root: PathBuf,
+    /// Directory of the environment files.
+    pub environments_dir: PathBuf,
+    pub product: ProductFile,
+}
+
+/// One environment with the product defaults applied: what a deploy actually uses.
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub name: String,
+    #[serde(skip)]
+    pub file: PathBuf,
+    pub account_id: AccountId,
+    pub region: Region,
+    pub role: Option<ResolvedRole>,
+    pub target: Target,
+    pub strategy: ResolvedStrategy,
+    pub timeouts: ResolvedTimeouts,
+    pub health: Health,
+    pub scan: ResolvedScan,
+    pub approval: Option<Approval>,
+    pub notifications: Notifications,
+}
+
+/// The role settings with defaults applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedRole {
+    pub arn: RoleArn,
+    pub chain: Option<RoleArn>,
+    #[serde(with = "secs")]
+    pub session_duration: Duration,
+    pub session_tags: BTreeMap<String, String>,
+    pub audience: String,
+}
+
+/// The strategy with defaults applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedStrategy {
+    pub kind: StrategyKind,
+    #[serde(with = "secs")]
+    pub scale_down_delay: Duration,
+    pub smoke_checks: Vec<HttpCheck>,
+}
+
+/// Time limits with defaults applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedTimeouts {
+    #[serde(with = "secs")]
+    pub rollout: Duration,
+    #[serde(with = "secs")]
+    pub scan: Duration,
+    #[serde(with = "secs")]
+    pub lock: Duration,
+}
+
+/// The scan gate with defaults applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedScan {
+    pub max: SeverityLimits,
+    pub ignore: Vec<ScanIgnore>,
+    pub on_timeout: OnTimeout,
+}
+
+mod secs {
+    //! Durations serialise as whole seconds in JSON output.
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+impl Config {
+    /// Reads and checks `deployer.yaml` (not yet any environment).
+    pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
+        let product: ProductFile = parse_file(path)?;
+        let root = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        let environments_dir = root.join(product.environments_dir.as_deref().unwrap_or("environments"));
+        let config = Self { path: path.to_path_buf(), root, environments_dir, product };
+        let errors = config.check_product();
+        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+    }
+
+    /// Environment names found in the environments directory, sorted.
+    pub fn environment_names(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.environments_dir) else { return Vec::new() };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let p = e.path();
+                let ext = p.extension()?.to_str()?;
+                (ext == "yaml" || ext == "yml").then(|| p.file_stem()?.to_str().map(str::to_owned))?
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Path of an environment's file (`.yaml`, or `.yml` when only that exists).
+    pub fn environment_path(&self, name: &str) -> PathBuf {
+        let yaml = self.environments_dir.join(format!("{name}.yaml"));
+        let yml = self.environments_dir.join(format!("{name}.yml"));
+        if !yaml.exists() && yml.exists() { yml } else { yaml }
+    }
+
+    /// Loads one environment, applies the product defaults and checks it against the product.
+    pub fn environment(&self, name: &str) -> Result<Environment, ConfigErrors> {
+        let path = self.environment_path(name);
+        if !path.exists() {
+            let known = self.environment_names();
+            let mut err = ConfigError::file(&self.environments_dir, format!("unknown environment `{name}`"));
+            err = match did_you_mean(name, known.iter().map(String::as_str)) {
+                Some(s) => err.hint(format!("did you mean `--env {s}`? known environments: {}", known.join(", "))),
+                None if known.is_empty() => err.hint(format!(
+                    "create {} (copy environments/dev.yaml from the deployer repository)",
+                    path.display()
+                )),
+                None => err.hint(format!("known environments: {}", known.join(", "))),
+            };
+            return Err(err.into());
+        }
+        let file: EnvironmentFile = parse_file(&path)?;
+        let errors = self.check_environment(name, &path, &file);
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(self.resolve(name, path, file))
+    }
+
+    /// The service by name.
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.product.services.iter().find(|s| s.name.as_str() == name)
+    }
+
+    /// The overlay directory of a service in an environment (`{env}` substituted).
+    pub fn overlay_dir(&self, service: &ServiceConfig, env: &str) -> Option<PathBuf> {
+        service.kustomize.as_ref().map(|k| self.root.join(k.value.replace("{env}", env)))
+    }
+
+    /// The registry host serving `/v2/` for the shared registry.
+    pub fn registry_host(&self) -> String {
+        let r = &self.product.registry;
+        r.endpoint.clone().unwrap_or_else(|| format!("{}.dkr.ecr.{}.amazonaws.com", r.account_id, r.region))
+    }
+
+    fn check_product(&self) -> Vec<ConfigError> {
+        let path = &self.path;
+        let mut errors = Vec::new();
+        let mut seen: BTreeMap<&str, &Loc<values::ServiceName>> = BTreeMap::new();
+        for svc in &self.product.services {
+            if let Some(first) = seen.insert(svc.name.as_str(), &svc.name) {
+                errors.push(
+                    ConfigError::loc(path, &svc.name, format!("duplicate service name `{}`", svc.name.as_str()))
+                        .hint(format!("the first `{}` is at line {}; give each service a unique name", svc.name.as_str(), first.line)),
+                );
+            }
+            if svc.kustomize.is_none() && svc.ecs.is_none() {
+                errors.push(
+                    ConfigError::loc(path, &svc.name, format!("service `{}` has no deploy source", svc.name.as_str()))
+                        .hint("add `kustomize: <overlay dir>` (EKS) or `ecs: {task_definition: <file>}` (ECS)"),
+                );
+            }
+            if let Some(build) = &svc.build {
+                let ctx = self.root.join(&build.context.value);
+                if !ctx.is_dir() {
+                    errors.push(
+                        ConfigError::loc(path, &build.context, format!("build context `{}` does not exist", build.context.value))
+                            .hint(format!("paths are relative to {}", self.root.display())),
+                    );
+                } else if !ctx.join(&build.dockerfile).is_file() {
+                    errors.push(
+                        ConfigError::loc(path, &build.context, format!("no `{}` in build context `{}`", build.dockerfile, build.context.value))
+                            .hint("set `dockerfile:` to the file's path inside the context"),
+                    );
+                }
+            }
+            if let Some(ecs) = &svc.ecs {
+                if !self.root.join(&ecs.task_definition.value).is_file() {
+                    errors.push(
+                        ConfigError::loc(path, &ecs.task_definition, format!("task-definition template `{}` does not exist", ecs.task_definition.value))
+                            .hint(format!("paths are relative to {}", self.root.display())),
+                    );
+                }
+            }
+        }
+        let names: BTreeSet<&str> = self.product.services.iter().map(|s| s.name.as_str()).collect();
+        for svc in &self.product.services {
+            for dep in &svc.depends_on {
+                if !names.contains(dep.as_str()) {
+                    let mut e = ConfigError::loc(path, dep, format!("service `{}` depends on unknown service `{}`", svc.name.as_str(), dep.as_str()));
+                    if let Some(s) = did_you_mean(dep.as_str(), names.iter().copied()) {
+                        e = e.hint(format!("did you mean `{s}`?"));
+                    }
+                    errors.push(e);
+                }
+            }
+        }
+        if errors.is_empty() {
+            if let Some(cycle) = dependency_cycle(&self.product.services) {
+                let svc = self.product.services.iter().find(|s| s.name.as_str() == cycle[0]);
+                let line = svc.map_or(0, |s| s.name.line);
+                errors.push(
+                    ConfigError::at(path, line, 1, format!("dependency cycle: {}", cycle.join(" → ")))
+                        .hint("remove one `depends_on` entry of the cycle"),
+                );
+            }
+        }
+        if let Err(e) = self.product.defaults.check(path) {
+            errors.extend(e);
+        }
+        errors
+    }
+
+    fn check_environment(&self, name: &str, path: &Path, file: &EnvironmentFile) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if let Some(role) = &file.role {
+            let deploy_role = role.chain.as_ref().unwrap_or(&role.arn);
+            if deploy_role.account_id() != file.account_id.as_str() {
+                errors.push(
+                    ConfigError::loc(path, deploy_role, format!(
+                        "role `{}` is in account {}, but this environment's account_id is {}",
+                        deploy_role.value, deploy_role.account_id(), file.account_id.value
+                    ))
+                    .hint("deployer refuses to change an account other than `account_id`; fix the ARN or the account id (use `chain:` for a cross-account role)"),
+                );
+            }
+            if let Some(d) = role.session_duration {
+                let max = if role.chain.is_some() { 3600 } else { 43_200 };
+                if d.0.as_secs() < 900 || d.0.as_secs() > max {
+                    errors.push(
+                        ConfigError::loc(path, &role.arn, format!("session_duration {d} is out of range"))
+                            .hint(if max == 3600 { "a chained role session lasts 15m to 1h (AWS limit); deployer refreshes it" } else { "use 15m to 12h" }),
+                    );
+                }
+            }
+        }
+        match &file.target {
+            Target::Eks(eks) => {
+                if eks.cluster.is_none() && eks.context.is_none() {
+                    errors.push(ConfigError::file(path, "target.eks needs `cluster` or `context`").hint("set `cluster: <EKS cluster name>` or `context: <kubeconfig context>`"));
+                }
+                for svc in &self.product.services {
+                    match &svc.kustomize {
+                        None => errors.push(
+                            ConfigError::loc(&self.path, &svc.name, format!("service `{}` has no `kustomize` overlay, but environment `{name}` targets EKS", svc.name.as_str()))
+                                .hint("add `kustomize: <overlay dir>` to the service"),
+                        ),
+                        Some(k) => {
+                            let dir = self.root.join(k.value.replace("{env}", name));
+                            if !dir.join("kustomization.yaml").is_file() && !dir.join("kustomization.yml").is_file() && !dir.join("Kustomization").is_file() {
+                                errors.push(
+                                    ConfigError::loc(&self.path, k, format!("overlay `{}` for environment `{name}` has no kustomization.yaml", dir.display()))
+                                        .hint("create the overlay, or fix the `kustomize:` path (`{env}` is replaced by the environment name)"),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            Target::Ecs(ecs) => {
+                for svc in &self.product.services {
+                    if svc.ecs.is_none() {
+                        errors.push(
+                            ConfigError::loc(&self.path, &svc.name, format!("service `{}` has no `ecs.task_definition`, but environment `{name}` targets ECS", svc.name.as_str()))
+                                .hint("add `ecs: {task_definition: <template.json>}` to the service"),
+                        );
+                    }
+                }
+                for key in ecs.services.keys() {
+                    if self.service(key).is_none() {
+                        let mut e = ConfigError::file(path, format!("target.ecs.services names unknown service `{key}`"));
+                        if let Some(s) = did_you_mean(key, self.product.services.iter().map(|s| s.name.as_str())) {
+                            e = e.hint(format!("did you mean `{s}`?"));
+                        }
+                        errors.push(e);
+                    }
+                }
+            }
+        }
+        let settings = Settings {
+            strategy: file.strategy.clone(),
+            timeouts: file.timeouts.clone(),
+            health: file.health.clone(),
+            scan: file.scan.clone(),
+            approval: file.approval.clone(),
+            notifications: file.notifications.clone(),
+        };
+        if let Err(e) = settings.check(path) {
+            errors.extend(e);
+        }
+        errors
+    }
+
+    fn resolve(&self, name: &str, path: PathBuf, file: EnvironmentFile) -> Environment {
+        let d = &self.product.defaults;
+        let strategy = file.strategy.or_else(|| d.strategy.clone());
+        let timeouts = merge_timeouts(d.timeouts.as_ref(), file.timeouts.as_ref());
+        let health = merge_health(d.health.as_ref(), file.health.as_ref());
+        let scan = merge_scan(d.scan.as_ref(), file.scan.as_ref());
+        let notifications = merge_notifications(d.notifications.as_ref(), file.notifications.as_ref());
+        Environment {
+            name: name.to_owned(),
+            file: path,
+            account_id: file.account_id.value,
+            region: file.region,
+            role: file.role.map(|r| ResolvedRole {
+                session_duration: r.session_duration.map_or(Duration::from_secs(3600), |d| d.0),
+                arn: r.arn.value,
+                chain: r.chain.map(|c| c.value),
+                session_tags: r.session_tags,
+                audience: r.audience.unwrap_or_else(|| "sts.amazonaws.com".to_owned()),
+            }),
+            target: file.target,
+            strategy: ResolvedStrategy {
+                kind: strategy.as_ref().map_or(StrategyKind::Rolling, |s| s.kind),
+                scale_down_delay: strategy.as_ref().and_then(|s| s.scale_down_delay).map_or(Duration::from_secs(300), |d| d.0),
+                smoke_checks: strategy.map(|s| s.smoke_checks).unwrap_or_default(),
+            },
+            timeouts,
+            health,
+            scan,
+            approval: file.approval.or_else(|| d.approval.clone()),
+            notifications,
+        }
+    }
+}
+
+impl Settings {
+    /// Rules inside the shared settings block (used for `defaults:` and environment files).
+    fn check(&self, path: &Path) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        if let Some(a) = &self.approval {
+            if a.required && a.github_environment.as_deref().is_none_or(str::is_empty) {
+                errors.push(
+                    ConfigError::file(path, "approval.required is true but approval.github_environment is not set")
+                        .hint("name the GitHub environment whose reviewers approve, e.g. `github_environment: production`"),
+                );
+            }
+        }
+        if let Some(slack) = self.notifications.as_ref().and_then(|n| n.slack.as_ref()) {
+            match (&slack.webhook_url_env, &slack.token_env, &slack.channel) {
+                (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+                (None, Some(_), None) => errors.push(
+                    ConfigError::file(path, "notifications.slack.token_env needs `channel`")
+                        .hint("set `channel: C0123456789` (the channel id the bot posts to)"),
+                ),
+                _ => errors.push(
+                    ConfigError::file(path, "notifications.slack needs either `webhook_url_env` or `token_env` + `channel`")
+                        .hint("a webhook cannot update its message in place; a bot token can"),
+                ),
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
+fn merge_timeouts(d: Option<&Timeouts>, e: Option<&Timeouts>) -> ResolvedTimeouts {
+    let pick = |f: fn(&Timeouts) -> Option<HumanDuration>, default: u64| {
+        e.and_then(f).or_else(|| d.and_then(f)).map_or(Duration::from_secs(default), |x| x.0)
+    };
+    ResolvedTimeouts { rollout: pick(|t| t.rollout, 600), scan: pick(|t| t.scan, 600), lock: pick(|t| t.lock, 300) }
+}
+
+fn merge_health(d: Option<&Health>, e: Option<&Health>) -> Health {
+    let d = d.cloned().unwrap_or_default();
+    let Some(e) = e else { return d };
+    Health {
+        bake_time: e.bake_time.or(d.bake_time),
+        alarms: if e.alarms.is_empty() { d.alarms } else { e.alarms.clone() },
+        http: if e.http.is_empty() { d.http } else { e.http.clone() },
+    }
+}
+
+fn merge_scan(d: Option<&ScanPolicy>, e: Option<&ScanPolicy>) -> ResolvedScan {
+    let d = d.cloned().unwrap_or_default();
+    let e = e.cloned().unwrap_or_default();
+    let dm = d.max.unwrap_or_default();
+    let em = e.max.unwrap_or_default();
+    ResolvedScan {
+        max: SeverityLimits {
+            critical: em.critical.or(dm.critical),
+            high: em.high.or(dm.high),
+            medium: em.medium.or(dm.medium),
+            low: em.low.or(dm.low),
+        },
+        // Ignore lists add up: a product-wide exception applies to every environment.
+        ignore: d.ignore.into_iter().chain(e.ignore).collect(),
+        on_timeout: e.on_timeout.or(d.on_timeout).unwrap_or(OnTimeout::Fail),
+    }
+}
+
+fn merge_notifications(d: Option<&Notifications>, e: Option<&Notifications>) -> Notifications {
+    let d = d.cloned().unwrap_or_default();
+    let Some(e) = e else { return d };
+    Notifications { github: e.github.clone().or(d.github), slack: e.slack.clone().or(d.slack) }
+}
+
+/// The first dependency cycle, as a path of service names ending where it began.
+fn dependency_cycle(services: &[ServiceConfig]) -> Option<Vec<String>> {
+    fn visit<'a>(
+        name: &'a str,
+        deps: &BTreeMap<&'a str, Vec<&'a str>>,
+        stack: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|n| *n == name) {
+            let mut cycle: Vec<String> = stack[pos..].iter().map(|s| (*s).to_owned()).collect();
+            cycle.push(name.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(name) {
+            return None;
+        }
+        stack.push(name);
+        for dep in deps.get(name).into_iter().flatten() {
+            if let Some(c) = visit(dep, deps, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.insert(name);
+        None
+    }
+    let deps: BTreeMap<&str, Vec<&str>> =
+        services.iter().map(|s| (s.name.as_str(), s.depends_on.iter().map(|d| d.as_str()).collect())).collect();
+    let mut done = BTreeSet::new();
+    services.iter().find_map(|s| visit(s.name.as_str(), &deps, &mut Vec::new(), &mut done))
+}
+
+/// The closest candidate to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Reads a YAML file into `T`, turning parse errors into positioned [`ConfigError`]s.
+fn parse_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::file(path, format!("cannot read: {}", e.to_string().to_lowercase()))
+            .hint("pass the product file with `--config PATH` (default ./deployer.yaml)")
+    })?;
+    parse_str(path, &text)
+}
+
+/// Parses YAML text into `T`; `path` names the source in errors.
+pub fn parse_str<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    serde_saphyr::from_str::<T>(text).map_err(|e| yaml_error(path, &e))
+}
+
+fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> ConfigError {
+    use serde_saphyr::Error as E;
+    let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
+    let plain = err.without_snippet();
+    let (message, hint) = match plain {
+        E::SerdeUnknownField { field, expected, .. } => {
+            let hint = match did_you_mean(field, expected.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? valid keys here: {}", expected.join(", ")),
+                None => format!("valid keys here: {}", expected.join(", ")),
+            };
+            (format!("unknown key `{field}`"), Some(hint))
+        }
+        E::SerdeUnknownVariant { variant, expected, .. } => {
+            let hint = match did_you_mean(variant, expected.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? expected one of: {}", expected.join(", ")),
+                None => format!("expected one of: {}", expected.join(", ")),
+            };
+            (format!("unknown value `{variant}`"), Some(hint))
+        }
+        E::SerdeMissingField { field, .. } => {
+            (format!("missing required key `{field}`"), Some(format!("add `{field}:` here (see the JSON Schema in schema/)")))
+        }
+        other => {
+            let text = other.render_with_formatter(&serde_saphyr::UserMessageFormatter);
+            let first = text.lines().next().unwrap_or("invalid YAML").trim().to_owned();
+            let first = strip_position_suffix(&first);
+            let hint = if first.contains("invalid type") {
+                Some("check the value's type against the configuration reference in README.md".to_owned())
+            } else if first.starts_with("invalid ") {
+                None
+            } else {
+                Some("fix the YAML syntax at this position (indentation, `:` after keys, quotes)".to_owned())
+            };
+            (lowercase_first(&first), hint)
+        }
+    };
+    let mut e = ConfigError::at(path, line, column, message);
+    e.hint = hint;
+    e
+}
+
+/// The formatter appends " at line L, column C" in some messages; the position is shown once, in front.
+fn strip_position_suffix(s: &str) -> String {
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+fn lowercase_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_finds_typos_only() {
+        assert_eq!(did_you_mean("servces", ["product", "services", "registry"]), Some("services"));
+        assert_eq!(did_you_mean("zzz", ["product", "services"]), None);
+    }
+
+    #[test]
+    fn unknown_key_names_position_and_suggestion() {
+        let err = parse_str::<Timeouts>(Path::new("e.yaml"), "rollout: 10m\nscna: 5m\n").unwrap_err();
+        assert_eq!(err.position(), "e.yaml:2:1");
+        assert_eq!(err.message, "unknown key `scna`");
+        assert!(err.hint.unwrap().starts_with("did you mean `scan`?"));
+    }
+
+    #[test]
+    fn bad_value_points_at_value() {
+        let err = parse_str::<Timeouts>(Path::new("e.yaml"), "rollout: 10x\n").unwrap_err();
+        assert_eq!(err.line, Some(1));
+        assert!(err.message.contains("invalid duration `10x`"), "{}", err.message);
+    }
+
+    #[test]
+    fn cycle_detection() {
+        let yaml = "product: p\nregistry: {account_id: \"123456789012\", region: eu-west-1}\nservices:\n  - {name: a, repository: p/a, kustomize: x, depends_on: [b]}\n  - {name: b, repository: p/b, kustomize: x, depends_on: [a]}\n";
+        let p: ProductFile = parse_str(Path::new("d.yaml"), yaml).unwrap();
+        assert_eq!(dependency_cycle(&p.services), Some(vec!["a".into(), "b".into(), "a".into()]));
+    }
+}

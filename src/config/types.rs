@@ -1,0 +1,388 @@
+//! The shapes of `deployer.yaml` (the product) and `environments/<env>.yaml` (a place to deploy).
+//!
+//! Every struct denies unknown keys: a typo must never silently turn a setting off. The same
+//! types generate the JSON Schema (`schema/*.schema.json`) that editors use.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::values::{AccountId, Date, HumanDuration, Loc, Region, RepositoryName, RoleArn, ServiceName};
+
+/// `deployer.yaml`: the product, its services and the defaults every environment starts from.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductFile {
+    /// Product name; used in release ids, lock names and notifications.
+    pub product: Loc<ServiceName>,
+    /// The shared container registry (one ECR registry serves every environment).
+    pub registry: RegistryConfig,
+    /// Directory of the environment files, relative to this file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environments_dir: Option<String>,
+    /// The services of the product.
+    pub services: Vec<ServiceConfig>,
+    /// Settings every environment inherits; an environment file overrides them key by key.
+    #[serde(default)]
+    pub defaults: Settings,
+}
+
+/// The shared registry.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// AWS account that owns the ECR registry.
+    pub account_id: AccountId,
+    /// Region of the ECR registry.
+    pub region: Region,
+    /// Override of the registry host that serves `/v2/` (an ECR-compatible mirror, or a local
+    /// registry in tests). Default: `<account>.dkr.ecr.<region>.amazonaws.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// One service of the product.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service name (lowercase, `-`): Kubernetes object and ECS service names derive from it.
+    pub name: Loc<ServiceName>,
+    /// Repository inside the registry, e.g. `shop/user`.
+    pub repository: RepositoryName,
+    /// How to build the image. Absent: the image is prebuilt and given with `--image name=REF`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildConfig>,
+    /// Kustomize overlay root for EKS environments; `{env}` is replaced by the environment name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kustomize: Option<Loc<String>>,
+    /// ECS task-definition template for ECS environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecs: Option<EcsServiceConfig>,
+    /// Services that must be healthy before this one is applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Loc<ServiceName>>,
+}
+
+/// Image build settings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildConfig {
+    /// Build context directory, relative to `deployer.yaml`.
+    pub context: Loc<String>,
+    /// Dockerfile path relative to the context.
+    #[serde(default = "default_dockerfile")]
+    pub dockerfile: String,
+    /// Build arguments.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, String>,
+    /// Multi-stage target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Target platform, e.g. `linux/amd64`.
+    #[serde(default = "default_platform")]
+    pub platform: String,
+}
+
+fn default_dockerfile() -> String {
+    "Dockerfile".to_owned()
+}
+
+fn default_platform() -> String {
+    "linux/amd64".to_owned()
+}
+
+/// ECS settings of a service.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EcsServiceConfig {
+    /// Task-definition template (JSON) with `${image}`, `${env}`, `${region}`, `${account_id}`,
+    /// `${log_group}` placeholders.
+    pub task_definition: Loc<String>,
+}
+
+/// `environments/<env>.yaml`: a place to deploy.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentFile {
+    /// The AWS account this environment runs in; checked with `GetCallerIdentity` before any change.
+    pub account_id: Loc<AccountId>,
+    /// The environment's region.
+    pub region: Region,
+    /// The role to assume (through GitHub OIDC in Actions, or from the local AWS profile chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<RoleConfig>,
+    /// Where the services run.
+    pub target: Target,
+    /// Deployment strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    /// Time limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<Timeouts>,
+    /// Health checks that decide success or rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// Image scan gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanPolicy>,
+    /// Manual-approval requirement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    /// Where progress is reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Notifications>,
+}
+
+/// The settings an environment file shares with `defaults:` in `deployer.yaml`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<Timeouts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<ScanPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Notifications>,
+}
+
+/// The IAM role to deploy with.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    /// Role assumed with the GitHub OIDC token (`AssumeRoleWithWebIdentity`).
+    pub arn: Loc<RoleArn>,
+    /// Optional second role assumed from the first (`AssumeRole`), e.g. cross-account.
+    /// AWS caps a chained session at one hour; deployer refreshes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Loc<RoleArn>>,
+    /// Requested session length (900 s to 12 h; chained roles at most 1 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<HumanDuration>,
+    /// Session tags for the chained `AssumeRole` (web-identity sessions cannot carry tags).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub session_tags: BTreeMap<String, String>,
+    /// OIDC audience. Default `sts.amazonaws.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// Where the services run.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Amazon EKS (or any Kubernetes reachable through a kubeconfig context).
+    Eks(EksTarget),
+    /// Amazon ECS services.
+    Ecs(EcsTarget),
+}
+
+/// An EKS cluster.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EksTarget {
+    /// EKS cluster name: endpoint and CA come from `eks:DescribeCluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// A kubeconfig context to use instead of the EKS API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Namespace for release records and the deploy lock (the overlays set their own).
+    pub namespace: String,
+}
+
+/// An ECS cluster.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EcsTarget {
+    /// ECS cluster name or ARN.
+    pub cluster: String,
+    /// ECS service name per deployer service. Default: `<product>-<service>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, String>,
+    /// Log group substituted into task definitions. Default `/ecs/<product>-<env>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_group: Option<String>,
+}
+
+/// Rollout strategy.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Strategy {
+    /// `rolling` or `blue-green`.
+    #[serde(rename = "type")]
+    pub kind: StrategyKind,
+    /// Blue-green: how long the previous colour is kept (for an instant switch-back) before it is scaled down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay: Option<HumanDuration>,
+    /// Blue-green: checks against the preview before the switch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub smoke_checks: Vec<HttpCheck>,
+}
+
+/// Rollout strategy kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum StrategyKind {
+    Rolling,
+    BlueGreen,
+}
+
+/// Time limits.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// Longest a rollout may take before it counts as failed. Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<HumanDuration>,
+    /// Longest to wait for an image scan. Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<HumanDuration>,
+    /// Longest to wait for the environment lock. Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<HumanDuration>,
+}
+
+/// Health checks that decide success or rollback.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    /// Keep watching this long after the rollout succeeded; any failure in it rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake_time: Option<HumanDuration>,
+    /// CloudWatch alarm names; any in ALARM during rollout or bake rolls back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alarms: Vec<String>,
+    /// HTTP checks during the bake time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpCheck>,
+}
+
+/// An HTTP check.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// URL to request (GET).
+    pub url: String,
+    /// Expected status. Default 200.
+    #[serde(default = "default_status")]
+    pub expect_status: u16,
+    /// Request timeout. Default 5s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+}
+
+const fn default_status() -> u16 {
+    200
+}
+
+/// The image scan gate.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanPolicy {
+    /// Most findings allowed per severity; a severity not listed is not limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<SeverityLimits>,
+    /// Findings to ignore, each with a reason and an expiry date.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<ScanIgnore>,
+    /// What to do when the scan does not finish in time. Default `fail` (fail closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// Finding limits by severity.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SeverityLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low: Option<u32>,
+}
+
+/// One ignored finding.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScanIgnore {
+    /// The vulnerability id, e.g. `CVE-2024-1234`.
+    pub id: String,
+    /// Why it is acceptable (shown in reports).
+    pub reason: String,
+    /// After this date the finding counts again (and is reported as expired).
+    pub expires: Date,
+}
+
+/// Scan-timeout behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    Fail,
+    Pass,
+}
+
+/// Manual approval.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// When true, deploys need the GitHub environment's approval (OIDC `environment` claim) or,
+    /// from a terminal, an explicit confirmation.
+    pub required: bool,
+    /// The GitHub environment whose reviewers approve (e.g. `production`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_environment: Option<String>,
+}
+
+/// Notification targets.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notifications {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GithubNotify>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SlackNotify>,
+}
+
+/// GitHub reporting.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GithubNotify {
+    /// Create GitHub Deployments and statuses. Default true.
+    #[serde(default = "yes")]
+    pub deployments: bool,
+    /// Keep one sticky comment on the pull request. Default true.
+    #[serde(default = "yes")]
+    pub pr_comment: bool,
+    /// The environment's URL shown on the Deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_url: Option<String>,
+}
+
+const fn yes() -> bool {
+    true
+}
+
+/// Slack reporting: a webhook (one message per event) or a bot token (one message updated in place).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlackNotify {
+    /// Name of the environment variable holding an incoming-webhook URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url_env: Option<String>,
+    /// Name of the environment variable holding a bot token (`xoxb-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// Channel id for the bot token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}

@@ -1,0 +1,154 @@
+//! The top-level error: one enum, one exit code per kind, and a hint for every message.
+//!
+//! Exit codes are part of the interface (documented in README.md and tested):
+//! 0 success · 1 internal · 2 usage/config · 3 auth/identity · 4 scan gate refused ·
+//! 5 deploy failed and was rolled back · 6 rollback failed (manual action needed) · 7 lock held.
+
+use std::fmt;
+
+use crate::config::{ConfigError, ConfigErrors};
+
+/// Process exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[repr(u8)]
+pub enum ExitCode {
+    Success = 0,
+    Internal = 1,
+    Config = 2,
+    Auth = 3,
+    ScanGate = 4,
+    RolledBack = 5,
+    RollbackFailed = 6,
+    LockHeld = 7,
+}
+
+impl ExitCode {
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// Short machine-readable name (JSON output, GitHub `result` output).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Internal => "internal-error",
+            Self::Config => "config-error",
+            Self::Auth => "auth-error",
+            Self::ScanGate => "scan-gate-refused",
+            Self::RolledBack => "rolled-back",
+            Self::RollbackFailed => "rollback-failed",
+            Self::LockHeld => "lock-held",
+        }
+    }
+}
+
+/// Everything that can stop a command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("{message}")]
+    Auth { message: String, hint: String },
+    #[error("{message}")]
+    ScanGate { message: String, hint: String },
+    #[error("{message}")]
+    RolledBack { message: String, hint: String },
+    #[error("{message}")]
+    RollbackFailed { message: String, hint: String },
+    #[error("{message}")]
+    LockHeld { message: String, hint: String },
+    #[error("{message}")]
+    Internal { message: String, hint: String },
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e.into())
+    }
+}
+
+impl Error {
+    pub const fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Config(_) => ExitCode::Config,
+            Self::Auth { .. } => ExitCode::Auth,
+            Self::ScanGate { .. } => ExitCode::ScanGate,
+            Self::RolledBack { .. } => ExitCode::RolledBack,
+            Self::RollbackFailed { .. } => ExitCode::RollbackFailed,
+            Self::LockHeld { .. } => ExitCode::LockHeld,
+            Self::Internal { .. } => ExitCode::Internal,
+        }
+    }
+
+    /// Internal errors are bugs or unexpected environments; the hint says where to report.
+    pub fn internal(message: impl fmt::Display) -> Self {
+        Self::Internal {
+            message: message.to_string(),
+            hint: "this is unexpected; rerun with -v and report it with the output".to_owned(),
+        }
+    }
+
+    pub fn auth(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Auth { message: message.into(), hint: hint.into() }
+    }
+
+    /// Each problem as (position or empty, message, hint).
+    pub fn problems(&self) -> Vec<Problem> {
+        match self {
+            Self::Config(errs) => errs
+                .0
+                .iter()
+                .map(|e| Problem {
+                    position: Some(e.position()),
+                    file: Some(e.file.display().to_string()),
+                    line: e.line,
+                    column: e.column,
+                    message: e.message.clone(),
+                    hint: e.hint.clone(),
+                })
+                .collect(),
+            Self::Auth { message, hint }
+            | Self::ScanGate { message, hint }
+            | Self::RolledBack { message, hint }
+            | Self::RollbackFailed { message, hint }
+            | Self::LockHeld { message, hint }
+            | Self::Internal { message, hint } => vec![Problem {
+                position: None,
+                file: None,
+                line: None,
+                column: None,
+                message: message.clone(),
+                hint: Some(hint.clone()),
+            }],
+        }
+    }
+}
+
+/// One problem as users read it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.position {
+            Some(p) => write!(f, "error: {p}: {}", self.message)?,
+            None => write!(f, "error: {}", self.message)?,
+        }
+        if let Some(h) = &self.hint {
+            write!(f, "\n  hint: {h}")?;
+        }
+        Ok(())
+    }
+}

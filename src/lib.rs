@@ -1,0 +1,31 @@
+//! deployer: from a commit to running, verified production on AWS.
+//!
+//! The pipeline is data flowing one way:
+//! configuration ([`config`]) → observe ([`observe`], read-only) → plan ([`plan`], pure) →
+//! apply (effects) → events ([`events`]) rendered by [`report`]. `deployer plan` runs the same
+//! code as `deployer deploy` and stops before any effect.
+//!
+//! Module map:
+//! - [`cli`]: the command line (clap); [`app`]: runs a parsed command.
+//! - [`config`]: `deployer.yaml` + `environments/*.yaml`, strict validation, JSON Schema.
+//! - [`identity`]: where AWS credentials come from.
+//! - [`render`]: Kustomize overlays and ECS task definitions with pinned digests.
+//! - [`plan`]: the plan and its text/Markdown/JSON forms.
+//! - [`events`], [`report`]: the one event stream and its renderers.
+//! - [`error`]: the top-level error and exit codes.
+//!
+//! The library never prints: the binary hands [`app::Io`] to [`app::run`].
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod identity;
+pub mod observe;
+pub mod plan;
+pub mod render;
+pub mod report;
+
+pub use app::{Io, run};
+pub use error::{Error, ExitCode};

@@ -1,0 +1,18 @@
+//! The `deployer` binary: parse arguments, run, exit with the command's code.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = deployer::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(deployer::ExitCode::Internal.code());
+        }
+    };
+    let io = deployer::Io { stdout: Box::new(std::io::stdout()), stderr: Box::new(std::io::stderr()) };
+    let var = |k: &str| std::env::var(k).ok();
+    let code = runtime.block_on(deployer::run(cli, io, &var));
+    std::process::ExitCode::from(code.code())
+}

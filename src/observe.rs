@@ -1,0 +1,183 @@
+//! Observe: the read-only look at the world that a plan is computed from.
+//!
+//! Every observation either succeeds or records what could not be seen and why, so the plan
+//! says plainly "live state: no AWS credentials" instead of guessing or failing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{Config, Environment, Target};
+use crate::identity::{self, CredentialSource};
+use crate::plan::{Inputs, Observed, Rendered, Unobserved};
+use crate::render::kustomize::{self, Kustomize};
+use crate::render::{ImagePin, ecs};
+
+/// The process environment, injectable for tests.
+pub type VarFn<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
+/// Gathers everything the plan needs that can be read without credentials, plus live state
+/// when credentials exist.
+pub async fn observe(config: &Config, env: &Environment, inputs: &Inputs, var: VarFn<'_>) -> Observed {
+    let mut obs = Observed { git_sha: git_sha(&config.root, var).await, ..Observed::default() };
+    if config.product.services.iter().any(|s| s.build.is_some() && !inputs.images.contains_key(s.name.as_str())) {
+        obs.builder = Some(detect_builder(var).await);
+    }
+    render_all(config, env, inputs, var, &mut obs).await;
+    match identity::detect(&|k| var(k)) {
+        None => obs.unobserved.push(Unobserved {
+            what: "live state".into(),
+            reason: format!("no AWS credentials ({})", identity::NO_CREDENTIALS_HINT),
+        }),
+        Some(source) => obs.unobserved.push(live_state_unavailable(&source, &env.target)),
+    }
+    obs
+}
+
+/// Live platform observation lands with the EKS and ECS platforms; until then the plan says so.
+fn live_state_unavailable(source: &CredentialSource, target: &Target) -> Unobserved {
+    let platform = match target {
+        Target::Eks(_) => "EKS",
+        Target::Ecs(_) => "ECS",
+    };
+    Unobserved {
+        what: "live state".into(),
+        reason: format!("credentials found ({}), but this build does not read live {platform} state yet", source.describe()),
+    }
+}
+
+/// Renders every selected service for the environment (kustomize or task-definition template).
+pub async fn render_all(config: &Config, env: &Environment, inputs: &Inputs, var: VarFn<'_>, obs: &mut Observed) {
+    let registry = config.registry_host();
+    let selected = config
+        .product
+        .services
+        .iter()
+        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()));
+    match &env.target {
+        Target::Eks(_) => {
+            let explicit = var("DEPLOYER_KUSTOMIZE").map(std::path::PathBuf::from);
+            let kz = match Kustomize::locate(explicit.as_deref()) {
+                Ok(k) => k,
+                Err(e) => {
+                    obs.kustomize = Some(Err(e.to_string()));
+                    for s in selected {
+                        obs.renders.insert(s.name.as_str().to_owned(), Err(format!("{e}; {}", e.hint())));
+                    }
+                    return;
+                }
+            };
+            obs.kustomize = Some(Ok(kz.describe()));
+            let labels = [
+                kustomize::MANAGED_BY,
+                (kustomize::PRODUCT_LABEL, config.product.product.as_str()),
+                (kustomize::ENV_LABEL, env.name.as_str()),
+            ];
+            let jobs = selected.map(|svc| {
+                let kz = kz.clone();
+                let name = svc.name.as_str().to_owned();
+                let overlay = config.overlay_dir(svc, &env.name);
+                let pin = ImagePin {
+                    name: svc.repository.as_str().to_owned(),
+                    new_name: format!("{registry}/{}", svc.repository),
+                    digest: inputs.digests.get(&name).cloned(),
+                };
+                let mut labels = labels.to_vec();
+                labels.push((kustomize::SERVICE_LABEL, svc.name.as_str()));
+                let labels: Vec<(String, String)> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+                let env_name = env.name.clone();
+                async move {
+                    let Some(overlay) = overlay else {
+                        return (name.clone(), Err(format!("service `{name}` has no kustomize overlay")));
+                    };
+                    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let result = kz
+                        .render(&overlay, std::slice::from_ref(&pin), &labels, &name, &env_name)
+                        .await
+                        .map(|objs| Rendered::Kubernetes { objects: objs.iter().map(kustomize::object_ref).collect() })
+                        .map_err(|e| e.to_string());
+                    (name, result)
+                }
+            });
+            for (name, r) in futures::future::join_all(jobs).await {
+                obs.renders.insert(name, r);
+            }
+        }
+        Target::Ecs(ecs_target) => {
+            for svc in selected {
+                let name = svc.name.as_str().to_owned();
+                let Some(ecs_cfg) = &svc.ecs else {
+                    obs.renders.insert(name.clone(), Err(format!("service `{name}` has no ECS task-definition template")));
+                    continue;
+                };
+                let image = match inputs.digests.get(&name) {
+                    Some(d) => format!("{registry}/{}@{d}", svc.repository),
+                    None => format!("{registry}/{}@<digest after push>", svc.repository),
+                };
+                let vars = BTreeMap::from([
+                    ("image", image),
+                    ("env", env.name.clone()),
+                    ("region", env.region.as_str().to_owned()),
+                    ("account_id", env.account_id.as_str().to_owned()),
+                    (
+                        "log_group",
+                        ecs_target.log_group.clone().unwrap_or_else(|| format!("/ecs/{}-{}", config.product.product.as_str(), env.name)),
+                    ),
+                ]);
+                let result = std::fs::read_to_string(config.root.join(&ecs_cfg.task_definition.value))
+                    .map_err(|e| format!("cannot read {}: {e}", ecs_cfg.task_definition.value))
+                    .and_then(|text| ecs::render_task_definition(&text, &vars, &name).map_err(|e| e.to_string()))
+                    .map(|td| Rendered::Ecs {
+                        family: td.get("family").and_then(|f| f.as_str()).unwrap_or_default().to_owned(),
+                        images: ecs::images_of(&td),
+                    });
+                obs.renders.insert(name, result);
+            }
+        }
+    }
+}
+
+/// The commit: `GITHUB_SHA` in Actions, else `git rev-parse HEAD` in the product directory.
+async fn git_sha(root: &Path, var: VarFn<'_>) -> Option<String> {
+    if let Some(sha) = var("GITHUB_SHA").filter(|s| !s.is_empty()) {
+        return Some(sha);
+    }
+    let out = tokio::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// `DEPLOYER_BUILDER=docker|buildah` selects; otherwise docker buildx when a daemon answers,
+/// else buildah.
+pub async fn detect_builder(var: VarFn<'_>) -> Result<String, String> {
+    match var("DEPLOYER_BUILDER").as_deref() {
+        Some("buildah") => return find("buildah").map(|_| "buildah".to_owned()),
+        Some("docker") => return find("docker").map(|_| "docker buildx".to_owned()),
+        Some(other) if !other.is_empty() => return Err(format!("DEPLOYER_BUILDER=`{other}` is not `docker` or `buildah`")),
+        _ => {}
+    }
+    if kustomize::which("docker").is_some() && docker_daemon_answers().await {
+        return Ok("docker buildx".to_owned());
+    }
+    find("buildah").map(|_| "buildah".to_owned()).map_err(|_| "no Docker daemon and no buildah on PATH".to_owned())
+}
+
+fn find(name: &str) -> Result<std::path::PathBuf, String> {
+    kustomize::which(name).ok_or_else(|| format!("`{name}` is not on PATH"))
+}
+
+async fn docker_daemon_answers() -> bool {
+    let probe = tokio::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    matches!(tokio::time::timeout(Duration::from_secs(5), probe).await, Ok(Ok(s)) if s.success())
+}

@@ -1,0 +1,269 @@
+//! The plan: a pure function from (configuration, observations, inputs) to what a deploy would do.
+//!
+//! `deployer plan` and `deployer deploy` compute the same [`Plan`]; `plan` renders it and stops,
+//! `deploy` goes on to apply it. Nothing here performs I/O, so every rule is a fixture test.
+
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::{Config, Environment, StrategyKind, Target};
+use crate::render::{ImagePin, ObjectRef};
+
+/// What was observed before planning. Every field says what could not be seen and why.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The commit being deployed.
+    pub git_sha: Option<String>,
+    /// The image builder that would run (`buildah`, `docker buildx`), or why none can.
+    pub builder: Option<Result<String, String>>,
+    /// The kustomize that renders, or why none is available.
+    pub kustomize: Option<Result<String, String>>,
+    /// Per service: the rendered objects / task definition, or why rendering failed.
+    pub renders: BTreeMap<String, Result<Rendered, String>>,
+    /// Per service: what runs now, or why it could not be looked at.
+    pub live: BTreeMap<String, Live>,
+    /// Whole parts that could not be observed (`live state`, `registry`, …) and why.
+    pub unobserved: Vec<Unobserved>,
+}
+
+/// A rendered service.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Rendered {
+    /// Kubernetes objects from the overlay.
+    Kubernetes { objects: Vec<ObjectRef> },
+    /// An ECS task definition.
+    Ecs { family: String, images: Vec<String> },
+}
+
+/// What runs now for a service.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Live {
+    /// Nothing of this service exists yet.
+    Absent,
+    /// It runs this image.
+    Running { image: String, release: Option<String> },
+}
+
+/// Something that could not be observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unobserved {
+    pub what: String,
+    pub reason: String,
+}
+
+/// Inputs from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// `--image service=REF` overrides (prebuilt images).
+    pub images: BTreeMap<String, String>,
+    /// `--service` filter; empty = all.
+    pub services: Vec<String>,
+    /// Digests already pushed (known in deploy after the push phase; empty in a plan).
+    pub digests: BTreeMap<String, String>,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub product: String,
+    pub environment: String,
+    pub account_id: String,
+    pub region: String,
+    pub target: String,
+    pub strategy: StrategyKind,
+    pub registry: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub git_sha: Option<String>,
+    pub services: Vec<ServicePlan>,
+    pub gates: Gates,
+    pub unobserved: Vec<Unobserved>,
+}
+
+/// One service's part of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicePlan {
+    pub name: String,
+    pub build: BuildPlan,
+    pub image: ImagePin,
+    pub render: RenderPlan,
+    pub change: Change,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+}
+
+/// How the image comes to be.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum BuildPlan {
+    /// Build from source, then push by digest.
+    Build { context: String, dockerfile: String, builder: String },
+    /// Use the given prebuilt reference (resolved to a digest and verified to exist).
+    Prebuilt { reference: String },
+    /// No build settings and no `--image`: deploy cannot proceed for this service.
+    Missing { reason: String },
+}
+
+/// What rendering produced.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RenderPlan {
+    Kubernetes { overlay: String, objects: Vec<ObjectRef> },
+    Ecs { template: String, family: String, ecs_service: String },
+    Failed { error: String },
+}
+
+/// What changes in the environment.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Change {
+    /// Nothing of this service runs yet.
+    FirstDeploy,
+    /// It runs `from`; it will run the new image.
+    Update { from: String },
+    /// Live state was not observed; the reason is in `unobserved`.
+    Unknown,
+}
+
+/// The checks a deploy must pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gates {
+    pub scan: String,
+    pub approval: Option<String>,
+    pub health: String,
+    pub rollback: String,
+}
+
+/// Computes the plan. Pure: same inputs, same plan.
+pub fn plan(config: &Config, env: &Environment, observed: &Observed, inputs: &Inputs) -> Plan {
+    let registry = config.registry_host();
+    let builder = match &observed.builder {
+        Some(Ok(b)) => b.clone(),
+        Some(Err(why)) => format!("none ({why})"),
+        None => "not checked".to_owned(),
+    };
+    let services = config
+        .product
+        .services
+        .iter()
+        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
+        .map(|svc| {
+            let name = svc.name.as_str().to_owned();
+            let build = match (inputs.images.get(&name), &svc.build) {
+                (Some(reference), _) => BuildPlan::Prebuilt { reference: reference.clone() },
+                (None, Some(b)) => BuildPlan::Build {
+                    context: b.context.value.clone(),
+                    dockerfile: b.dockerfile.clone(),
+                    builder: builder.clone(),
+                },
+                (None, None) => BuildPlan::Missing {
+                    reason: format!("no `build:` for `{name}`; pass `--image {name}=REF`"),
+                },
+            };
+            let image = ImagePin {
+                name: svc.repository.as_str().to_owned(),
+                new_name: format!("{registry}/{}", svc.repository),
+                digest: inputs.digests.get(&name).cloned(),
+            };
+            let render = match observed.renders.get(&name) {
+                Some(Ok(Rendered::Kubernetes { objects })) => RenderPlan::Kubernetes {
+                    overlay: svc.kustomize.as_ref().map(|k| k.value.replace("{env}", &env.name)).unwrap_or_default(),
+                    objects: objects.clone(),
+                },
+                Some(Ok(Rendered::Ecs { family, .. })) => RenderPlan::Ecs {
+                    template: svc.ecs.as_ref().map(|e| e.task_definition.value.clone()).unwrap_or_default(),
+                    family: family.clone(),
+                    ecs_service: ecs_service_name(config, env, &name),
+                },
+                Some(Err(e)) => RenderPlan::Failed { error: e.clone() },
+                None => RenderPlan::Failed { error: "not rendered".to_owned() },
+            };
+            let change = match observed.live.get(&name) {
+                Some(Live::Absent) => Change::FirstDeploy,
+                Some(Live::Running { image, .. }) => Change::Update { from: image.clone() },
+                None => Change::Unknown,
+            };
+            ServicePlan {
+                name,
+                build,
+                image,
+                render,
+                change,
+                depends_on: svc.depends_on.iter().map(|d| d.as_str().to_owned()).collect(),
+            }
+        })
+        .collect();
+    Plan {
+        product: config.product.product.as_str().to_owned(),
+        environment: env.name.clone(),
+        account_id: env.account_id.as_str().to_owned(),
+        region: env.region.as_str().to_owned(),
+        target: target_summary(&env.target),
+        strategy: env.strategy.kind,
+        registry,
+        git_sha: observed.git_sha.clone(),
+        services,
+        gates: gates(env),
+        unobserved: observed.unobserved.clone(),
+    }
+}
+
+/// The ECS service name of a deployer service in an environment.
+pub fn ecs_service_name(config: &Config, env: &Environment, service: &str) -> String {
+    match &env.target {
+        Target::Ecs(ecs) => ecs
+            .services
+            .get(service)
+            .cloned()
+            .unwrap_or_else(|| format!("{}-{service}", config.product.product.as_str())),
+        Target::Eks(_) => service.to_owned(),
+    }
+}
+
+fn target_summary(target: &Target) -> String {
+    match target {
+        Target::Eks(e) => match (&e.cluster, &e.context) {
+            (_, Some(ctx)) => format!("eks context `{ctx}` (namespace {})", e.namespace),
+            (Some(c), None) => format!("eks cluster `{c}` (namespace {})", e.namespace),
+            (None, None) => format!("eks (namespace {})", e.namespace),
+        },
+        Target::Ecs(e) => format!("ecs cluster `{}`", e.cluster),
+    }
+}
+
+fn gates(env: &Environment) -> Gates {
+    let m = &env.scan.max;
+    let limits: Vec<String> = [("critical", m.critical), ("high", m.high), ("medium", m.medium), ("low", m.low)]
+        .iter()
+        .filter_map(|(n, v)| v.map(|v| format!("{n} ≤ {v}")))
+        .collect();
+    let scan = if limits.is_empty() {
+        "findings reported, none block".to_owned()
+    } else {
+        let ignores = if env.scan.ignore.is_empty() { String::new() } else { format!(", {} ignored", env.scan.ignore.len()) };
+        format!("{}{ignores}; on timeout: {:?}", limits.join(", "), env.scan.on_timeout).to_lowercase()
+    };
+    let approval = env.approval.as_ref().filter(|a| a.required).map(|a| {
+        format!("required: GitHub environment `{}`", a.github_environment.as_deref().unwrap_or("?"))
+    });
+    let mut health = vec![format!("rollout within {}", humantime::format_duration(env.timeouts.rollout))];
+    if let Some(b) = env.health.bake_time {
+        health.push(format!("bake {b}"));
+    }
+    if !env.health.alarms.is_empty() {
+        health.push(format!("alarms: {}", env.health.alarms.join(", ")));
+    }
+    if !env.health.http.is_empty() {
+        health.push(format!("{} http check(s)", env.health.http.len()));
+    }
+    Gates {
+        scan,
+        approval,
+        health: health.join("; "),
+        rollback: "automatic, to the last known-good release".to_owned(),
+    }
+}

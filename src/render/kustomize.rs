@@ -1,0 +1,227 @@
+//! The real kustomize: locate it, render an overlay through a wrapper kustomization, parse the
+//! output into objects.
+
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use super::{ImagePin, ObjectRef, RenderError};
+
+/// Labels deployer adds to every top-level object it renders (never to pod templates or
+/// selectors: changing a selector is refused by the API server, and a template change would
+/// restart pods on every release).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "deployer");
+/// Label naming the environment.
+pub const ENV_LABEL: &str = "deployer.dev/environment";
+/// Label naming the product.
+pub const PRODUCT_LABEL: &str = "deployer.dev/product";
+/// Label naming the service.
+pub const SERVICE_LABEL: &str = "deployer.dev/service";
+
+/// A located kustomize.
+#[derive(Debug, Clone)]
+pub struct Kustomize {
+    program: PathBuf,
+    /// `true` for `kubectl kustomize`, `false` for `kustomize build`.
+    via_kubectl: bool,
+}
+
+impl Kustomize {
+    /// Finds kustomize: `DEPLOYER_KUSTOMIZE` (a `kustomize` or `kubectl` binary), else
+    /// `kustomize` on PATH, else `kubectl` on PATH.
+    pub fn locate(explicit: Option<&Path>) -> Result<Self, RenderError> {
+        if let Some(p) = explicit {
+            if !p.is_file() {
+                return Err(RenderError::NotFound(format!("{} does not exist", p.display())));
+            }
+            let via_kubectl = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("kubectl"));
+            return Ok(Self { program: p.to_path_buf(), via_kubectl });
+        }
+        if let Some(p) = which("kustomize") {
+            return Ok(Self { program: p, via_kubectl: false });
+        }
+        if let Some(p) = which("kubectl") {
+            return Ok(Self { program: p, via_kubectl: true });
+        }
+        Err(RenderError::NotFound("neither `kustomize` nor `kubectl` is on PATH".into()))
+    }
+
+    /// Human description, e.g. `kubectl kustomize (/usr/bin/kubectl)`.
+    pub fn describe(&self) -> String {
+        let how = if self.via_kubectl { "kubectl kustomize" } else { "kustomize build" };
+        format!("{how} ({})", self.program.display())
+    }
+
+    /// Runs kustomize on `dir` and returns its stdout.
+    pub async fn build_dir(&self, dir: &Path, service: &str, env: &str) -> Result<String, RenderError> {
+        let mut cmd = tokio::process::Command::new(&self.program);
+        if self.via_kubectl {
+            cmd.arg("kustomize");
+        } else {
+            cmd.arg("build");
+        }
+        cmd.arg(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        let out = cmd.output().await.map_err(|e| RenderError::Io { service: service.into(), message: e.to_string() })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(RenderError::Kustomize { service: service.into(), env: env.into(), message: clean_kustomize_error(&stderr) });
+        }
+        String::from_utf8(out.stdout).map_err(|e| RenderError::Parse { service: service.into(), message: e.to_string() })
+    }
+
+    /// Renders `overlay` with `images` pinned and deployer's labels added, without touching the
+    /// overlay: a wrapper kustomization in a temporary directory references it by relative path
+    /// (kustomize refuses absolute paths in `resources:`).
+    pub async fn render(
+        &self,
+        overlay: &Path,
+        images: &[ImagePin],
+        labels: &[(&str, &str)],
+        service: &str,
+        env: &str,
+    ) -> Result<Vec<Value>, RenderError> {
+        let io = |e: std::io::Error| RenderError::Io { service: service.into(), message: e.to_string() };
+        let overlay = overlay.canonicalize().map_err(|e| RenderError::Kustomize {
+            service: service.into(),
+            env: env.into(),
+            message: format!("overlay {}: {e}", overlay.display()),
+        })?;
+        let tmp = tempfile::Builder::new().prefix("deployer-render-").tempdir().map_err(io)?;
+        let wrapper_dir = tmp.path().canonicalize().map_err(io)?;
+        let rel = relative_path(&wrapper_dir, &overlay);
+        let wrapper = wrapper_kustomization(&rel, images, labels);
+        std::fs::write(wrapper_dir.join("kustomization.yaml"), wrapper).map_err(io)?;
+        let text = self.build_dir(&wrapper_dir, service, env).await?;
+        parse_objects(&text).map_err(|message| RenderError::Parse { service: service.into(), message })
+    }
+}
+
+/// The wrapper kustomization's text.
+pub fn wrapper_kustomization(overlay_rel: &Path, images: &[ImagePin], labels: &[(&str, &str)]) -> String {
+    let mut doc = serde_json::json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [overlay_rel.to_string_lossy()],
+    });
+    let mut pins = Vec::new();
+    for img in images {
+        // Match both the short name used in manifests and the full registry path, in case the
+        // overlay already spells out the registry.
+        for name in [&img.name, &img.new_name] {
+            let mut entry = serde_json::json!({ "name": name, "newName": img.new_name });
+            if let Some(d) = &img.digest {
+                entry["digest"] = Value::String(d.clone());
+            }
+            pins.push(entry);
+        }
+    }
+    if !pins.is_empty() {
+        doc["images"] = Value::Array(pins);
+    }
+    if !labels.is_empty() {
+        let pairs: serde_json::Map<String, Value> =
+            labels.iter().map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned()))).collect();
+        doc["labels"] = serde_json::json!([{ "pairs": pairs, "includeSelectors": false, "includeTemplates": false }]);
+    }
+    // JSON is valid YAML, and kustomize reads it as such.
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// Parses kustomize's multi-document YAML output into JSON values (empty documents skipped).
+pub fn parse_objects(text: &str) -> Result<Vec<Value>, String> {
+    let docs: Vec<Value> = serde_saphyr::from_str_multiple(text).map_err(|e| e.to_string())?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// Identity of an object.
+pub fn object_ref(obj: &Value) -> ObjectRef {
+    let s = |p: &str| obj.pointer(p).and_then(Value::as_str).map(str::to_owned);
+    ObjectRef {
+        api_version: s("/apiVersion").unwrap_or_default(),
+        kind: s("/kind").unwrap_or_default(),
+        namespace: s("/metadata/namespace"),
+        name: s("/metadata/name").unwrap_or_default(),
+    }
+}
+
+/// Every container image referenced by an object (pods, workload templates, cron jobs).
+pub fn images_of(obj: &Value) -> Vec<String> {
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for key in ["containers", "initContainers", "ephemeralContainers"] {
+                    if let Some(Value::Array(cs)) = m.get(key) {
+                        out.extend(cs.iter().filter_map(|c| c.get("image")?.as_str().map(str::to_owned)));
+                    }
+                }
+                for (k, child) in m {
+                    if k != "containers" && k != "initContainers" && k != "ephemeralContainers" {
+                        walk(child, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(obj, &mut out);
+    out
+}
+
+/// Kustomize prints `Error: ` plus a long chain; keep it whole but trimmed, without the usage text.
+fn clean_kustomize_error(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
+    let first_err = lines.iter().position(|l| l.starts_with("error:") || l.starts_with("Error:")).unwrap_or(0);
+    let msg = lines[first_err..].join("\n");
+    msg.trim_start_matches("error: ").trim_start_matches("Error: ").to_owned()
+}
+
+/// `to` relative to directory `from` (both absolute and canonical).
+pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in common..from.len() {
+        rel.push("..");
+    }
+    for c in &to[common..] {
+        rel.push(c.as_os_str());
+    }
+    if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel }
+}
+
+/// A program on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(relative_path(Path::new("/tmp/x"), Path::new("/work/a/b")), PathBuf::from("../../work/a/b"));
+        assert_eq!(relative_path(Path::new("/work"), Path::new("/work/a")), PathBuf::from("a"));
+    }
+
+    #[test]
+    fn images_found_in_templates_and_cronjobs() {
+        let obj = serde_json::json!({"kind":"CronJob","spec":{"jobTemplate":{"spec":{"template":{"spec":{
+            "initContainers":[{"image":"a"}],"containers":[{"image":"b"},{"image":"c"}]}}}}}});
+        assert_eq!(images_of(&obj), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn wrapper_pins_both_names() {
+        let pins = [ImagePin { name: "shop/user".into(), new_name: "r.example/shop/user".into(), digest: Some("sha256:ab".into()) }];
+        let w: Value = serde_json::from_str(&wrapper_kustomization(Path::new("../o"), &pins, &[MANAGED_BY])).unwrap();
+        assert_eq!(w["images"].as_array().unwrap().len(), 2);
+        assert_eq!(w["images"][0]["digest"], "sha256:ab");
+        assert_eq!(w["labels"][0]["includeTemplates"], false);
+    }
+}

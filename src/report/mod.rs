@@ -1,0 +1,93 @@
+//! Renderers of the event stream: human text, JSON lines, GitHub Actions.
+//!
+//! The library never prints on its own: the binary hands these sinks its stdout and stderr.
+
+pub mod github;
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use crate::events::{Event, SCHEMA_VERSION, Sink};
+use crate::plan;
+
+/// A shared writer.
+pub type Out = Mutex<Box<dyn Write + Send>>;
+
+/// Readable text: results on stdout, progress and problems on stderr.
+pub struct Human {
+    out: Out,
+    err: Out,
+    verbose: u8,
+    quiet: bool,
+}
+
+impl Human {
+    pub fn new(out: Box<dyn Write + Send>, err: Box<dyn Write + Send>, verbose: u8, quiet: bool) -> Self {
+        Self { out: Mutex::new(out), err: Mutex::new(err), verbose, quiet }
+    }
+}
+
+fn write_to(w: &Out, text: &str) {
+    if let Ok(mut w) = w.lock() {
+        // A closed pipe (e.g. `| head`) must not turn into a failed deploy.
+        let _ = w.write_all(text.as_bytes());
+        let _ = w.flush();
+    }
+}
+
+impl Sink for Human {
+    fn emit(&self, event: &Event) {
+        match event {
+            Event::Planned { plan } => write_to(&self.out, &plan::render::text(plan)),
+            Event::Validated { product, environments, services } => write_to(
+                &self.out,
+                &format!(
+                    "ok: product `{product}` ({services} services) and {} environment(s) [{}] are valid\n",
+                    environments.len(),
+                    environments.join(", ")
+                ),
+            ),
+            Event::Warning { message } if !self.quiet => write_to(&self.err, &format!("warning: {message}\n")),
+            Event::PhaseStarted { phase } if self.verbose > 0 => write_to(&self.err, &format!("→ {}\n", phase.title())),
+            Event::PhaseFinished { phase, ok, elapsed_ms } if self.verbose > 0 => write_to(
+                &self.err,
+                &format!("{} {} ({elapsed_ms} ms)\n", if *ok { "✓" } else { "✗" }, phase.title()),
+            ),
+            Event::Service { service, phase, message } if !self.quiet => {
+                write_to(&self.err, &format!("[{service}] {}: {message}\n", phase.title()));
+            }
+            Event::Finished { problems, .. } => {
+                let text: String = problems.iter().map(|p| format!("{p}\n")).collect();
+                write_to(&self.err, &text);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// One JSON object per line on stdout: `{"v":1,"ts":"…","event":"…",…}`.
+pub struct JsonLines {
+    out: Out,
+}
+
+impl JsonLines {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        Self { out: Mutex::new(out) }
+    }
+}
+
+impl Sink for JsonLines {
+    fn emit(&self, event: &Event) {
+        let mut v = serde_json::to_value(event).unwrap_or_default();
+        if let Some(m) = v.as_object_mut() {
+            m.insert("v".into(), SCHEMA_VERSION.into());
+            m.insert("ts".into(), now_rfc3339().into());
+        }
+        write_to(&self.out, &format!("{v}\n"));
+    }
+}
+
+/// The current time as RFC 3339 (UTC).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
