@@ -23,10 +23,16 @@ pub struct Io {
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
     let format = cli.global.output.unwrap_or_else(|| {
-        if var("GITHUB_ACTIONS").as_deref() == Some("true") { OutputFormat::Github } else { OutputFormat::Human }
+        if var("GITHUB_ACTIONS").as_deref() == Some("true") {
+            OutputFormat::Github
+        } else {
+            OutputFormat::Human
+        }
     });
     let sink: Box<dyn Sink> = match format {
-        OutputFormat::Human => Box::new(report::Human::new(io.stdout, io.stderr, cli.global.verbose, cli.global.quiet)),
+        OutputFormat::Human => {
+            Box::new(report::Human::new(io.stdout, io.stderr, cli.global.verbose, cli.global.quiet))
+        }
         OutputFormat::Json => Box::new(report::JsonLines::new(io.stdout)),
         OutputFormat::Github => Box::new(Github::new(
             io.stdout,
@@ -36,7 +42,11 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
     };
     let events = Fanout::new(vec![sink]);
     let command_name = command_name(&cli.command);
-    events.emit(&Event::Started { command: command_name.into(), product: None, environment: cli.global.env.clone() });
+    events.emit(&Event::Started {
+        command: command_name.into(),
+        product: None,
+        environment: cli.global.env.clone(),
+    });
     let result = dispatch(&cli, &events, var).await;
     let code = match &result {
         Ok(()) => ExitCode::Success,
@@ -59,7 +69,11 @@ fn command_name(c: &Command) -> &'static str {
 }
 
 /// Runs `f` as a phase: start and finish events with the elapsed time.
-async fn phase<T, F: Future<Output = Result<T, Error>>>(events: &dyn Sink, phase: Phase, f: F) -> Result<T, Error> {
+async fn phase<T, F: Future<Output = Result<T, Error>>>(
+    events: &dyn Sink,
+    phase: Phase,
+    f: F,
+) -> Result<T, Error> {
     let start = Instant::now();
     events.emit(&Event::PhaseStarted { phase });
     let r = f.await;
@@ -71,7 +85,8 @@ async fn phase<T, F: Future<Output = Result<T, Error>>>(events: &dyn Sink, phase
 async fn dispatch(cli: &Cli, events: &dyn Sink, var: VarFn<'_>) -> Result<(), Error> {
     match &cli.command {
         Command::Validate(args) => {
-            let config = phase(events, Phase::Config, async { Ok(Config::load(&cli.global.config)?) }).await?;
+            let config =
+                phase(events, Phase::Config, async { Ok(Config::load(&cli.global.config)?) }).await?;
             let names = match &cli.global.env {
                 Some(e) => vec![e.clone()],
                 None => config.environment_names(),
@@ -120,7 +135,8 @@ async fn dispatch(cli: &Cli, events: &dyn Sink, var: VarFn<'_>) -> Result<(), Er
             Err(not_in_this_build(command_name(&cli.command)))
         }
         Command::Promote(args) => {
-            let config = phase(events, Phase::Config, async { Ok(Config::load(&cli.global.config)?) }).await?;
+            let config =
+                phase(events, Phase::Config, async { Ok(Config::load(&cli.global.config)?) }).await?;
             config.environment(&args.from)?;
             config.environment(&args.to)?;
             require_credentials(var)?;
@@ -133,13 +149,18 @@ async fn dispatch(cli: &Cli, events: &dyn Sink, var: VarFn<'_>) -> Result<(), Er
 /// then they stop with a clear internal error rather than pretending to succeed.
 fn not_in_this_build(command: &str) -> Error {
     Error::Internal {
-        message: format!("`deployer {command}` cannot change anything yet: this build has no {command} executor"),
-        hint: "use `deployer plan` to see what would happen; the executor lands with the EKS/ECS platform work".to_owned(),
+        message: format!(
+            "`deployer {command}` cannot change anything yet: this build has no {command} executor"
+        ),
+        hint:
+            "use `deployer plan` to see what would happen; the executor lands with the EKS/ECS platform work"
+                .to_owned(),
     }
 }
 
 fn require_credentials(var: VarFn<'_>) -> Result<identity::CredentialSource, Error> {
-    identity::detect(&|k| var(k)).ok_or_else(|| Error::auth("no AWS credentials found", identity::NO_CREDENTIALS_HINT))
+    identity::detect(&|k| var(k))
+        .ok_or_else(|| Error::auth("no AWS credentials found", identity::NO_CREDENTIALS_HINT))
 }
 
 async fn load(cli: &Cli, events: &dyn Sink) -> Result<(Config, Environment), Error> {
@@ -168,7 +189,8 @@ async fn compute_plan(
     events: &dyn Sink,
     var: VarFn<'_>,
 ) -> Result<plan::Plan, Error> {
-    let observed = phase(events, Phase::Observe, async { Ok(observe::observe(config, env, inputs, var).await) }).await?;
+    let observed =
+        phase(events, Phase::Observe, async { Ok(observe::observe(config, env, inputs, var).await) }).await?;
     for u in &observed.unobserved {
         events.emit(&Event::Unobserved { what: u.what.clone(), reason: u.reason.clone() });
     }
@@ -199,7 +221,9 @@ pub fn inputs(config: &Config, args: &ImageArgs) -> Result<Inputs, Error> {
                 line: None,
                 column: None,
                 message: format!("`--image {spec}` is not SERVICE=REF"),
-                hint: Some("e.g. `--image user=123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/user:1.4.2`".into()),
+                hint: Some(
+                    "e.g. `--image user=123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/user:1.4.2`".into(),
+                ),
             }])));
         };
         if !names.contains(&svc) {
@@ -217,9 +241,11 @@ pub fn inputs(config: &Config, args: &ImageArgs) -> Result<Inputs, Error> {
 
 fn write_schemas(dir: &std::path::Path) -> Result<(), Error> {
     let w = |name: &str, text: String| {
-        std::fs::write(dir.join(name), text).map_err(|e| Error::internal(format!("cannot write {}: {e}", dir.join(name).display())))
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", dir.join(name).display())))
     };
-    std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
     w("deployer.schema.json", crate::config::schema::product_schema())?;
     w("environment.schema.json", crate::config::schema::environment_schema())
 }

@@ -20,7 +20,12 @@ pub type VarFn<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 /// when credentials exist.
 pub async fn observe(config: &Config, env: &Environment, inputs: &Inputs, var: VarFn<'_>) -> Observed {
     let mut obs = Observed { git_sha: git_sha(&config.root, var).await, ..Observed::default() };
-    if config.product.services.iter().any(|s| s.build.is_some() && !inputs.images.contains_key(s.name.as_str())) {
+    if config
+        .product
+        .services
+        .iter()
+        .any(|s| s.build.is_some() && !inputs.images.contains_key(s.name.as_str()))
+    {
         obs.builder = Some(detect_builder(var).await);
     }
     render_all(config, env, inputs, var, &mut obs).await;
@@ -42,12 +47,21 @@ fn live_state_unavailable(source: &CredentialSource, target: &Target) -> Unobser
     };
     Unobserved {
         what: "live state".into(),
-        reason: format!("credentials found ({}), but this build does not read live {platform} state yet", source.describe()),
+        reason: format!(
+            "credentials found ({}), but this build does not read live {platform} state yet",
+            source.describe()
+        ),
     }
 }
 
 /// Renders every selected service for the environment (kustomize or task-definition template).
-pub async fn render_all(config: &Config, env: &Environment, inputs: &Inputs, var: VarFn<'_>, obs: &mut Observed) {
+pub async fn render_all(
+    config: &Config,
+    env: &Environment,
+    inputs: &Inputs,
+    var: VarFn<'_>,
+    obs: &mut Observed,
+) {
     let registry = config.registry_host();
     let selected = config
         .product
@@ -84,17 +98,21 @@ pub async fn render_all(config: &Config, env: &Environment, inputs: &Inputs, var
                 };
                 let mut labels = labels.to_vec();
                 labels.push((kustomize::SERVICE_LABEL, svc.name.as_str()));
-                let labels: Vec<(String, String)> = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+                let labels: Vec<(String, String)> =
+                    labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
                 let env_name = env.name.clone();
                 async move {
                     let Some(overlay) = overlay else {
                         return (name.clone(), Err(format!("service `{name}` has no kustomize overlay")));
                     };
-                    let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let labels: Vec<(&str, &str)> =
+                        labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                     let result = kz
                         .render(&overlay, std::slice::from_ref(&pin), &labels, &name, &env_name)
                         .await
-                        .map(|objs| Rendered::Kubernetes { objects: objs.iter().map(kustomize::object_ref).collect() })
+                        .map(|objs| Rendered::Kubernetes {
+                            objects: objs.iter().map(kustomize::object_ref).collect(),
+                        })
                         .map_err(|e| e.to_string());
                     (name, result)
                 }
@@ -107,7 +125,10 @@ pub async fn render_all(config: &Config, env: &Environment, inputs: &Inputs, var
             for svc in selected {
                 let name = svc.name.as_str().to_owned();
                 let Some(ecs_cfg) = &svc.ecs else {
-                    obs.renders.insert(name.clone(), Err(format!("service `{name}` has no ECS task-definition template")));
+                    obs.renders.insert(
+                        name.clone(),
+                        Err(format!("service `{name}` has no ECS task-definition template")),
+                    );
                     continue;
                 };
                 let image = match inputs.digests.get(&name) {
@@ -121,12 +142,16 @@ pub async fn render_all(config: &Config, env: &Environment, inputs: &Inputs, var
                     ("account_id", env.account_id.as_str().to_owned()),
                     (
                         "log_group",
-                        ecs_target.log_group.clone().unwrap_or_else(|| format!("/ecs/{}-{}", config.product.product.as_str(), env.name)),
+                        ecs_target.log_group.clone().unwrap_or_else(|| {
+                            format!("/ecs/{}-{}", config.product.product.as_str(), env.name)
+                        }),
                     ),
                 ]);
                 let result = std::fs::read_to_string(config.root.join(&ecs_cfg.task_definition.value))
                     .map_err(|e| format!("cannot read {}: {e}", ecs_cfg.task_definition.value))
-                    .and_then(|text| ecs::render_task_definition(&text, &vars, &name).map_err(|e| e.to_string()))
+                    .and_then(|text| {
+                        ecs::render_task_definition(&text, &vars, &name).map_err(|e| e.to_string())
+                    })
                     .map(|td| Rendered::Ecs {
                         family: td.get("family").and_then(|f| f.as_str()).unwrap_or_default().to_owned(),
                         images: ecs::images_of(&td),
@@ -142,15 +167,19 @@ async fn git_sha(root: &Path, var: VarFn<'_>) -> Option<String> {
     if let Some(sha) = var("GITHUB_SHA").filter(|s| !s.is_empty()) {
         return Some(sha);
     }
+    let dir = if root.as_os_str().is_empty() { Path::new(".") } else { root };
     let out = tokio::process::Command::new("git")
         .arg("-C")
-        .arg(root)
+        .arg(dir)
         .args(["rev-parse", "HEAD"])
         .stderr(std::process::Stdio::null())
         .output()
         .await
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|s| !s.is_empty())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|s| !s.is_empty())
 }
 
 /// `DEPLOYER_BUILDER=docker|buildah` selects; otherwise docker buildx when a daemon answers,
@@ -159,13 +188,17 @@ pub async fn detect_builder(var: VarFn<'_>) -> Result<String, String> {
     match var("DEPLOYER_BUILDER").as_deref() {
         Some("buildah") => return find("buildah").map(|_| "buildah".to_owned()),
         Some("docker") => return find("docker").map(|_| "docker buildx".to_owned()),
-        Some(other) if !other.is_empty() => return Err(format!("DEPLOYER_BUILDER=`{other}` is not `docker` or `buildah`")),
+        Some(other) if !other.is_empty() => {
+            return Err(format!("DEPLOYER_BUILDER=`{other}` is not `docker` or `buildah`"));
+        }
         _ => {}
     }
     if kustomize::which("docker").is_some() && docker_daemon_answers().await {
         return Ok("docker buildx".to_owned());
     }
-    find("buildah").map(|_| "buildah".to_owned()).map_err(|_| "no Docker daemon and no buildah on PATH".to_owned())
+    find("buildah")
+        .map(|_| "buildah".to_owned())
+        .map_err(|_| "no Docker daemon and no buildah on PATH".to_owned())
 }
 
 fn find(name: &str) -> Result<std::path::PathBuf, String> {

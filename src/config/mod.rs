@@ -170,8 +170,8 @@ impl Config {
     /// Reads and checks `deployer.yaml` (not yet any environment).
     pub fn load(path: &Path) -> Result<Self, ConfigErrors> {
         let product: ProductFile = parse_file(path)?;
-        let root = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let root = if root.as_os_str().is_empty() { PathBuf::from(".") } else { root };
+        // An empty root (config in the current directory) keeps messages free of `./` noise.
+        let root = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let environments_dir = root.join(product.environments_dir.as_deref().unwrap_or("environments"));
         let config = Self { path: path.to_path_buf(), root, environments_dir, product };
         let errors = config.check_product();
@@ -180,7 +180,9 @@ impl Config {
 
     /// Environment names found in the environments directory, sorted.
     pub fn environment_names(&self) -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&self.environments_dir) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&self.environments_dir) else {
+            return Vec::new();
+        };
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
             .filter_map(|e| {
@@ -208,7 +210,9 @@ impl Config {
             let known = self.environment_names();
             let mut err = ConfigError::file(&self.environments_dir, format!("unknown environment `{name}`"));
             err = match did_you_mean(name, known.iter().map(String::as_str)) {
-                Some(s) => err.hint(format!("did you mean `--env {s}`? known environments: {}", known.join(", "))),
+                Some(s) => {
+                    err.hint(format!("did you mean `--env {s}`? known environments: {}", known.join(", ")))
+                }
                 None if known.is_empty() => err.hint(format!(
                     "create {} (copy environments/dev.yaml from the deployer repository)",
                     path.display()
@@ -223,6 +227,15 @@ impl Config {
             return Err(ConfigErrors(errors));
         }
         Ok(self.resolve(name, path, file))
+    }
+
+    /// The product directory for messages.
+    pub fn root_display(&self) -> String {
+        if self.root.as_os_str().is_empty() {
+            "the directory of the product file".to_owned()
+        } else {
+            self.root.display().to_string()
+        }
     }
 
     /// The service by name.
@@ -248,53 +261,89 @@ impl Config {
         for svc in &self.product.services {
             if let Some(first) = seen.insert(svc.name.as_str(), &svc.name) {
                 errors.push(
-                    ConfigError::loc(path, &svc.name, format!("duplicate service name `{}`", svc.name.as_str()))
-                        .hint(format!("the first `{}` is at line {}; give each service a unique name", svc.name.as_str(), first.line)),
+                    ConfigError::loc(
+                        path,
+                        &svc.name,
+                        format!("duplicate service name `{}`", svc.name.as_str()),
+                    )
+                    .hint(format!(
+                        "the first `{}` is at line {}; give each service a unique name",
+                        svc.name.as_str(),
+                        first.line
+                    )),
                 );
             }
             if svc.kustomize.is_none() && svc.ecs.is_none() {
                 errors.push(
-                    ConfigError::loc(path, &svc.name, format!("service `{}` has no deploy source", svc.name.as_str()))
-                        .hint("add `kustomize: <overlay dir>` (EKS) or `ecs: {task_definition: <file>}` (ECS)"),
+                    ConfigError::loc(
+                        path,
+                        &svc.name,
+                        format!("service `{}` has no deploy source", svc.name.as_str()),
+                    )
+                    .hint("add `kustomize: <overlay dir>` (EKS) or `ecs: {task_definition: <file>}` (ECS)"),
                 );
             }
             if let Some(build) = &svc.build {
                 let ctx = self.root.join(&build.context.value);
                 if !ctx.is_dir() {
                     errors.push(
-                        ConfigError::loc(path, &build.context, format!("build context `{}` does not exist", build.context.value))
-                            .hint(format!("paths are relative to {}", self.root.display())),
+                        ConfigError::loc(
+                            path,
+                            &build.context,
+                            format!("build context `{}` does not exist", build.context.value),
+                        )
+                        .hint(format!("paths are relative to {}", self.root_display())),
                     );
                 } else if !ctx.join(&build.dockerfile).is_file() {
                     errors.push(
-                        ConfigError::loc(path, &build.context, format!("no `{}` in build context `{}`", build.dockerfile, build.context.value))
-                            .hint("set `dockerfile:` to the file's path inside the context"),
+                        ConfigError::loc(
+                            path,
+                            &build.context,
+                            format!("no `{}` in build context `{}`", build.dockerfile, build.context.value),
+                        )
+                        .hint("set `dockerfile:` to the file's path inside the context"),
                     );
                 }
             }
-            if let Some(ecs) = &svc.ecs {
-                if !self.root.join(&ecs.task_definition.value).is_file() {
-                    errors.push(
-                        ConfigError::loc(path, &ecs.task_definition, format!("task-definition template `{}` does not exist", ecs.task_definition.value))
-                            .hint(format!("paths are relative to {}", self.root.display())),
-                    );
-                }
+            if let Some(ecs) = &svc.ecs
+                && !self.root.join(&ecs.task_definition.value).is_file()
+            {
+                errors.push(
+                    ConfigError::loc(
+                        path,
+                        &ecs.task_definition,
+                        format!("task-definition template `{}` does not exist", ecs.task_definition.value),
+                    )
+                    .hint(format!("paths are relative to {}", self.root_display())),
+                );
             }
         }
         let names: BTreeSet<&str> = self.product.services.iter().map(|s| s.name.as_str()).collect();
         for svc in &self.product.services {
             for dep in &svc.depends_on {
                 if !names.contains(dep.as_str()) {
-                    let mut e = ConfigError::loc(path, dep, format!("service `{}` depends on unknown service `{}`", svc.name.as_str(), dep.as_str()));
-                    if let Some(s) = did_you_mean(dep.as_str(), names.iter().copied()) {
-                        e = e.hint(format!("did you mean `{s}`?"));
-                    }
+                    let mut e = ConfigError::loc(
+                        path,
+                        dep,
+                        format!(
+                            "service `{}` depends on unknown service `{}`",
+                            svc.name.as_str(),
+                            dep.as_str()
+                        ),
+                    );
+                    let known = names.iter().copied().collect::<Vec<_>>().join(", ");
+                    e = e.hint(match did_you_mean(dep.as_str(), names.iter().copied()) {
+                        Some(s) => format!("did you mean `{s}`? services: {known}"),
+                        None => format!("services: {known}"),
+                    });
                     errors.push(e);
                 }
             }
         }
-        if errors.is_empty() {
-            if let Some(cycle) = dependency_cycle(&self.product.services) {
+        if errors.is_empty()
+            && let Some(cycle) = dependency_cycle(&self.product.services)
+        {
+            {
                 let svc = self.product.services.iter().find(|s| s.name.as_str() == cycle[0]);
                 let line = svc.map_or(0, |s| s.name.line);
                 errors.push(
@@ -327,7 +376,11 @@ impl Config {
                 if d.0.as_secs() < 900 || d.0.as_secs() > max {
                     errors.push(
                         ConfigError::loc(path, &role.arn, format!("session_duration {d} is out of range"))
-                            .hint(if max == 3600 { "a chained role session lasts 15m to 1h (AWS limit); deployer refreshes it" } else { "use 15m to 12h" }),
+                            .hint(if max == 3600 {
+                                "a chained role session lasts 15m to 1h (AWS limit); deployer refreshes it"
+                            } else {
+                                "use 15m to 12h"
+                            }),
                     );
                 }
             }
@@ -335,7 +388,10 @@ impl Config {
         match &file.target {
             Target::Eks(eks) => {
                 if eks.cluster.is_none() && eks.context.is_none() {
-                    errors.push(ConfigError::file(path, "target.eks needs `cluster` or `context`").hint("set `cluster: <EKS cluster name>` or `context: <kubeconfig context>`"));
+                    errors.push(
+                        ConfigError::file(path, "target.eks needs `cluster` or `context`")
+                            .hint("set `cluster: <EKS cluster name>` or `context: <kubeconfig context>`"),
+                    );
                 }
                 for svc in &self.product.services {
                     match &svc.kustomize {
@@ -366,8 +422,13 @@ impl Config {
                 }
                 for key in ecs.services.keys() {
                     if self.service(key).is_none() {
-                        let mut e = ConfigError::file(path, format!("target.ecs.services names unknown service `{key}`"));
-                        if let Some(s) = did_you_mean(key, self.product.services.iter().map(|s| s.name.as_str())) {
+                        let mut e = ConfigError::file(
+                            path,
+                            format!("target.ecs.services names unknown service `{key}`"),
+                        );
+                        if let Some(s) =
+                            did_you_mean(key, self.product.services.iter().map(|s| s.name.as_str()))
+                        {
                             e = e.hint(format!("did you mean `{s}`?"));
                         }
                         errors.push(e);
@@ -402,7 +463,7 @@ impl Config {
             account_id: file.account_id.value,
             region: file.region,
             role: file.role.map(|r| ResolvedRole {
-                session_duration: r.session_duration.map_or(Duration::from_secs(3600), |d| d.0),
+                session_duration: r.session_duration.map_or(Duration::from_hours(1), |d| d.0),
                 arn: r.arn.value,
                 chain: r.chain.map(|c| c.value),
                 session_tags: r.session_tags,
@@ -411,7 +472,10 @@ impl Config {
             target: file.target,
             strategy: ResolvedStrategy {
                 kind: strategy.as_ref().map_or(StrategyKind::Rolling, |s| s.kind),
-                scale_down_delay: strategy.as_ref().and_then(|s| s.scale_down_delay).map_or(Duration::from_secs(300), |d| d.0),
+                scale_down_delay: strategy
+                    .as_ref()
+                    .and_then(|s| s.scale_down_delay)
+                    .map_or(Duration::from_mins(5), |d| d.0),
                 smoke_checks: strategy.map(|s| s.smoke_checks).unwrap_or_default(),
             },
             timeouts,
@@ -427,13 +491,14 @@ impl Settings {
     /// Rules inside the shared settings block (used for `defaults:` and environment files).
     fn check(&self, path: &Path) -> Result<(), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        if let Some(a) = &self.approval {
-            if a.required && a.github_environment.as_deref().is_none_or(str::is_empty) {
-                errors.push(
-                    ConfigError::file(path, "approval.required is true but approval.github_environment is not set")
-                        .hint("name the GitHub environment whose reviewers approve, e.g. `github_environment: production`"),
-                );
-            }
+        if let Some(a) = &self.approval
+            && a.required
+            && a.github_environment.as_deref().is_none_or(str::is_empty)
+        {
+            errors.push(
+                ConfigError::file(path, "approval.required is true but approval.github_environment is not set")
+                    .hint("name the GitHub environment whose reviewers approve, e.g. `github_environment: production`"),
+            );
         }
         if let Some(slack) = self.notifications.as_ref().and_then(|n| n.slack.as_ref()) {
             match (&slack.webhook_url_env, &slack.token_env, &slack.channel) {
@@ -443,8 +508,11 @@ impl Settings {
                         .hint("set `channel: C0123456789` (the channel id the bot posts to)"),
                 ),
                 _ => errors.push(
-                    ConfigError::file(path, "notifications.slack needs either `webhook_url_env` or `token_env` + `channel`")
-                        .hint("a webhook cannot update its message in place; a bot token can"),
+                    ConfigError::file(
+                        path,
+                        "notifications.slack needs either `webhook_url_env` or `token_env` + `channel`",
+                    )
+                    .hint("a webhook cannot update its message in place; a bot token can"),
                 ),
             }
         }
@@ -456,7 +524,11 @@ fn merge_timeouts(d: Option<&Timeouts>, e: Option<&Timeouts>) -> ResolvedTimeout
     let pick = |f: fn(&Timeouts) -> Option<HumanDuration>, default: u64| {
         e.and_then(f).or_else(|| d.and_then(f)).map_or(Duration::from_secs(default), |x| x.0)
     };
-    ResolvedTimeouts { rollout: pick(|t| t.rollout, 600), scan: pick(|t| t.scan, 600), lock: pick(|t| t.lock, 300) }
+    ResolvedTimeouts {
+        rollout: pick(|t| t.rollout, 600),
+        scan: pick(|t| t.scan, 600),
+        lock: pick(|t| t.lock, 300),
+    }
 }
 
 fn merge_health(d: Option<&Health>, e: Option<&Health>) -> Health {
@@ -519,18 +591,26 @@ fn dependency_cycle(services: &[ServiceConfig]) -> Option<Vec<String>> {
         done.insert(name);
         None
     }
-    let deps: BTreeMap<&str, Vec<&str>> =
-        services.iter().map(|s| (s.name.as_str(), s.depends_on.iter().map(|d| d.as_str()).collect())).collect();
+    let deps: BTreeMap<&str, Vec<&str>> = services
+        .iter()
+        .map(|s| (s.name.as_str(), s.depends_on.iter().map(|d| d.as_str()).collect()))
+        .collect();
     let mut done = BTreeSet::new();
     services.iter().find_map(|s| visit(s.name.as_str(), &deps, &mut Vec::new(), &mut done))
 }
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // Jaro-Winkler favours shared prefixes (`servces` → `services`); the edit distance with
+    // transpositions catches short swapped names (`dve` → `dev`) that Jaro-Winkler scores low.
+    let max_edits = (word.chars().count() / 3).max(1);
     candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(word, c), c))
-        .filter(|(score, _)| *score > 0.8)
+        .filter_map(|c| {
+            let jw = strsim::jaro_winkler(word, c);
+            let close = jw > 0.8 || strsim::damerau_levenshtein(word, c) <= max_edits;
+            close.then_some((jw, c))
+        })
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }
@@ -568,21 +648,34 @@ fn yaml_error(path: &Path, err: &serde_saphyr::Error) -> ConfigError {
             };
             (format!("unknown value `{variant}`"), Some(hint))
         }
-        E::SerdeMissingField { field, .. } => {
-            (format!("missing required key `{field}`"), Some(format!("add `{field}:` here (see the JSON Schema in schema/)")))
-        }
+        E::SerdeMissingField { field, .. } => (
+            format!("missing required key `{field}`"),
+            Some(format!("add `{field}:` here (see the JSON Schema in schema/)")),
+        ),
         other => {
             let text = other.render_with_formatter(&serde_saphyr::UserMessageFormatter);
             let first = text.lines().next().unwrap_or("invalid YAML").trim().to_owned();
             let first = strip_position_suffix(&first);
-            let hint = if first.contains("invalid type") {
-                Some("check the value's type against the configuration reference in README.md".to_owned())
-            } else if first.starts_with("invalid ") {
-                None
+            if let Some((what, expected)) = first.split_once(": expected ") {
+                // Our own value checks say "invalid X `v`: expected …": the second half is the fix.
+                (lowercase_first(what), Some(format!("expected {expected}")))
+            } else if first.contains("invalid type") || first.starts_with("expected ") {
+                (
+                    lowercase_first(&first),
+                    Some("this key takes another kind of value; see the configuration reference in README.md or the JSON Schema".to_owned()),
+                )
+            } else if let Some(rest) = first.strip_prefix("duplicate mapping key ") {
+                let key = rest.split(" is not").next().unwrap_or(rest);
+                (
+                    format!("duplicate key {key}"),
+                    Some(format!("keep one {key} and merge the settings into it")),
+                )
             } else {
-                Some("fix the YAML syntax at this position (indentation, `:` after keys, quotes)".to_owned())
-            };
-            (lowercase_first(&first), hint)
+                (
+                    lowercase_first(&first),
+                    Some("fix the YAML syntax at this position (indentation, `:` after keys, closing brackets and quotes)".to_owned()),
+                )
+            }
         }
     };
     let mut e = ConfigError::at(path, line, column, message);

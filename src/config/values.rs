@@ -62,8 +62,8 @@ macro_rules! validated_string {
 }
 
 validated_string!(
-    /// A 12-digit AWS account id. YAML reads an unquoted `012345678901` as a number and loses
-    /// the leading zero, so only strings are accepted.
+    /// A 12-digit AWS account id. The deserializer keeps a plain scalar's text, so an unquoted
+    /// `012345678901` keeps its leading zero; the schema still asks for a string.
     AccountId,
     "^[0-9]{12}$",
     |v| {
@@ -170,9 +170,9 @@ pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
     pub fn parse(v: &str) -> Result<Self, String> {
-        humantime::parse_duration(v)
-            .map(Self)
-            .map_err(|_| format!("invalid duration `{v}`: expected a number with a unit, e.g. `90s`, `10m`, `1h30m`"))
+        humantime::parse_duration(v).map(Self).map_err(|_| {
+            format!("invalid duration `{v}`: expected a number with a unit, e.g. `90s`, `10m`, `1h30m`")
+        })
     }
 
     pub const fn from_secs(secs: u64) -> Self {
@@ -287,7 +287,11 @@ impl<T> std::ops::Deref for Loc<T> {
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Loc<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spanned = serde_saphyr::Spanned::<T>::deserialize(d)?;
-        Ok(Self { value: spanned.value, line: spanned.referenced.line(), column: spanned.referenced.column() })
+        Ok(Self {
+            value: spanned.value,
+            line: spanned.referenced.line(),
+            column: spanned.referenced.column(),
+        })
     }
 }
 

@@ -57,7 +57,8 @@ pub fn detect(var: &dyn Fn(&str) -> Option<String>) -> Option<CredentialSource> 
     }
     let profile = var("AWS_PROFILE").filter(|p| !p.is_empty());
     let home = var("HOME").map(PathBuf::from);
-    let config = var("AWS_CONFIG_FILE").map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".aws/config")));
+    let config =
+        var("AWS_CONFIG_FILE").map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".aws/config")));
     let creds = var("AWS_SHARED_CREDENTIALS_FILE")
         .map(PathBuf::from)
         .or_else(|| home.as_ref().map(|h| h.join(".aws/credentials")));
@@ -87,10 +88,18 @@ mod tests {
     fn detects_sources_in_order() {
         assert_eq!(detect(&env(&[("HOME", "/nonexistent")])), None);
         assert_eq!(
-            detect(&env(&[("ACTIONS_ID_TOKEN_REQUEST_URL", "u"), ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t"), ("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "s")])),
+            detect(&env(&[
+                ("ACTIONS_ID_TOKEN_REQUEST_URL", "u"),
+                ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "t"),
+                ("AWS_ACCESS_KEY_ID", "a"),
+                ("AWS_SECRET_ACCESS_KEY", "s")
+            ])),
             Some(CredentialSource::GithubOidc)
         );
-        assert_eq!(detect(&env(&[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "s")])), Some(CredentialSource::Environment));
+        assert_eq!(
+            detect(&env(&[("AWS_ACCESS_KEY_ID", "a"), ("AWS_SECRET_ACCESS_KEY", "s")])),
+            Some(CredentialSource::Environment)
+        );
         assert_eq!(detect(&env(&[("AWS_PROFILE", "dev")])), Some(CredentialSource::Profile("dev".into())));
     }
 }

@@ -171,7 +171,11 @@ pub fn plan(config: &Config, env: &Environment, observed: &Observed, inputs: &In
             };
             let render = match observed.renders.get(&name) {
                 Some(Ok(Rendered::Kubernetes { objects })) => RenderPlan::Kubernetes {
-                    overlay: svc.kustomize.as_ref().map(|k| k.value.replace("{env}", &env.name)).unwrap_or_default(),
+                    overlay: svc
+                        .kustomize
+                        .as_ref()
+                        .map(|k| k.value.replace("{env}", &env.name))
+                        .unwrap_or_default(),
                     objects: objects.clone(),
                 },
                 Some(Ok(Rendered::Ecs { family, .. })) => RenderPlan::Ecs {
@@ -237,14 +241,19 @@ fn target_summary(target: &Target) -> String {
 
 fn gates(env: &Environment) -> Gates {
     let m = &env.scan.max;
-    let limits: Vec<String> = [("critical", m.critical), ("high", m.high), ("medium", m.medium), ("low", m.low)]
-        .iter()
-        .filter_map(|(n, v)| v.map(|v| format!("{n} ≤ {v}")))
-        .collect();
+    let limits: Vec<String> =
+        [("critical", m.critical), ("high", m.high), ("medium", m.medium), ("low", m.low)]
+            .iter()
+            .filter_map(|(n, v)| v.map(|v| format!("{n} ≤ {v}")))
+            .collect();
     let scan = if limits.is_empty() {
         "findings reported, none block".to_owned()
     } else {
-        let ignores = if env.scan.ignore.is_empty() { String::new() } else { format!(", {} ignored", env.scan.ignore.len()) };
+        let ignores = if env.scan.ignore.is_empty() {
+            String::new()
+        } else {
+            format!(", {} ignored", env.scan.ignore.len())
+        };
         format!("{}{ignores}; on timeout: {:?}", limits.join(", "), env.scan.on_timeout).to_lowercase()
     };
     let approval = env.approval.as_ref().filter(|a| a.required).map(|a| {

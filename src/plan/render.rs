@@ -15,7 +15,9 @@ fn strategy_name(s: StrategyKind) -> &'static str {
 
 fn build_line(b: &BuildPlan) -> String {
     match b {
-        BuildPlan::Build { context, dockerfile, builder } => format!("build {context}/{dockerfile} with {builder}"),
+        BuildPlan::Build { context, dockerfile, builder } => {
+            format!("build {context}/{dockerfile} with {builder}")
+        }
         BuildPlan::Prebuilt { reference } => format!("prebuilt {reference} (resolved to a digest)"),
         BuildPlan::Missing { reason } => format!("cannot build: {reason}"),
     }
@@ -32,7 +34,11 @@ fn change_line(c: &Change) -> String {
 /// Plain text.
 pub fn text(plan: &Plan) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Plan for {} → {} ({}, account {}, {})", plan.product, plan.environment, plan.target, plan.account_id, plan.region);
+    let _ = writeln!(
+        s,
+        "Plan for {} → {} ({}, account {}, {})",
+        plan.product, plan.environment, plan.target, plan.account_id, plan.region
+    );
     let _ = writeln!(s, "  strategy: {}", strategy_name(plan.strategy));
     let _ = writeln!(s, "  commit:   {}", plan.git_sha.as_deref().unwrap_or("unknown"));
     let _ = writeln!(s, "  registry: {}", plan.registry);
@@ -89,7 +95,8 @@ pub fn markdown(plan: &Plan) -> String {
     );
     let _ = writeln!(s, "| service | image | change |\n|---|---|---|");
     for svc in &plan.services {
-        let _ = writeln!(s, "| `{}` | `{}` | {} |", svc.name, svc.image.reference(), change_line(&svc.change));
+        let _ =
+            writeln!(s, "| `{}` | `{}` | {} |", svc.name, svc.image.reference(), change_line(&svc.change));
     }
     s.push('\n');
     for svc in &plan.services {
@@ -105,7 +112,10 @@ pub fn markdown(plan: &Plan) -> String {
                 let _ = writeln!(s, "```");
             }
             RenderPlan::Ecs { template, family, ecs_service } => {
-                let _ = writeln!(s, "- render: `{template}` → task definition family `{family}`, ECS service `{ecs_service}`");
+                let _ = writeln!(
+                    s,
+                    "- render: `{template}` → task definition family `{family}`, ECS service `{ecs_service}`"
+                );
             }
             RenderPlan::Failed { error } => {
                 let _ = writeln!(s, "- render: **failed**\n\n```text\n{error}\n```");
@@ -113,7 +123,14 @@ pub fn markdown(plan: &Plan) -> String {
         }
         let _ = writeln!(s, "\n</details>\n");
     }
-    let _ = writeln!(s, "**Gates** — scan: {} · approval: {} · health: {} · rollback: {}", plan.gates.scan, plan.gates.approval.as_deref().unwrap_or("not required"), plan.gates.health, plan.gates.rollback);
+    let _ = writeln!(
+        s,
+        "**Gates** — scan: {} · approval: {} · health: {} · rollback: {}",
+        plan.gates.scan,
+        plan.gates.approval.as_deref().unwrap_or("not required"),
+        plan.gates.health,
+        plan.gates.rollback
+    );
     if !plan.unobserved.is_empty() {
         let _ = writeln!(s, "\n> [!NOTE]\n> Not observed:");
         for u in &plan.unobserved {

@@ -41,9 +41,9 @@ fn substitute(v: &mut Value, vars: &BTreeMap<&str, String>) -> Result<(), String
                 let after = &rest[start + 2..];
                 let end = after.find('}').ok_or_else(|| format!("unclosed placeholder in `{s}`"))?;
                 let name = &after[..end];
-                let value = vars
-                    .get(name)
-                    .ok_or_else(|| format!("unknown placeholder `${{{name}}}`; known: {}", PLACEHOLDERS.join(", ")))?;
+                let value = vars.get(name).ok_or_else(|| {
+                    format!("unknown placeholder `${{{name}}}`; known: {}", PLACEHOLDERS.join(", "))
+                })?;
                 out.push_str(value);
                 rest = &after[end + 1..];
             }
@@ -81,6 +81,9 @@ mod tests {
         .unwrap();
         assert_eq!(v["family"], "f-dev\"q");
         assert_eq!(images_of(&v), vec!["r/x@sha256:1"]);
-        assert!(render_task_definition(r#"{"family":"${nope}","containerDefinitions":[{}]}"#, &vars, "x").is_err());
+        assert!(
+            render_task_definition(r#"{"family":"${nope}","containerDefinitions":[{}]}"#, &vars, "x")
+                .is_err()
+        );
     }
 }

@@ -35,7 +35,8 @@ impl Kustomize {
             if !p.is_file() {
                 return Err(RenderError::NotFound(format!("{} does not exist", p.display())));
             }
-            let via_kubectl = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("kubectl"));
+            let via_kubectl =
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("kubectl"));
             return Ok(Self { program: p.to_path_buf(), via_kubectl });
         }
         if let Some(p) = which("kustomize") {
@@ -62,12 +63,20 @@ impl Kustomize {
             cmd.arg("build");
         }
         cmd.arg(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-        let out = cmd.output().await.map_err(|e| RenderError::Io { service: service.into(), message: e.to_string() })?;
+        let out = cmd
+            .output()
+            .await
+            .map_err(|e| RenderError::Io { service: service.into(), message: e.to_string() })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
-            return Err(RenderError::Kustomize { service: service.into(), env: env.into(), message: clean_kustomize_error(&stderr) });
+            return Err(RenderError::Kustomize {
+                service: service.into(),
+                env: env.into(),
+                message: clean_kustomize_error(&stderr),
+            });
         }
-        String::from_utf8(out.stdout).map_err(|e| RenderError::Parse { service: service.into(), message: e.to_string() })
+        String::from_utf8(out.stdout)
+            .map_err(|e| RenderError::Parse { service: service.into(), message: e.to_string() })
     }
 
     /// Renders `overlay` with `images` pinned and deployer's labels added, without touching the
@@ -122,7 +131,8 @@ pub fn wrapper_kustomization(overlay_rel: &Path, images: &[ImagePin], labels: &[
     if !labels.is_empty() {
         let pairs: serde_json::Map<String, Value> =
             labels.iter().map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned()))).collect();
-        doc["labels"] = serde_json::json!([{ "pairs": pairs, "includeSelectors": false, "includeTemplates": false }]);
+        doc["labels"] =
+            serde_json::json!([{ "pairs": pairs, "includeSelectors": false, "includeTemplates": false }]);
     }
     // JSON is valid YAML, and kustomize reads it as such.
     serde_json::to_string_pretty(&doc).unwrap_or_default()
@@ -150,7 +160,7 @@ pub fn images_of(obj: &Value) -> Vec<String> {
     fn walk(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(m) => {
-                for key in ["containers", "initContainers", "ephemeralContainers"] {
+                for key in ["initContainers", "containers", "ephemeralContainers"] {
                     if let Some(Value::Array(cs)) = m.get(key) {
                         out.extend(cs.iter().filter_map(|c| c.get("image")?.as_str().map(str::to_owned)));
                     }
@@ -173,7 +183,8 @@ pub fn images_of(obj: &Value) -> Vec<String> {
 /// Kustomize prints `Error: ` plus a long chain; keep it whole but trimmed, without the usage text.
 fn clean_kustomize_error(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).collect();
-    let first_err = lines.iter().position(|l| l.starts_with("error:") || l.starts_with("Error:")).unwrap_or(0);
+    let first_err =
+        lines.iter().position(|l| l.starts_with("error:") || l.starts_with("Error:")).unwrap_or(0);
     let msg = lines[first_err..].join("\n");
     msg.trim_start_matches("error: ").trim_start_matches("Error: ").to_owned()
 }
@@ -205,7 +216,10 @@ mod tests {
 
     #[test]
     fn relative_paths() {
-        assert_eq!(relative_path(Path::new("/tmp/x"), Path::new("/work/a/b")), PathBuf::from("../../work/a/b"));
+        assert_eq!(
+            relative_path(Path::new("/tmp/x"), Path::new("/work/a/b")),
+            PathBuf::from("../../work/a/b")
+        );
         assert_eq!(relative_path(Path::new("/work"), Path::new("/work/a")), PathBuf::from("a"));
     }
 
@@ -218,8 +232,13 @@ mod tests {
 
     #[test]
     fn wrapper_pins_both_names() {
-        let pins = [ImagePin { name: "shop/user".into(), new_name: "r.example/shop/user".into(), digest: Some("sha256:ab".into()) }];
-        let w: Value = serde_json::from_str(&wrapper_kustomization(Path::new("../o"), &pins, &[MANAGED_BY])).unwrap();
+        let pins = [ImagePin {
+            name: "shop/user".into(),
+            new_name: "r.example/shop/user".into(),
+            digest: Some("sha256:ab".into()),
+        }];
+        let w: Value =
+            serde_json::from_str(&wrapper_kustomization(Path::new("../o"), &pins, &[MANAGED_BY])).unwrap();
         assert_eq!(w["images"].as_array().unwrap().len(), 2);
         assert_eq!(w["images"][0]["digest"], "sha256:ab");
         assert_eq!(w["labels"][0]["includeTemplates"], false);

@@ -46,31 +46,45 @@ pub struct Github {
 
 impl Github {
     /// `summary` and `output` are the `GITHUB_STEP_SUMMARY` and `GITHUB_OUTPUT` paths.
-    pub fn new(out: Box<dyn std::io::Write + Send>, summary: Option<PathBuf>, output: Option<PathBuf>) -> Self {
+    pub fn new(
+        out: Box<dyn std::io::Write + Send>,
+        summary: Option<PathBuf>,
+        output: Option<PathBuf>,
+    ) -> Self {
         Self { out: Mutex::new(out), summary, output, open_group: Mutex::new(false) }
     }
 
     fn append_summary(&self, text: &str) {
         let Some(path) = &self.summary else { return };
-        let res = std::fs::OpenOptions::new().create(true).append(true).open(path).and_then(|mut f| f.write_all(text.as_bytes()));
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
         if let Err(e) = res {
-            write_to(&self.out, &format!("::warning::{}\n", escape_data(&format!("cannot write the job summary: {e}"))));
+            write_to(
+                &self.out,
+                &format!("::warning::{}\n", escape_data(&format!("cannot write the job summary: {e}"))),
+            );
         }
     }
 
     fn set_output(&self, name: &str, value: &str) {
         let Some(path) = &self.output else { return };
         if let Err(e) = append_output(path, name, value) {
-            write_to(&self.out, &format!("::warning::{}\n", escape_data(&format!("cannot write step output {name}: {e}"))));
+            write_to(
+                &self.out,
+                &format!("::warning::{}\n", escape_data(&format!("cannot write step output {name}: {e}"))),
+            );
         }
     }
 
     fn close_group(&self) {
-        if let Ok(mut open) = self.open_group.lock() {
-            if *open {
-                write_to(&self.out, "::endgroup::\n");
-                *open = false;
-            }
+        if let Ok(mut open) = self.open_group.lock()
+            && *open
+        {
+            write_to(&self.out, "::endgroup::\n");
+            *open = false;
         }
     }
 }
@@ -86,7 +100,10 @@ impl Sink for Github {
                 }
             }
             Event::PhaseFinished { phase, ok, elapsed_ms } => {
-                write_to(&self.out, &format!("{} {} ({elapsed_ms} ms)\n", if *ok { "✓" } else { "✗" }, phase.title()));
+                write_to(
+                    &self.out,
+                    &format!("{} {} ({elapsed_ms} ms)\n", if *ok { "✓" } else { "✗" }, phase.title()),
+                );
                 self.close_group();
             }
             Event::Planned { plan } => {
@@ -95,12 +112,24 @@ impl Sink for Github {
             }
             Event::Validated { product, environments, services } => write_to(
                 &self.out,
-                &format!("ok: product `{product}` ({services} services) and environments [{}] are valid\n", environments.join(", ")),
+                &format!(
+                    "ok: product `{product}` ({services} services) and environments [{}] are valid\n",
+                    environments.join(", ")
+                ),
             ),
             Event::Unobserved { what, reason } => {
-                write_to(&self.out, &format!("::notice title={}::{}\n", escape_property(&format!("not observed: {what}")), escape_data(reason)));
+                write_to(
+                    &self.out,
+                    &format!(
+                        "::notice title={}::{}\n",
+                        escape_property(&format!("not observed: {what}")),
+                        escape_data(reason)
+                    ),
+                );
             }
-            Event::Warning { message } => write_to(&self.out, &format!("::warning::{}\n", escape_data(message))),
+            Event::Warning { message } => {
+                write_to(&self.out, &format!("::warning::{}\n", escape_data(message)));
+            }
             Event::Service { service, phase, message } => {
                 write_to(&self.out, &format!("[{service}] {}: {message}\n", phase.title()));
             }

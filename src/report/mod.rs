@@ -4,6 +4,7 @@
 
 pub mod github;
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::Mutex;
 
@@ -47,8 +48,12 @@ impl Sink for Human {
                     environments.join(", ")
                 ),
             ),
-            Event::Warning { message } if !self.quiet => write_to(&self.err, &format!("warning: {message}\n")),
-            Event::PhaseStarted { phase } if self.verbose > 0 => write_to(&self.err, &format!("→ {}\n", phase.title())),
+            Event::Warning { message } if !self.quiet => {
+                write_to(&self.err, &format!("warning: {message}\n"));
+            }
+            Event::PhaseStarted { phase } if self.verbose > 0 => {
+                write_to(&self.err, &format!("→ {}\n", phase.title()));
+            }
             Event::PhaseFinished { phase, ok, elapsed_ms } if self.verbose > 0 => write_to(
                 &self.err,
                 &format!("{} {} ({elapsed_ms} ms)\n", if *ok { "✓" } else { "✗" }, phase.title()),
@@ -57,7 +62,10 @@ impl Sink for Human {
                 write_to(&self.err, &format!("[{service}] {}: {message}\n", phase.title()));
             }
             Event::Finished { problems, .. } => {
-                let text: String = problems.iter().map(|p| format!("{p}\n")).collect();
+                let text: String = problems.iter().fold(String::new(), |mut acc, p| {
+                    let _ = writeln!(acc, "{p}");
+                    acc
+                });
                 write_to(&self.err, &text);
             }
             _ => {}

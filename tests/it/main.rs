@@ -1,0 +1,8 @@
+//! The one integration-test binary. `support` starts the local stand-ins (moto, registries, the
+//! fake Kubernetes API server, fake GitHub/Slack); each module tests one area as users meet it.
+
+mod support;
+
+mod cli;
+mod config;
+mod plan;
