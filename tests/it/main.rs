@@ -3,6 +3,8 @@
 
 mod support;
 
+mod fakes;
+
 mod cli;
 mod config;
 mod plan;

@@ -1,0 +1,504 @@
+#!/usr/bin/env python3
+"""Check that tests/fakes/moto_ecs.py makes moto's ECS behave like real ECS.
+
+Starts the launcher as a subprocess (--port 0 --time-scale 0.2) and drives it with boto3
+the way deployer drives real ECS: services_stable waiter, describe_services deployments
+followed by id, describe_tasks of stopped tasks, ALB target health, service events,
+ListServiceDeployments/DescribeServiceDeployments. Prints one line per check and
+"N passed, M failed" at the end; exits non-zero if anything failed.
+
+Usage: .venv/bin/python tests/fakes/check_moto_ecs.py [--time-scale 0.2] [--verbose]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from typing import Any, Callable
+
+import boto3
+import botocore.exceptions
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REGION = "eu-west-1"
+REPO = "111111111111.dkr.ecr.eu-west-1.amazonaws.com/shop/user"
+IMAGES = {
+    "good": f"{REPO}@sha256:{'a' * 64}",
+    "good2": f"{REPO}@sha256:{'b' * 64}",
+    "crashloop": f"{REPO}:crashloop",
+    "imagepull": f"{REPO}:imagepull",
+    "notready": f"{REPO}:notready",
+    "slowstart": f"{REPO}:slowstart",
+}
+DEPLOYMENT_ID = re.compile(r"^ecs-svc/\d{19}$")
+
+
+class Checker:
+    def __init__(self, verbose: bool) -> None:
+        self.passed = 0
+        self.failed = 0
+        self.verbose = verbose
+        self.lock = threading.Lock()
+
+    def check(self, name: str, ok: bool, detail: Any = "") -> bool:
+        with self.lock:
+            if ok:
+                self.passed += 1
+                print(f"PASS {name}" + (f"  [{detail}]" if detail and self.verbose else ""), flush=True)
+            else:
+                self.failed += 1
+                print(f"FAIL {name}  [{detail}]", flush=True)
+        return ok
+
+
+def wait_until(fn: Callable[[], Any], timeout: float, interval: float = 0.1) -> Any:
+    """Poll fn until it returns something truthy; returns that value or None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(interval)
+
+
+def start_launcher(scale: float, log_file) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "moto_ecs.py"), "--port", "0", "--time-scale", str(scale)],
+        stdout=subprocess.PIPE,
+        stderr=log_file,
+        text=True,
+    )
+    line_box: list[str] = []
+    reader = threading.Thread(target=lambda: line_box.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout=60)
+    line = line_box[0] if line_box else ""
+    m = re.fullmatch(r"LISTENING (\d+)\n", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"launcher did not print LISTENING <port>: {line!r}")
+    return proc, int(m.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--time-scale", type=float, default=0.2)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    scale = args.time_scale
+    c = Checker(args.verbose)
+    t_start = time.monotonic()
+
+    log_file = tempfile.NamedTemporaryFile("w+", prefix="moto_ecs-", suffix=".log", delete=False)
+    proc, port = start_launcher(scale, log_file)
+    c.check("launcher prints 'LISTENING <port>'", port > 0, port)
+    try:
+        run_checks(c, port, scale)
+    except Exception as exc:  # an unexpected API error is a failed check, not a crash
+        import traceback
+
+        traceback.print_exc()
+        c.check("no unexpected exception", False, repr(exc))
+    finally:
+        proc.terminate()
+        try:
+            rc = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            rc = None
+        c.check("launcher exits cleanly on SIGTERM", rc == 0, rc)
+        if c.failed:
+            log_file.seek(0)
+            print("---- launcher stderr (last 40 lines) ----")
+            print("".join(log_file.readlines()[-40:]))
+        log_file.close()
+        os.unlink(log_file.name)
+    print(f"elapsed {time.monotonic() - t_start:.1f} s")
+    print(f"{c.passed} passed, {c.failed} failed")
+    return 0 if c.failed == 0 else 1
+
+
+def run_checks(c: Checker, port: int, scale: float) -> None:
+    endpoint = f"http://127.0.0.1:{port}"
+    kw = dict(endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
+              aws_secret_access_key="testing")
+    ecs = boto3.client("ecs", **kw)
+    ec2 = boto3.client("ec2", **kw)
+    elbv2 = boto3.client("elbv2", **kw)
+    cw = boto3.client("cloudwatch", **kw)
+
+    # ---- network, cluster, load balancer, task definitions -------------------------
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
+        for i, az in ((1, "a"), (2, "b"))
+    ]
+    sg = ec2.create_security_group(GroupName="svc", Description="svc", VpcId=vpc)["GroupId"]
+    network = {"awsvpcConfiguration": {"subnets": subnets, "securityGroups": [sg], "assignPublicIp": "DISABLED"}}
+    lb_arn = elbv2.create_load_balancer(Name="shop", Subnets=subnets, SecurityGroups=[sg], Type="application")[
+        "LoadBalancers"][0]["LoadBalancerArn"]
+
+    def target_group(name: str) -> str:
+        return elbv2.create_target_group(Name=name, Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")[
+            "TargetGroups"][0]["TargetGroupArn"]
+
+    tg_user = target_group("user")
+    tg_notready = target_group("user-notready")
+    tg_slow = target_group("user-slow")
+    tg_blue, tg_green = target_group("user-blue"), target_group("user-green")
+    listener = elbv2.create_listener(LoadBalancerArn=lb_arn, Protocol="HTTP", Port=80, DefaultActions=[
+        {"Type": "forward", "TargetGroupArn": tg_user}])["Listeners"][0]["ListenerArn"]
+    bg_rule = elbv2.create_rule(ListenerArn=listener, Priority=10, Conditions=[
+        {"Field": "path-pattern", "Values": ["/bg/*"]}], Actions=[
+        {"Type": "forward", "TargetGroupArn": tg_blue}])["Rules"][0]["RuleArn"]
+
+    ecs.create_cluster(clusterName="shop")
+    tds: dict[str, str] = {}
+    for kind, image in IMAGES.items():
+        tds[kind] = ecs.register_task_definition(
+            family="user", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+            containerDefinitions=[{"name": "user", "image": image, "essential": True,
+                                   "portMappings": [{"containerPort": 8080}]}],
+        )["taskDefinition"]["taskDefinitionArn"]
+
+    def create(name: str, td: str, desired: int, cb: dict | None = None, tg: str | None = None,
+               **extra: Any) -> dict:
+        params: dict[str, Any] = dict(cluster="shop", serviceName=name, taskDefinition=tds[td],
+                                      desiredCount=desired, launchType="FARGATE", networkConfiguration=network)
+        if cb is not None:
+            params["deploymentConfiguration"] = {"deploymentCircuitBreaker": cb}
+        if tg:
+            params["loadBalancers"] = [{"targetGroupArn": tg, "containerName": "user", "containerPort": 8080}]
+        params.update(extra)
+        return ecs.create_service(**params)["service"]
+
+    def describe(name: str) -> dict:
+        return ecs.describe_services(cluster="shop", services=[name])["services"][0]
+
+    def dep_by_id(name: str, dep_id: str) -> dict | None:
+        return next((d for d in describe(name)["deployments"] if d["id"] == dep_id), None)
+
+    def tasks_of(name: str, status: str = "RUNNING", started_by: str | None = None) -> list[dict]:
+        kw2: dict[str, Any] = dict(cluster="shop", serviceName=name, desiredStatus=status)
+        if started_by:
+            kw2["startedBy"] = started_by
+        arns = ecs.list_tasks(**kw2)["taskArns"]
+        return ecs.describe_tasks(cluster="shop", tasks=arns)["tasks"] if arns else []
+
+    def task_ip(task: dict) -> str | None:
+        for att in task.get("attachments", []):
+            for d in att.get("details", []):
+                if d["name"] == "privateIPv4Address":
+                    return d["value"]
+        return None
+
+    def target_health(tg: str) -> dict[str, dict]:
+        out = elbv2.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        return {d["Target"]["Id"]: d["TargetHealth"] for d in out}
+
+    def stable_waiter(name: str) -> tuple[bool, str]:
+        try:
+            ecs.get_waiter("services_stable").wait(cluster="shop", services=[name],
+                                                   WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+            return True, "stable"
+        except botocore.exceptions.WaiterError as exc:
+            return False, str(exc)
+
+    # ---- create everything up front so the slow scenarios overlap -------------------
+    cb_on = {"enable": True, "rollback": True}
+    created = create("user", "good", 2, cb=cb_on, tg=tg_user)
+    first_dep = created["deployments"][0]
+    c.check("create_service returns one PRIMARY IN_PROGRESS deployment with an ecs-svc/<19 digits> id",
+            len(created["deployments"]) == 1 and first_dep["status"] == "PRIMARY"
+            and first_dep["rolloutState"] == "IN_PROGRESS" and bool(DEPLOYMENT_ID.match(first_dep["id"])),
+            first_dep)
+    c.check("deploymentConfiguration.deploymentCircuitBreaker is kept",
+            created["deploymentConfiguration"].get("deploymentCircuitBreaker") == cb_on,
+            created["deploymentConfiguration"])
+    create("user-nocb", "good", 2)
+    create("user-pull", "imagepull", 1)
+    create("user-notready", "notready", 1, tg=tg_notready)
+    t_slow_created = time.monotonic()
+    create("user-slow", "slowstart", 1, tg=tg_slow)
+    create("user-bg", "good", 2, tg=tg_blue,
+           loadBalancers=[{"targetGroupArn": tg_blue, "containerName": "user", "containerPort": 8080,
+                           "advancedConfiguration": {"alternateTargetGroupArn": tg_green,
+                                                     "productionListenerRule": bg_rule,
+                                                     "roleArn": "arn:aws:iam::123456789012:role/ecs-bg"}}],
+           deploymentConfiguration={"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1,
+                                    "deploymentCircuitBreaker": cb_on})
+    cw.put_metric_alarm(AlarmName="user-5xx", MetricName="HTTPCode_Target_5XX_Count", Namespace="AWS/ApplicationELB",
+                        Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
+                        ComparisonOperator="GreaterThanOrEqualToThreshold")
+    create("user-alarm", "good", 1, deploymentConfiguration={
+        "deploymentCircuitBreaker": {"enable": False, "rollback": False},
+        "alarms": {"alarmNames": ["user-5xx"], "enable": True, "rollback": True}})
+    create("user-stop", "good", 1)
+
+    # ---- healthy rollout -------------------------------------------------------------
+    ok, why = stable_waiter("user")
+    c.check("services_stable waiter succeeds for a healthy service", ok, why)
+    # As on real ECS the waiter only needs one deployment and running == desired; the
+    # rollout reaches COMPLETED once the tasks are also healthy, a moment later.
+    wait_until(lambda: describe("user")["deployments"][0]["rolloutState"] == "COMPLETED", 5)
+    svc = describe("user")
+    deps = svc["deployments"]
+    c.check("healthy: one PRIMARY deployment, COMPLETED, running=2",
+            len(deps) == 1 and deps[0]["status"] == "PRIMARY" and deps[0]["rolloutState"] == "COMPLETED"
+            and deps[0]["id"] == first_dep["id"] and svc["runningCount"] == 2 and deps[0]["runningCount"] == 2
+            and deps[0]["rolloutStateReason"] == f"ECS deployment {first_dep['id']} completed.",
+            deps)
+    running = tasks_of("user")
+    c.check("healthy tasks: RUNNING, HEALTHY, startedBy = deployment id, group service:user, ENI IP",
+            len(running) == 2 and all(t["lastStatus"] == "RUNNING" and t["healthStatus"] == "HEALTHY"
+                                      and t["startedBy"] == first_dep["id"] and t["group"] == "service:user"
+                                      and task_ip(t) for t in running),
+            [(t["lastStatus"], t["healthStatus"], t.get("startedBy"), task_ip(t)) for t in running])
+    health = target_health(tg_user)
+    c.check("ALB: the two task IPs are registered and healthy",
+            set(health) == {task_ip(t) for t in running} and all(h["State"] == "healthy" for h in health.values()),
+            health)
+
+    for name in ("user-nocb", "user-bg", "user-alarm", "user-stop"):
+        ok, why = stable_waiter(name)
+        c.check(f"{name}: stable before its update", ok, why)
+
+    # Start the long-running updates first, so they overlap with the checks below.
+    bg_update = ecs.update_service(cluster="shop", service="user-bg", taskDefinition=tds["good2"])["service"]
+    t_bg_update = time.monotonic()
+    nocb_update = ecs.update_service(cluster="shop", service="user-nocb", taskDefinition=tds["crashloop"])["service"]
+
+    # ---- BLUE_GREEN with bake time (finished at the end) ----------------------------
+    # Green is healthy after ~1 s x scale; the bake (1 min x scale) keeps blue running.
+    bg_dep = bg_update["deployments"][0]
+    wait_until(lambda: all(h["State"] == "healthy" for h in target_health(tg_green).values())
+               and len(target_health(tg_green)) == 2, 10)
+    svc = describe("user-bg")
+    during = {d["id"]: d for d in svc["deployments"]}
+    c.check("blue/green: during the bake both deployments run (green PRIMARY IN_PROGRESS, blue ACTIVE running 2)",
+            time.monotonic() - t_bg_update < 60 * scale and len(during) == 2
+            and during.get(bg_dep["id"], {}).get("rolloutState") == "IN_PROGRESS"
+            and all(d["runningCount"] == 2 for d in during.values()),
+            [(d["id"], d["status"], d["rolloutState"], d["runningCount"]) for d in svc["deployments"]])
+    green_health = target_health(tg_green)
+    rule = elbv2.describe_rules(RuleArns=[bg_rule])["Rules"][0]
+    weights = {t["TargetGroupArn"]: t.get("Weight") for t in rule["Actions"][0].get("ForwardConfig", {}).get(
+        "TargetGroups", [])}
+    c.check("blue/green: green tasks healthy in the alternate target group, production rule shifted to green",
+            len(green_health) == 2 and all(h["State"] == "healthy" for h in green_health.values())
+            and weights.get(tg_green) == 100, (green_health, weights))
+
+    # ---- crashloop with circuit breaker + rollback -------------------------------------
+    upd = ecs.update_service(cluster="shop", service="user", taskDefinition=tds["crashloop"])["service"]
+    new_dep = upd["deployments"][0]
+    c.check("update_service: a NEW PRIMARY deployment (IN_PROGRESS), the old one ACTIVE",
+            new_dep["id"] != first_dep["id"] and bool(DEPLOYMENT_ID.match(new_dep["id"]))
+            and new_dep["status"] == "PRIMARY" and new_dep["rolloutState"] == "IN_PROGRESS"
+            and new_dep["taskDefinition"] == tds["crashloop"]
+            and [d["status"] for d in upd["deployments"]] == ["PRIMARY", "ACTIVE"],
+            [(d["id"], d["status"], d["rolloutState"]) for d in upd["deployments"]])
+    seen_failed_in_progress = 0
+    failed_dep = None
+    deadline = time.monotonic() + 30 * scale + 5
+    while time.monotonic() < deadline:
+        d = dep_by_id("user", new_dep["id"])
+        if d and d["rolloutState"] == "IN_PROGRESS":
+            seen_failed_in_progress = max(seen_failed_in_progress, d["failedTasks"])
+        if d and d["rolloutState"] == "FAILED":
+            failed_dep = d
+            break
+        time.sleep(0.05)
+    c.check("crashloop: failedTasks grows while the deployment is IN_PROGRESS", seen_failed_in_progress > 0,
+            seen_failed_in_progress)
+    c.check("crashloop: followed by id, rolloutState FAILED by the circuit breaker (threshold 3)",
+            failed_dep is not None and failed_dep["failedTasks"] >= 3
+            and failed_dep["rolloutStateReason"] == "ECS deployment circuit breaker: tasks failed to start.",
+            failed_dep)
+    stopped = tasks_of("user", "STOPPED", started_by=new_dep["id"])
+    c.check("crashloop: stopped tasks show stopCode EssentialContainerExited, the reason and exit code 1",
+            len(stopped) >= 3 and all(
+                t["lastStatus"] == "STOPPED" and t.get("stopCode") == "EssentialContainerExited"
+                and t.get("stoppedReason") == "Essential container in task exited"
+                and t["containers"][0].get("exitCode") == 1 for t in stopped),
+            [(t.get("stopCode"), t.get("stoppedReason"), t["containers"][0].get("exitCode")) for t in stopped[:2]])
+    ok, why = stable_waiter("user")
+    svc = describe("user")
+    primary = svc["deployments"][0]
+    c.check("rollback: a new PRIMARY deployment with the first task definition completes",
+            primary["id"] not in (first_dep["id"], new_dep["id"]) and primary["rolloutState"] == "COMPLETED"
+            and primary["taskDefinition"] == tds["good"] and len(svc["deployments"]) == 1,
+            [(d["id"], d["status"], d["rolloutState"], d["taskDefinition"]) for d in svc["deployments"]])
+    c.check("rollback: the service's taskDefinition is the first one again", svc["taskDefinition"] == tds["good"],
+            svc["taskDefinition"])
+    c.check("services_stable ALSO ends 'stable' after a failed deployment rolled back "
+            "(the waiter ignores rolloutState: check the PRIMARY taskDefinition)", ok, why)
+    messages = [e["message"] for e in svc["events"]]
+    times = [e["createdAt"] for e in svc["events"]]
+    c.check("events: non-empty, newest first, ≤100",
+            0 < len(times) <= 100 and all(a >= b for a, b in zip(times, times[1:])), len(times))
+    expected_events = [
+        f"(service user) (deployment {new_dep['id']}) deployment failed: tasks failed to start.",
+        f"(service user) rolling back to deployment {first_dep['id']}.",
+        f"(service user) (deployment {primary['id']}) deployment completed.",
+        "(service user) has reached a steady state.",
+    ]
+    c.check("events: deployment failed / rolling back / completed / steady state",
+            all(m in messages for m in expected_events)
+            and any(m.startswith("(service user) has started 2 tasks: (task ") for m in messages)
+            and any(m.startswith("(service user) has stopped 2 running tasks: (task ") for m in messages)
+            and messages[0] == "(service user) has reached a steady state.",
+            messages[:8])
+    running = tasks_of("user")
+    health = wait_until(lambda: (lambda h: h if set(h) == {task_ip(t) for t in running} else None)(
+        target_health(tg_user)), 5)
+    c.check("ALB after rollback: only the new tasks' IPs, all healthy (old ones deregistered)",
+            bool(health) and all(h["State"] == "healthy" for h in health.values()) and len(health) == 2, health)
+    sds = ecs.list_service_deployments(cluster="shop", service="user")["serviceDeployments"]
+    c.check("ListServiceDeployments: newest first, ROLLBACK_SUCCESSFUL then SUCCESSFUL",
+            [s["status"] for s in sds] == ["ROLLBACK_SUCCESSFUL", "SUCCESSFUL"],
+            [(s["status"], s.get("statusReason")) for s in sds])
+    full = ecs.describe_service_deployments(serviceDeploymentArns=[sds[0]["serviceDeploymentArn"]])
+    sd = full["serviceDeployments"][0] if full["serviceDeployments"] else {}
+    cbs = sd.get("deploymentCircuitBreaker", {})
+    c.check("DescribeServiceDeployments: circuit breaker TRIGGERED with failureCount/threshold, rollback info",
+            cbs.get("status") == "TRIGGERED" and cbs.get("threshold") == 3 and cbs.get("failureCount", 0) >= 3
+            and sd.get("rollback", {}).get("serviceRevisionArn", "").endswith(first_dep["id"].split("/")[1])
+            and sd.get("targetServiceRevision", {}).get("arn", "").endswith(new_dep["id"].split("/")[1]),
+            {k: sd.get(k) for k in ("status", "deploymentCircuitBreaker", "rollback")})
+    only_ok = ecs.list_service_deployments(cluster="shop", service="user", status=["SUCCESSFUL"])["serviceDeployments"]
+    missing = ecs.describe_service_deployments(serviceDeploymentArns=[
+        "arn:aws:ecs:eu-west-1:123456789012:service-deployment/shop/user/nope"])
+    c.check("ListServiceDeployments status filter; DescribeServiceDeployments reports unknown ARNs as failures",
+            len(only_ok) == 1 and missing["failures"] and missing["failures"][0]["reason"] == "MISSING",
+            (len(only_ok), missing["failures"]))
+
+    # ---- crashloop without circuit breaker: fails forever, never FAILED --------------
+    nocb_dep = nocb_update["deployments"][0]
+    grown = wait_until(lambda: (lambda d: d if d and d["failedTasks"] >= 6 else None)(
+        dep_by_id("user-nocb", nocb_dep["id"])), 30 * scale + 5)
+    svc = describe("user-nocb")
+    c.check("no circuit breaker: crashloop stays IN_PROGRESS while failedTasks grows past the threshold",
+            grown is not None and grown["rolloutState"] == "IN_PROGRESS"
+            and svc["deployments"][0]["id"] == nocb_dep["id"] and svc["deployments"][0]["rolloutState"] == "IN_PROGRESS",
+            grown)
+    c.check("no circuit breaker: the old deployment keeps serving (2 deployments, old running 2)",
+            len(svc["deployments"]) == 2 and svc["deployments"][1]["runningCount"] == 2, svc["deployments"])
+
+    # ---- imagepull ---------------------------------------------------------------------
+    pulled = wait_until(lambda: tasks_of("user-pull", "STOPPED"), 10)
+    t = pulled[0] if pulled else {}
+    c.check("imagepull: task STOPPED, stopCode TaskFailedToStart, stoppedReason CannotPullContainerError: ...",
+            t.get("lastStatus") == "STOPPED" and t.get("stopCode") == "TaskFailedToStart"
+            and t.get("stoppedReason", "").startswith("CannotPullContainerError: ")
+            and IMAGES["imagepull"] in t.get("stoppedReason", ""),
+            t.get("stoppedReason"))
+
+    # ---- notready ----------------------------------------------------------------------
+    def notready_state():
+        ts = tasks_of("user-notready")
+        if ts and ts[0]["lastStatus"] == "RUNNING" and ts[0]["healthStatus"] == "UNHEALTHY":
+            h = target_health(tg_notready).get(task_ip(ts[0]))
+            if h and h["State"] == "unhealthy":
+                return ts[0], h
+        return None
+
+    nr = wait_until(notready_state, 10)
+    svc = describe("user-notready")
+    c.check("notready: task RUNNING with healthStatus UNHEALTHY", nr is not None, svc["deployments"])
+    c.check("notready: ALB target unhealthy (Target.FailedHealthChecks)",
+            nr is not None and nr[1].get("Reason") == "Target.FailedHealthChecks", nr and nr[1])
+    c.check("notready: running 1 but the deployment stays IN_PROGRESS",
+            svc["runningCount"] == 1 and svc["deployments"][0]["rolloutState"] == "IN_PROGRESS", svc["deployments"])
+
+    # ---- list_tasks(serviceName) -------------------------------------------------------
+    arns_nr = ecs.list_tasks(cluster="shop", serviceName="user-notready")["taskArns"]
+    arns_user = ecs.list_tasks(cluster="shop", serviceName="user")["taskArns"]
+    arns_all = ecs.list_tasks(cluster="shop")["taskArns"]
+    described = ecs.describe_tasks(cluster="shop", tasks=arns_nr)["tasks"]
+    c.check("list_tasks(serviceName=...) lists only that service's tasks",
+            len(arns_nr) == 1 and len(arns_user) == 2 and not set(arns_nr) & set(arns_user)
+            and len(arns_all) > 3 and all(t["group"] == "service:user-notready" for t in described),
+            (len(arns_nr), len(arns_user), len(arns_all)))
+    try:
+        ecs.list_tasks(cluster="shop", serviceName="no-such-service")
+        c.check("list_tasks(serviceName=<unknown>) raises ServiceNotFoundException", False, "no error")
+    except botocore.exceptions.ClientError as exc:
+        c.check("list_tasks(serviceName=<unknown>) raises ServiceNotFoundException",
+                exc.response["Error"]["Code"] == "ServiceNotFoundException", exc.response["Error"])
+
+    # ---- slowstart -------------------------------------------------------------------
+    def slow_task():
+        ts = tasks_of("user-slow")
+        return ts[0] if ts and ts[0]["lastStatus"] == "RUNNING" else None
+
+    st = wait_until(slow_task, 10)
+    early_ok = st is not None and st["healthStatus"] != "HEALTHY"
+    early_target = target_health(tg_slow).get(task_ip(st) if st else "", {})
+    c.check("slowstart: RUNNING but not yet HEALTHY; ALB target 'initial'",
+            early_ok and early_target.get("State") == "initial", (st and st["healthStatus"], early_target))
+    healthy = wait_until(lambda: (lambda ts: ts if ts and ts[0]["healthStatus"] == "HEALTHY" else None)(
+        tasks_of("user-slow")), 20 * scale + 10)
+    took = time.monotonic() - t_slow_created
+    c.check(f"slowstart: HEALTHY only after 20 s x scale ({20 * scale:.0f} s; took {took:.1f} s)",
+            healthy is not None and took >= 20 * scale, took)
+    svc = describe("user-slow")
+    c.check("slowstart: target healthy and the deployment COMPLETED afterwards",
+            wait_until(lambda: describe("user-slow")["deployments"][0]["rolloutState"] == "COMPLETED", 3)
+            and target_health(tg_slow).get(task_ip(healthy[0]) if healthy else "", {}).get("State") == "healthy",
+            svc["deployments"])
+
+    # ---- deployment alarms -------------------------------------------------------------
+    alarm_upd = ecs.update_service(cluster="shop", service="user-alarm", taskDefinition=tds["slowstart"])["service"]
+    alarm_dep = alarm_upd["deployments"][0]
+    cw.set_alarm_state(AlarmName="user-5xx", StateValue="ALARM", StateReason="test")
+    failed = wait_until(lambda: (lambda d: d if d and d["rolloutState"] == "FAILED" else None)(
+        dep_by_id("user-alarm", alarm_dep["id"])), 10)
+    cw.set_alarm_state(AlarmName="user-5xx", StateValue="OK", StateReason="test")
+    ok, why = stable_waiter("user-alarm")
+    c.check("alarms: an alarm in ALARM fails the deployment and ECS rolls back to the previous task definition",
+            failed is not None and ok and describe("user-alarm")["taskDefinition"] == tds["good"],
+            (failed, why))
+
+    # ---- StopServiceDeployment (ROLLBACK) ----------------------------------------------
+    ecs.update_service(cluster="shop", service="user-stop", taskDefinition=tds["slowstart"])
+    sd_arn = ecs.list_service_deployments(cluster="shop", service="user-stop")["serviceDeployments"][0][
+        "serviceDeploymentArn"]
+    ecs.stop_service_deployment(serviceDeploymentArn=sd_arn, stopType="ROLLBACK")
+    ok, why = stable_waiter("user-stop")
+    sd = ecs.describe_service_deployments(serviceDeploymentArns=[sd_arn])["serviceDeployments"][0]
+    c.check("StopServiceDeployment(ROLLBACK): rolls back, status ROLLBACK_SUCCESSFUL",
+            ok and sd["status"] == "ROLLBACK_SUCCESSFUL" and describe("user-stop")["taskDefinition"] == tds["good"],
+            sd["status"])
+
+    # ---- ECR scan findings injection (moto's own endpoint) ----------------------------
+    body = json.dumps({"region": REGION, "results": [{
+        "imageScanFindings": {"findings": [], "findingSeverityCounts": {}},
+        "imageScanStatus": {"status": "COMPLETE", "description": "injected"},
+        "registryId": "123456789012", "repositoryName": "shop/user",
+        "imageId": {"imageTag": "v1"}}]}).encode()
+    req = urllib.request.Request(f"{endpoint}/moto-api/static/ecr/scan-finding-results", data=body,
+                                 method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        c.check("ECR scan-findings injection endpoint is reachable", 200 <= resp.status < 300, resp.status)
+
+    # ---- BLUE_GREEN: completion after the bake ------------------------------------------
+    done = wait_until(lambda: (lambda s: s if len(s["deployments"]) == 1 and s["deployments"][0][
+        "rolloutState"] == "COMPLETED" else None)(describe("user-bg")), 60 * scale + 10, 0.25)
+    took = time.monotonic() - t_bg_update
+    c.check(f"blue/green: COMPLETED only after bakeTimeInMinutes (1 min x scale; took {took:.1f} s), blue drained",
+            done is not None and done["deployments"][0]["id"] == bg_dep["id"] and took >= 60 * scale
+            and not target_health(tg_blue), took)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

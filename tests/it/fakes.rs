@@ -1,0 +1,21 @@
+//! The stand-ins themselves are tested against the behaviour contract (shared/TESTBED.md) with
+//! real clients (boto3, and the pip kubectl), so deployer's tests rest on checked ground.
+
+use crate::support;
+
+#[test]
+fn moto_ecs_controller_follows_the_contract() {
+    let out = support::moto::run_fake_check(
+        &support::root().join("tests/fakes/check_moto_ecs.py"),
+        &["--time-scale", "0.2"],
+    );
+    assert!(out.lines().any(|l| l.ends_with(" passed, 0 failed")), "{out}");
+}
+
+#[tokio::test]
+async fn deployer_sdk_clients_reach_moto() {
+    let moto = support::moto::Moto::start();
+    let sts = aws_sdk_sts::Client::new(&moto.sdk_config().await);
+    let who = sts.get_caller_identity().send().await.unwrap();
+    assert_eq!(who.account(), Some("123456789012"));
+}
