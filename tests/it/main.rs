@@ -1,5 +1,8 @@
 //! The one integration-test binary. `support` starts the local stand-ins (moto, registries, the
 //! fake Kubernetes API server, fake GitHub/Slack); each module tests one area as users meet it.
+//! Test code may panic on a broken expectation: that is how a test fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -34,7 +34,7 @@ impl Moto {
             "--log-level",
             "WARNING",
         ]);
-        let (guard, port) = spawn_listening(cmd, "moto", Duration::from_secs(60));
+        let (guard, port) = spawn_listening(cmd, "moto", Duration::from_mins(1));
         Self { port, url: format!("http://127.0.0.1:{port}"), _guard: guard }
     }
 
