@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::cli::{Cli, Command, ImageArgs, OutputFormat};
-use crate::config::{Config, ConfigErrors, Environment, did_you_mean};
+use crate::config::{Config, ConfigError, ConfigErrors, Environment, Target, did_you_mean};
 use crate::error::{Error, ExitCode};
 use crate::events::{Event, Fanout, Phase, Sink};
 use crate::identity;
 use crate::observe::{self, VarFn};
 use crate::plan::{self, Inputs};
+use crate::render::RenderError;
 use crate::report::{self, github::Github};
 
 /// What the binary gives the library: where to write, and how to read the environment.
@@ -113,19 +114,23 @@ async fn dispatch(cli: &Cli, events: &dyn Sink, var: VarFn<'_>) -> Result<(), Er
         Command::Plan(args) => {
             let (config, env) = load(cli, events).await?;
             let inputs = inputs(&config, &args.images)?;
-            let the_plan = compute_plan(&config, &env, &inputs, events, var).await?;
+            let (the_plan, render_errors) = compute_plan(&config, &env, &inputs, events, var).await?;
             if let Some(path) = &args.markdown {
                 std::fs::write(path, plan::render::markdown(&the_plan))
                     .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
             }
             events.emit(&Event::Planned { plan: Box::new(the_plan) });
-            Ok(())
+            // The plan is shown either way; a broken overlay still makes the command fail.
+            if render_errors.is_empty() { Ok(()) } else { Err(ConfigErrors(render_errors).into()) }
         }
         Command::Deploy(args) => {
             let (config, env) = load(cli, events).await?;
             let inputs = inputs(&config, &args.images)?;
-            let the_plan = compute_plan(&config, &env, &inputs, events, var).await?;
+            let (the_plan, render_errors) = compute_plan(&config, &env, &inputs, events, var).await?;
             events.emit(&Event::Planned { plan: Box::new(the_plan) });
+            if !render_errors.is_empty() {
+                return Err(ConfigErrors(render_errors).into());
+            }
             require_credentials(var)?;
             Err(not_in_this_build("deploy"))
         }
@@ -188,13 +193,46 @@ async fn compute_plan(
     inputs: &Inputs,
     events: &dyn Sink,
     var: VarFn<'_>,
-) -> Result<plan::Plan, Error> {
+) -> Result<(plan::Plan, Vec<ConfigError>), Error> {
     let observed =
         phase(events, Phase::Observe, async { Ok(observe::observe(config, env, inputs, var).await) }).await?;
     for u in &observed.unobserved {
         events.emit(&Event::Unobserved { what: u.what.clone(), reason: u.reason.clone() });
     }
-    phase(events, Phase::Plan, async { Ok(plan::plan(config, env, &observed, inputs)) }).await
+    let render_errors = render_errors(config, env, &observed);
+    let the_plan =
+        phase(events, Phase::Plan, async { Ok(plan::plan(config, env, &observed, inputs)) }).await?;
+    Ok((the_plan, render_errors))
+}
+
+/// Render failures that are the configuration's fault (kustomize errors, bad templates, images
+/// left un-pinned), each naming the overlay or template. A missing kustomize is not one: the
+/// plan reports it as not rendered.
+fn render_errors(config: &Config, env: &Environment, observed: &plan::Observed) -> Vec<ConfigError> {
+    observed
+        .renders
+        .iter()
+        .filter_map(|(service, r)| {
+            let e = r.as_ref().err()?;
+            if matches!(e, RenderError::NotFound(_)) {
+                return None;
+            }
+            let svc = config.service(service)?;
+            let file = match (&env.target, e) {
+                (Target::Ecs(_), _) | (_, RenderError::TaskDefinition { .. }) => {
+                    svc.ecs.as_ref().map(|t| config.root.join(&t.task_definition.value))
+                }
+                (Target::Eks(_), _) => config.overlay_dir(svc, &env.name),
+            };
+            Some(ConfigError {
+                file: file.unwrap_or_else(|| config.path.clone()),
+                line: None,
+                column: None,
+                message: e.to_string(),
+                hint: Some(e.hint()),
+            })
+        })
+        .collect()
 }
 
 /// Parses `--image SERVICE=REF` and `--service NAME` against the product's services.

@@ -11,7 +11,7 @@ use crate::config::{Config, Environment, Target};
 use crate::identity::{self, CredentialSource};
 use crate::plan::{Inputs, Observed, Rendered, Unobserved};
 use crate::render::kustomize::{self, Kustomize};
-use crate::render::{ImagePin, ecs};
+use crate::render::{ImagePin, RenderError, ecs};
 
 /// The process environment, injectable for tests.
 pub type VarFn<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
@@ -76,7 +76,7 @@ pub async fn render_all(
                 Err(e) => {
                     obs.kustomize = Some(Err(e.to_string()));
                     for s in selected {
-                        obs.renders.insert(s.name.as_str().to_owned(), Err(format!("{e}; {}", e.hint())));
+                        obs.renders.insert(s.name.as_str().to_owned(), Err(e.clone()));
                     }
                     return;
                 }
@@ -103,7 +103,11 @@ pub async fn render_all(
                 let env_name = env.name.clone();
                 async move {
                     let Some(overlay) = overlay else {
-                        return (name.clone(), Err(format!("service `{name}` has no kustomize overlay")));
+                        let message = format!("service `{name}` has no kustomize overlay");
+                        return (
+                            name.clone(),
+                            Err(RenderError::Kustomize { service: name, env: env_name, message }),
+                        );
                     };
                     let labels: Vec<(&str, &str)> =
                         labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -112,8 +116,7 @@ pub async fn render_all(
                         .await
                         .map(|objs| Rendered::Kubernetes {
                             objects: objs.iter().map(kustomize::object_ref).collect(),
-                        })
-                        .map_err(|e| e.to_string());
+                        });
                     (name, result)
                 }
             });
@@ -125,10 +128,9 @@ pub async fn render_all(
             for svc in selected {
                 let name = svc.name.as_str().to_owned();
                 let Some(ecs_cfg) = &svc.ecs else {
-                    obs.renders.insert(
-                        name.clone(),
-                        Err(format!("service `{name}` has no ECS task-definition template")),
-                    );
+                    let message = "no `ecs.task_definition` template".to_owned();
+                    obs.renders
+                        .insert(name.clone(), Err(RenderError::TaskDefinition { service: name, message }));
                     continue;
                 };
                 let image = match inputs.digests.get(&name) {
@@ -148,10 +150,11 @@ pub async fn render_all(
                     ),
                 ]);
                 let result = std::fs::read_to_string(config.root.join(&ecs_cfg.task_definition.value))
-                    .map_err(|e| format!("cannot read {}: {e}", ecs_cfg.task_definition.value))
-                    .and_then(|text| {
-                        ecs::render_task_definition(&text, &vars, &name).map_err(|e| e.to_string())
+                    .map_err(|e| RenderError::TaskDefinition {
+                        service: name.clone(),
+                        message: format!("cannot read {}: {e}", ecs_cfg.task_definition.value),
                     })
+                    .and_then(|text| ecs::render_task_definition(&text, &vars, &name))
                     .map(|td| Rendered::Ecs {
                         family: td.get("family").and_then(|f| f.as_str()).unwrap_or_default().to_owned(),
                         images: ecs::images_of(&td),

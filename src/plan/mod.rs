@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::{Config, Environment, StrategyKind, Target};
-use crate::render::{ImagePin, ObjectRef};
+use crate::render::{ImagePin, ObjectRef, RenderError};
 
 /// What was observed before planning. Every field says what could not be seen and why.
 #[derive(Debug, Clone, Default)]
@@ -22,7 +22,7 @@ pub struct Observed {
     /// The kustomize that renders, or why none is available.
     pub kustomize: Option<Result<String, String>>,
     /// Per service: the rendered objects / task definition, or why rendering failed.
-    pub renders: BTreeMap<String, Result<Rendered, String>>,
+    pub renders: BTreeMap<String, Result<Rendered, RenderError>>,
     /// Per service: what runs now, or why it could not be looked at.
     pub live: BTreeMap<String, Live>,
     /// Whole parts that could not be observed (`live state`, `registry`, …) and why.
@@ -183,7 +183,7 @@ pub fn plan(config: &Config, env: &Environment, observed: &Observed, inputs: &In
                     family: family.clone(),
                     ecs_service: ecs_service_name(config, env, &name),
                 },
-                Some(Err(e)) => RenderPlan::Failed { error: e.clone() },
+                Some(Err(e)) => RenderPlan::Failed { error: e.to_string() },
                 None => RenderPlan::Failed { error: "not rendered".to_owned() },
             };
             let change = match observed.live.get(&name) {

@@ -81,7 +81,38 @@ impl Kustomize {
 
     /// Renders `overlay` with `images` pinned and deployer's labels added, without touching the
     /// overlay: a wrapper kustomization in a temporary directory references it by relative path
-    /// (kustomize refuses absolute paths in `resources:`).
+    /// (kustomize refuses absolute paths in `resources:`). Returns kustomize's output text.
+    pub async fn render_text(
+        &self,
+        overlay: &Path,
+        images: &[ImagePin],
+        labels: &[(&str, &str)],
+        service: &str,
+        env: &str,
+    ) -> Result<String, RenderError> {
+        let io = |e: std::io::Error| RenderError::Io { service: service.into(), message: e.to_string() };
+        let overlay = overlay.canonicalize().map_err(|e| RenderError::Kustomize {
+            service: service.into(),
+            env: env.into(),
+            message: format!("overlay {}: {}", overlay.display(), e.to_string().to_lowercase()),
+        })?;
+        // Outside the repository on purpose: a wrapper inside a directory the overlay loads makes
+        // kustomize report a cycle. Canonical, because kustomize resolves symlinks before `..`.
+        let tmp = tempfile::Builder::new().prefix("deployer-render-").tempdir().map_err(io)?;
+        let wrapper_dir = tmp.path().canonicalize().map_err(io)?;
+        let rel = relative_path(&wrapper_dir, &overlay);
+        let wrapper = wrapper_kustomization(&rel, images, labels);
+        std::fs::write(wrapper_dir.join("kustomization.yaml"), wrapper).map_err(io)?;
+        self.build_dir(&wrapper_dir, service, env).await.map_err(|e| match e {
+            RenderError::Kustomize { service, env, message } => {
+                RenderError::Kustomize { service, env, message: strip_wrapper_layer(&message, &overlay) }
+            }
+            other => other,
+        })
+    }
+
+    /// [`Self::render_text`] parsed into objects; when every image has a digest, also refuses
+    /// output that still references one of them un-pinned.
     pub async fn render(
         &self,
         overlay: &Path,
@@ -90,20 +121,36 @@ impl Kustomize {
         service: &str,
         env: &str,
     ) -> Result<Vec<Value>, RenderError> {
-        let io = |e: std::io::Error| RenderError::Io { service: service.into(), message: e.to_string() };
-        let overlay = overlay.canonicalize().map_err(|e| RenderError::Kustomize {
-            service: service.into(),
-            env: env.into(),
-            message: format!("overlay {}: {e}", overlay.display()),
-        })?;
-        let tmp = tempfile::Builder::new().prefix("deployer-render-").tempdir().map_err(io)?;
-        let wrapper_dir = tmp.path().canonicalize().map_err(io)?;
-        let rel = relative_path(&wrapper_dir, &overlay);
-        let wrapper = wrapper_kustomization(&rel, images, labels);
-        std::fs::write(wrapper_dir.join("kustomization.yaml"), wrapper).map_err(io)?;
-        let text = self.build_dir(&wrapper_dir, service, env).await?;
-        parse_objects(&text).map_err(|message| RenderError::Parse { service: service.into(), message })
+        let text = self.render_text(overlay, images, labels, service, env).await?;
+        let objects = parse_objects(&text)
+            .map_err(|message| RenderError::Parse { service: service.into(), message })?;
+        check_pinned(service, &objects, images)?;
+        Ok(objects)
     }
+}
+
+/// Refuses objects that still reference one of `pins` without its digest (e.g. the image is
+/// spelled differently in the manifests, or an overlay's own `images:` rewrote it). Pins still
+/// pending (a plan before the build) are not checked.
+pub fn check_pinned(service: &str, objects: &[Value], pins: &[ImagePin]) -> Result<(), RenderError> {
+    for obj in objects {
+        for image in images_of(obj) {
+            for pin in pins {
+                let Some(digest) = &pin.digest else { continue };
+                let repo = image.split('@').next().unwrap_or(&image);
+                let repo_no_tag = match repo.rsplit_once(':') {
+                    // A `:` after the last `/` is a tag; one before it is a registry port.
+                    Some((r, tag)) if !tag.contains('/') => r,
+                    _ => repo,
+                };
+                let ours = repo_no_tag == pin.name || repo_no_tag == pin.new_name;
+                if ours && image != format!("{}@{digest}", pin.new_name) {
+                    return Err(RenderError::Unpinned { service: service.into(), image });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The wrapper kustomization's text.
@@ -189,6 +236,16 @@ fn clean_kustomize_error(stderr: &str) -> String {
     msg.trim_start_matches("error: ").trim_start_matches("Error: ").to_owned()
 }
 
+/// Kustomize wraps an overlay's error in the wrapper's own accumulation context; users should
+/// read what `kubectl kustomize <overlay>` says, so that outer layer is removed.
+fn strip_wrapper_layer(message: &str, overlay: &Path) -> String {
+    let marker = format!("recursed accumulation of path '{}': ", overlay.display());
+    match message.find(&marker) {
+        Some(i) => message[i + marker.len()..].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
 /// `to` relative to directory `from` (both absolute and canonical).
 pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
     let from: Vec<Component> = from.components().collect();
@@ -228,6 +285,27 @@ mod tests {
         let obj = serde_json::json!({"kind":"CronJob","spec":{"jobTemplate":{"spec":{"template":{"spec":{
             "initContainers":[{"image":"a"}],"containers":[{"image":"b"},{"image":"c"}]}}}}}});
         assert_eq!(images_of(&obj), vec!["a", "b", "c"]);
+    }
+
+    #[test]
+    fn unpinned_images_of_our_services_are_refused() {
+        let pin = ImagePin {
+            name: "shop/user".into(),
+            new_name: "r:5000/shop/user".into(),
+            digest: Some("sha256:ab".into()),
+        };
+        let obj =
+            |img: &str| serde_json::json!({"spec":{"template":{"spec":{"containers":[{"image": img}]}}}});
+        let pins = std::slice::from_ref(&pin);
+        assert!(check_pinned("user", &[obj("r:5000/shop/user@sha256:ab")], pins).is_ok());
+        assert!(check_pinned("user", &[obj("other/image:1")], pins).is_ok());
+        for bad in ["shop/user", "shop/user:1.2", "r:5000/shop/user:latest", "r:5000/shop/user@sha256:cd"] {
+            assert_eq!(
+                check_pinned("user", &[obj(bad)], pins),
+                Err(RenderError::Unpinned { service: "user".into(), image: bad.into() }),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -11,3 +11,4 @@ mod fakes;
 mod cli;
 mod config;
 mod plan;
+mod render;
