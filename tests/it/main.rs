@@ -8,6 +8,7 @@ mod support;
 
 mod fakes;
 
+mod action;
 mod cli;
 mod config;
 mod plan;
