@@ -34,7 +34,6 @@ import os
 import random
 import re
 import signal
-import socketserver
 import sys
 import threading
 import time
@@ -83,22 +82,11 @@ def log(msg):
         sys.stderr.flush()
 
 
-def now_ts():
-    return time.time()
-
-
 def fmt_time(ts=None):
     """RFC 3339 with second precision, as metav1.Time serialises."""
     if ts is None:
         ts = time.time()
     return _dt.datetime.fromtimestamp(int(ts), _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def fmt_micro(ts=None):
-    """metav1.MicroTime: exactly 6 fractional digits."""
-    if ts is None:
-        ts = time.time()
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_time(s):
@@ -2144,7 +2132,7 @@ class Cluster:
         raise KeyError(storage)
 
     # ---- namespace checks -------------------------------------------------------------------
-    def check_namespace_for_create(self, rt, ns):
+    def check_namespace_for_create(self, rt, ns, name=""):
         if not rt.namespaced:
             return
         nso = self.get(RT["namespaces"], "", ns)
@@ -2154,8 +2142,8 @@ class Cluster:
             raise ApiError(
                 403, "Forbidden",
                 '%s "%s" is forbidden: unable to create new content in namespace %s because it '
-                "is being terminated" % (gr_string(rt), "", ns),
-                gr_details(rt, ""))
+                "is being terminated" % (gr_string(rt), name, ns),
+                gr_details(rt, name))
 
     # ---- create -------------------------------------------------------------------------------
     def create(self, rt, ns, body, manager, dry_run=False, mf=None, keep_status=False):
@@ -2174,7 +2162,7 @@ class Cluster:
                 md["namespace"] = ns
             else:
                 md.pop("namespace", None)
-            self.check_namespace_for_create(rt, ns)
+            self.check_namespace_for_create(rt, ns, md.get("name") or "")
             if not md.get("name") and md.get("generateName"):
                 for _ in range(20):
                     cand = md["generateName"] + rand_suffix(5)
@@ -2200,15 +2188,14 @@ class Cluster:
                 md["generation"] = 1
             sent = copy.deepcopy(obj)
             if rt.status_sub and not keep_status:
-                st = default_status(rt, obj)
-                obj.pop("status", None)
+                obj.pop("status", None)  # status written on create is dropped
                 sent.pop("status", None)
-                if st is not None:
-                    obj["status"] = st
             check_microtimes(rt, obj)
             default_object(rt, obj, None, self)
-            if rt.status_sub and not keep_status and "status" in obj:
-                obj["status"] = default_status(rt, obj) or obj["status"]
+            if rt.status_sub and not keep_status:
+                st = default_status(rt, obj)
+                if st is not None:
+                    obj["status"] = st
             causes = validate_object(rt, obj, None)
             if causes:
                 raise err_invalid(rt, name, causes)
@@ -2260,8 +2247,7 @@ class Cluster:
             check_microtimes(rt, new)
             return self.save(rt, old, new, manager, subresource, dry_run), False
 
-    def save(self, rt, old, new, manager, subresource=None, dry_run=False, mf=None,
-             operation="Update", raw=False):
+    def save(self, rt, old, new, manager, subresource=None, dry_run=False, mf=None, raw=False):
         """Common write path: system metadata, status/spec split, defaulting, validation,
         generation, managedFields, no-op detection, deletion completion, commit."""
         with self.lock:
@@ -2416,15 +2402,14 @@ class Cluster:
             if old is None:
                 if subresource:
                     raise err_not_found(rt, name)
-                self.check_namespace_for_create(rt, ns)
+                self.check_namespace_for_create(rt, ns, name)
                 merged, mf = server_side_apply(None, applied, manager, force, rt.kind,
                                                rt.api_version, "")
                 merged.setdefault("metadata", {})["name"] = name
                 return self.create(rt, ns, to_view(rt, merged), manager, dry_run, mf=mf), True
             merged, mf = server_side_apply(old, applied, manager, force, rt.kind, rt.api_version,
                                            subresource or "")
-            return self.save(rt, old, merged, manager, subresource, dry_run, mf=mf,
-                             operation="Apply"), False
+            return self.save(rt, old, merged, manager, subresource, dry_run, mf=mf), False
 
     # ---- delete -------------------------------------------------------------------------------
     def delete(self, rt, ns, name, opts=None, dry_run=False):
@@ -2657,8 +2642,9 @@ class EventRecorder:
                   "source": source, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
                   "type": etype, "eventTime": None, "reportingComponent": rc,
                   "reportingInstance": host or ""}
-            if c.get(RT["namespaces"], "", ns) is None:
-                return
+            nso = c.get(RT["namespaces"], "", ns)
+            if nso is None or deleting(nso):
+                return  # a terminating namespace accepts no new content
             created = c.c_create(RT["events"], ns, ev,
                                  "kubelet" if component == "kubelet" else
                                  "kube-scheduler" if component == "default-scheduler" else
@@ -2736,13 +2722,20 @@ def template_hash(template, collision_count=None):
 
 
 def _template_without_hash(t):
-    t = copy.deepcopy(t or {})
-    lbl = deep_get(t, "metadata", "labels")
-    if isinstance(lbl, dict):
-        lbl.pop(HASH_LABEL, None)
-        if not lbl:
-            t["metadata"].pop("labels")
-    return t
+    """The template with the pod-template-hash label removed (shallow copies only)."""
+    t = t or {}
+    md = t.get("metadata")
+    if not isinstance(md, dict) or not isinstance(md.get("labels"), dict):
+        return t
+    labels = {k: v for k, v in md["labels"].items() if k != HASH_LABEL}
+    md2 = dict(md)
+    if labels:
+        md2["labels"] = labels
+    else:
+        md2.pop("labels")
+    t2 = dict(t)
+    t2["metadata"] = md2
+    return t2
 
 
 def equal_ignore_hash(t1, t2):
@@ -2949,7 +2942,10 @@ class DeploymentController:
         new_revision = str(max_old + 1)
         d = self.fresh(RT["deployments"], d)
         if existing is not None:
-            rs_copy = copy.deepcopy(existing)
+            # Only metadata and top-level spec fields change here: avoid a full deep copy.
+            rs_copy = dict(existing)
+            rs_copy["metadata"] = copy.deepcopy(existing["metadata"])
+            rs_copy["spec"] = dict(existing.get("spec") or {})
             ann_updated = self.set_new_rs_annotations(d, rs_copy, new_revision, True)
             mrs = deep_get(d, "spec", "minReadySeconds", default=0) or 0
             if ann_updated or (deep_get(rs_copy, "spec", "minReadySeconds", default=0) or 0) != mrs:
@@ -3727,8 +3723,18 @@ class Kubelet:
             st["ltt"] = {}
             st["cs"] = [self.start_container(pod, c, now) for c in spec.get("containers") or []]
         else:
+            # Nothing can change before the next timer unless someone rewrote the pod.
+            if st.get("rv") == pod["metadata"]["resourceVersion"] and now < st.get("wake", 0):
+                return
             for cs in st["cs"]:
                 self.advance(pod, cs, now)
+        wake = [now + 5.0]
+        for cs in st["cs"]:
+            if cs["next"]:
+                wake.append(cs["next"])
+            if cs["marker"] == "slowstart" and cs["started_at"]:
+                wake.append(cs["started_at"] + self.s(self.SLOWSTART))
+        st["wake"] = min(w for w in wake if w > now - 0.001)
         statuses = [self.container_status(pod, cs, now) for cs in st["cs"]]
         unready = [s["name"] for s in statuses if not s["ready"]]
         all_ready = not unready
@@ -3775,7 +3781,8 @@ class Kubelet:
         if canon(status) != canon(pod.get("status") or {}):
             new = copy.deepcopy(pod)
             new["status"] = status
-            self.c.c_update(RT["pods"], pod, new, "kubelet", subresource="status")
+            pod = self.c.c_update(RT["pods"], pod, new, "kubelet", subresource="status")
+        st["rv"] = pod["metadata"]["resourceVersion"]
 
 
 def _finish_pod_deletion(self, pod):
@@ -4136,6 +4143,8 @@ class GarbageCollector:
         dependents = {}
         everything = []
         for storage, bucket in list(c.data.items()):
+            if storage == ("", "events"):
+                continue  # events never have owners; skipping them keeps ticks cheap
             rt = c.storage_rt(storage)
             for obj in list(bucket.values()):
                 everything.append((rt, obj))
@@ -4748,6 +4757,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._warnings = {}
         self._fmt = "json"
         try:
+            # Always consume the request body so a kept-alive connection stays in sync even
+            # when the handler does not need it (e.g. an Eviction body).
+            self.read_body()
             self.route(method)
         except ApiError as e:
             try:
@@ -4964,6 +4976,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if sub:
                 raise err_method_not_allowed()
             opts = self.delete_options()
+            dry = dry or "All" in (opts.get("dryRun") or [])  # kube-rs puts dryRun in the body
             with c.lock:
                 code, body = c.delete(rt, ns, name, opts, dry)
             return self.send_obj(code, body)
@@ -5173,7 +5186,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def delete_collection(self, rt, ns):
         c = self.cluster
         opts = self.delete_options()
-        dry = self.q.get("dryRun") == "All"
+        dry = self.q.get("dryRun") == "All" or "All" in (opts.get("dryRun") or [])
         with c.lock:
             objs = self.selected(rt, ns)
             out = []

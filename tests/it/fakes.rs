@@ -19,3 +19,11 @@ async fn deployer_sdk_clients_reach_moto() {
     let who = sts.get_caller_identity().send().await.unwrap();
     assert_eq!(who.account(), Some("123456789012"));
 }
+
+#[test]
+fn fake_kubernetes_api_server_answers_kubectl_like_a_cluster() {
+    // The real pip kubectl drives the fake: apply --server-side, get -o yaml, rollout status/undo,
+    // watches, conflicts, leases, expired resourceVersions (see tests/fakes/check_fake_k8s.py).
+    let out = support::moto::run_fake_check(&support::root().join("tests/fakes/check_fake_k8s.py"), &[]);
+    assert!(out.lines().any(|l| l.ends_with(" passed, 0 failed")), "{out}");
+}
