@@ -24,6 +24,8 @@ pub mod events;
 pub mod identity;
 pub mod observe;
 pub mod plan;
+pub mod platform;
+pub mod release;
 pub mod render;
 pub mod report;
 

@@ -11,5 +11,6 @@ mod fakes;
 mod action;
 mod cli;
 mod config;
+mod eks;
 mod plan;
 mod render;

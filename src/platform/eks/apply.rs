@@ -1,0 +1,172 @@
+//! Server-side apply of rendered objects, in dependency order, and pruning of objects a release
+//! no longer has.
+
+use std::collections::HashMap;
+
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use serde_json::Value;
+
+use super::EksError;
+use crate::render::ObjectRef;
+use crate::render::kustomize::object_ref;
+
+/// Field manager name for everything deployer applies.
+pub const FIELD_MANAGER: &str = "deployer";
+
+/// Apply order: what others depend on first (namespaces, CRDs, identities and RBAC, config,
+/// services), workloads after, and anything unknown in between.
+pub fn apply_rank(kind: &str) -> u8 {
+    match kind {
+        "Namespace" => 0,
+        "CustomResourceDefinition" => 1,
+        "ServiceAccount" | "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding" => 2,
+        "ConfigMap" | "Secret" | "PersistentVolumeClaim" => 3,
+        "Service" => 4,
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" | "ReplicaSet" => 6,
+        "Ingress" | "HorizontalPodAutoscaler" | "PodDisruptionBudget" => 7,
+        _ => 5,
+    }
+}
+
+/// Sorts objects for applying (stable within a rank, so kustomize's order is kept).
+pub fn sort_for_apply(objects: &mut [Value]) {
+    objects.sort_by_key(|o| apply_rank(o.get("kind").and_then(Value::as_str).unwrap_or_default()));
+}
+
+/// Resolves API resources once per kind (discovery is the API server's, not a table of ours).
+#[derive(Default)]
+pub struct Resolver {
+    cache: HashMap<(String, String), (ApiResource, ApiCapabilities)>,
+}
+
+impl Resolver {
+    pub async fn api(
+        &mut self,
+        client: &kube::Client,
+        obj: &ObjectRef,
+        default_ns: &str,
+    ) -> Result<Api<DynamicObject>, EksError> {
+        let key = (obj.api_version.clone(), obj.kind.clone());
+        if !self.cache.contains_key(&key) {
+            let (group, version) = match obj.api_version.split_once('/') {
+                Some((g, v)) => (g.to_owned(), v.to_owned()),
+                None => (String::new(), obj.api_version.clone()),
+            };
+            let gvk = GroupVersionKind::gvk(&group, &version, &obj.kind);
+            let found = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| EksError::Api {
+                action: format!("discover {} {}", obj.api_version, obj.kind),
+                message: e.to_string(),
+            })?;
+            self.cache.insert(key.clone(), found);
+        }
+        let (ar, caps) = &self.cache[&key];
+        Ok(match caps.scope {
+            Scope::Cluster => Api::all_with(client.clone(), ar),
+            Scope::Namespaced => {
+                Api::namespaced_with(client.clone(), obj.namespace.as_deref().unwrap_or(default_ns), ar)
+            }
+        })
+    }
+}
+
+/// Server-side applies every object (sorted first). `force` takes fields over from other managers.
+pub async fn apply_all(
+    client: &kube::Client,
+    resolver: &mut Resolver,
+    objects: &[Value],
+    default_ns: &str,
+    force: bool,
+) -> Result<Vec<ObjectRef>, EksError> {
+    let mut sorted = objects.to_vec();
+    sort_for_apply(&mut sorted);
+    let mut params = PatchParams::apply(FIELD_MANAGER);
+    if force {
+        params = params.force();
+    }
+    let mut applied = Vec::with_capacity(sorted.len());
+    for obj in &sorted {
+        let r = object_ref(obj);
+        let api = resolver.api(client, &r, default_ns).await?;
+        let dynamic: DynamicObject = serde_json::from_value(obj.clone())
+            .map_err(|e| EksError::Api { action: format!("read {r}"), message: e.to_string() })?;
+        api.patch(&r.name, &params, &Patch::Apply(&dynamic)).await.map_err(|e| apply_error(&r, &e))?;
+        applied.push(r);
+    }
+    Ok(applied)
+}
+
+/// A readable error for a failed apply; conflicts name the other manager and the field.
+fn apply_error(r: &ObjectRef, e: &kube::Error) -> EksError {
+    if let kube::Error::Api(status) = e
+        && status.code == 409
+    {
+        let fields: Vec<String> = status
+            .details
+            .iter()
+            .flat_map(|d| d.causes.iter())
+            .map(|c| format!("{} ({})", c.field, c.message))
+            .collect();
+        return EksError::Conflict {
+            object: r.to_string(),
+            message: status.message.clone(),
+            fields: if fields.is_empty() { status.message.clone() } else { fields.join("; ") },
+        };
+    }
+    EksError::Api { action: format!("apply {r}"), message: e.to_string() }
+}
+
+/// Deletes objects of `previous` that `current` no longer has (matched by kind, namespace and
+/// name). Objects that are already gone are fine.
+pub async fn prune(
+    client: &kube::Client,
+    resolver: &mut Resolver,
+    previous: &[ObjectRef],
+    current: &[ObjectRef],
+    default_ns: &str,
+) -> Result<Vec<ObjectRef>, EksError> {
+    let same = |a: &ObjectRef, b: &ObjectRef| {
+        a.kind == b.kind
+            && a.name == b.name
+            && a.namespace.as_deref().unwrap_or(default_ns) == b.namespace.as_deref().unwrap_or(default_ns)
+    };
+    let mut gone = Vec::new();
+    // Reverse apply order: workloads before the config and services they use.
+    let mut stale: Vec<&ObjectRef> =
+        previous.iter().filter(|p| !current.iter().any(|c| same(p, c))).collect();
+    stale.sort_by_key(|o| std::cmp::Reverse(apply_rank(&o.kind)));
+    for obj in stale {
+        let api = resolver.api(client, obj, default_ns).await?;
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..DeleteParams::default()
+        };
+        match api.delete(&obj.name, &params).await {
+            Ok(_) => gone.push(obj.clone()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(EksError::Api { action: format!("prune {obj}"), message: e.to_string() }),
+        }
+    }
+    Ok(gone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_first() {
+        let mut objs: Vec<Value> =
+            ["Deployment", "Service", "ConfigMap", "Namespace", "ServiceAccount", "PodDisruptionBudget"]
+                .iter()
+                .map(|k| serde_json::json!({"kind": k}))
+                .collect();
+        sort_for_apply(&mut objs);
+        let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            ["Namespace", "ServiceAccount", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget"]
+        );
+    }
+}

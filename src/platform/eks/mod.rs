@@ -1,0 +1,416 @@
+//! EKS (any Kubernetes): server-side apply, watch-based health, release records, the deploy lock,
+//! and automatic and manual rollback to the last known-good release.
+//!
+//! Library API:
+//! - [`Eks::connect`] (a kubeconfig context) or [`Eks::new`] (a ready `kube::Client`);
+//! - [`Eks::deploy`]: lock → record pending → apply (SSA, dependency order) → watch + bake →
+//!   prune → record succeeded; on failure, automatic rollback of every service to the last
+//!   known-good record, watched, then recorded;
+//! - [`Eks::rollback`] (to the last known-good or a named release), [`Eks::history`].
+
+pub mod apply;
+pub mod assess;
+pub mod lock;
+pub mod records;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::events::{Event, Phase, Sink};
+use crate::release::{self, Release, ReleaseStatus};
+use crate::render::ObjectRef;
+use crate::render::kustomize::object_ref;
+use apply::Resolver;
+use assess::Failure;
+use lock::Lock;
+use watch::{WatchOutcome, Workload};
+
+/// Errors of the EKS platform.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EksError {
+    #[error("cannot connect to the cluster: {0}")]
+    Connect(String),
+    #[error("kubernetes api error while trying to {action}: {message}")]
+    Api { action: String, message: String },
+    #[error("server-side apply conflict on {object}: {message}")]
+    Conflict { object: String, message: String, fields: String },
+    #[error("release record {name} is unreadable: {message}")]
+    Record { name: String, message: String },
+    #[error("the deploy lock {lease} is held by `{holder}`")]
+    LockHeld { lease: String, holder: String },
+    #[error("release `{0}` not found")]
+    UnknownRelease(String),
+    #[error("no earlier release to roll back to")]
+    NothingToRollBackTo,
+    #[error("the deploy lock was taken by another run while this one was changing the cluster")]
+    LockLost,
+}
+
+impl EksError {
+    /// How to fix it.
+    pub fn hint(&self) -> String {
+        match self {
+            Self::Connect(_) => {
+                "check KUBECONFIG / the environment's `target.eks.context` or `cluster`".into()
+            }
+            Self::Api { .. } => {
+                "check the deploy role's Kubernetes RBAC and that the namespace exists".into()
+            }
+            Self::Conflict { fields, .. } => format!(
+                "another field manager owns {fields}; stop that manager changing it, or rerun with --force-conflicts to take the fields over"
+            ),
+            Self::Record { .. } => {
+                "the Secret was edited by hand or written by a newer deployer; remove it or upgrade deployer"
+                    .into()
+            }
+            Self::LockHeld { .. } => {
+                "another deploy of this environment is running; wait for it (timeouts.lock) or stop it".into()
+            }
+            Self::UnknownRelease(_) => "list releases with `deployer history --env ENV`".into(),
+            Self::NothingToRollBackTo => "no release of this environment has succeeded yet".into(),
+            Self::LockLost => {
+                "another run took over this environment; check `deployer status` before retrying".into()
+            }
+        }
+    }
+}
+
+/// What a deploy asks for.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    /// Service → (pinned image, rendered objects).
+    pub services: BTreeMap<String, (String, Vec<Value>)>,
+    pub git_sha: Option<String>,
+    pub actor: Option<String>,
+    pub confirmation: Option<String>,
+    pub force_conflicts: bool,
+    pub rollout_timeout: Duration,
+    pub bake: Duration,
+    pub lock_wait: Duration,
+    /// Identity written into the Lease (`host/pid/…`).
+    pub holder: String,
+}
+
+/// How a deploy ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeployOutcome {
+    /// Healthy through the bake time.
+    Succeeded { release: Release },
+    /// Failed; every service was returned to `to` (the last known-good release) and is healthy.
+    RolledBack { release: Release, to: String, service: String, failure: Box<Failure> },
+    /// Failed, and no rollback could restore health (or there was nothing to return to).
+    RollbackFailed { release: Release, service: String, failure: Box<Failure>, rollback_error: String },
+}
+
+/// One environment on one cluster.
+pub struct Eks {
+    client: kube::Client,
+    namespace: String,
+    product: String,
+    environment: String,
+}
+
+impl Eks {
+    pub fn new(client: kube::Client, namespace: &str, product: &str, environment: &str) -> Self {
+        Self { client, namespace: namespace.into(), product: product.into(), environment: environment.into() }
+    }
+
+    /// Connects through the kubeconfig (`KUBECONFIG` or `~/.kube/config`), optionally a context.
+    pub async fn connect(
+        context: Option<&str>,
+        namespace: &str,
+        product: &str,
+        environment: &str,
+    ) -> Result<Self, EksError> {
+        let options =
+            kube::config::KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
+        let config =
+            kube::Config::from_kubeconfig(&options).await.map_err(|e| EksError::Connect(e.to_string()))?;
+        let client = kube::Client::try_from(config).map_err(|e| EksError::Connect(e.to_string()))?;
+        Ok(Self::new(client, namespace, product, environment))
+    }
+
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    fn records(&self) -> records::Records {
+        records::Records::new(&self.client, &self.namespace, &self.product, &self.environment)
+    }
+
+    fn lease_name(&self) -> String {
+        format!("deployer-{}-{}", self.product, self.environment)
+    }
+
+    /// The release history, oldest first.
+    pub async fn history(&self) -> Result<Vec<Release>, EksError> {
+        self.records().list().await
+    }
+
+    async fn lock(&self, holder: &str, wait: Duration, events: &dyn Sink) -> Result<Lock, EksError> {
+        events.emit(&Event::PhaseStarted { phase: Phase::Lock });
+        let lock = Lock::acquire(&self.client, &self.namespace, &self.lease_name(), holder, wait).await;
+        events.emit(&Event::PhaseFinished { phase: Phase::Lock, ok: lock.is_ok(), elapsed_ms: 0 });
+        let lock = lock?;
+        if let Some(prev) = &lock.took_over_from {
+            events.emit(&Event::Warning {
+                message: format!(
+                    "took over the deploy lock from `{prev}`, which stopped renewing it (a run that died?)"
+                ),
+            });
+        }
+        Ok(lock)
+    }
+
+    /// Deploys a release and ends on a healthy one: this release, or the last known-good.
+    pub async fn deploy(&self, req: &DeployRequest, events: &dyn Sink) -> Result<DeployOutcome, EksError> {
+        let lock = self.lock(&req.holder, req.lock_wait, events).await?;
+        let result = self.deploy_locked(req, &lock, events).await;
+        lock.release().await;
+        result
+    }
+
+    async fn deploy_locked(
+        &self,
+        req: &DeployRequest,
+        lock: &Lock,
+        events: &dyn Sink,
+    ) -> Result<DeployOutcome, EksError> {
+        let records = self.records();
+        let history = records.list().await?;
+        let sequence = release::next_sequence(&history);
+        let mut rel = Release {
+            id: Release::make_id(&self.environment, sequence),
+            sequence,
+            product: self.product.clone(),
+            environment: self.environment.clone(),
+            status: ReleaseStatus::Pending,
+            git_sha: req.git_sha.clone(),
+            actor: req.actor.clone(),
+            confirmation: req.confirmation.clone(),
+            started_at: crate::report::now_rfc3339(),
+            finished_at: None,
+            failure: None,
+            rolled_back_to: None,
+            services: req
+                .services
+                .iter()
+                .map(|(s, (image, objs))| {
+                    (s.clone(), release::ServiceRelease { image: image.clone(), manifests: objs.clone() })
+                })
+                .collect(),
+        };
+        records.save(&rel).await?;
+        let target = release::last_known_good(&history, None).cloned();
+
+        let new_objects: Vec<Value> =
+            rel.services.values().flat_map(|s| s.manifests.iter().cloned()).collect();
+        let applied = self.apply(&new_objects, req.force_conflicts, events).await;
+        let outcome = match applied {
+            Err(e) => Err(e),
+            Ok(()) if lock.lost() => Err(EksError::LockLost),
+            Ok(()) => Ok(self.watch_release(&rel, req.rollout_timeout, req.bake, events).await),
+        };
+        let (service, failure) = match outcome {
+            Ok(WatchOutcome::Healthy) => {
+                let previous = target.as_ref().map(all_refs).unwrap_or_default();
+                self.prune(&previous, &all_refs(&rel), events).await?;
+                rel.status = ReleaseStatus::Succeeded;
+                rel.finished_at = Some(crate::report::now_rfc3339());
+                records.save(&rel).await?;
+                let mut h = records.list().await?;
+                h.retain(|r| r.id != rel.id);
+                h.push(rel.clone());
+                records.trim(&h).await?;
+                return Ok(DeployOutcome::Succeeded { release: rel });
+            }
+            Ok(WatchOutcome::Failed { service, failure }) => (service, failure),
+            // An apply error (e.g. a conflict) is a failure after a partial apply: roll back too.
+            Err(e) => (
+                String::new(),
+                Box::new(Failure {
+                    workload: String::new(),
+                    pod: None,
+                    container: None,
+                    reason: "ApplyFailed".into(),
+                    message: format!("{e} ({})", e.hint()),
+                    restart_count: None,
+                    events: Vec::new(),
+                }),
+            ),
+        };
+        rel.failure = Some(failure.to_string());
+        events.emit(&Event::Service {
+            service: service.clone(),
+            phase: Phase::Health,
+            message: format!("failed: {failure}"),
+        });
+        let rollback = match &target {
+            None => Err(EksError::NothingToRollBackTo),
+            Some(t) => self.return_to(t, &rel, req, events).await,
+        };
+        rel.finished_at = Some(crate::report::now_rfc3339());
+        match rollback {
+            Ok(()) => {
+                let to = target.map(|t| t.id).unwrap_or_default();
+                rel.status = ReleaseStatus::RolledBack;
+                rel.rolled_back_to = Some(to.clone());
+                records.save(&rel).await?;
+                Ok(DeployOutcome::RolledBack { release: rel, to, service, failure })
+            }
+            Err(e) => {
+                rel.status = ReleaseStatus::Failed;
+                records.save(&rel).await?;
+                Ok(DeployOutcome::RollbackFailed {
+                    release: rel,
+                    service,
+                    failure,
+                    rollback_error: format!("{e}; {}", e.hint()),
+                })
+            }
+        }
+    }
+
+    /// Applies `target`'s objects, prunes what `from` added, and watches until healthy.
+    async fn return_to(
+        &self,
+        target: &Release,
+        from: &Release,
+        req: &DeployRequest,
+        events: &dyn Sink,
+    ) -> Result<(), EksError> {
+        events.emit(&Event::PhaseStarted { phase: Phase::Rollback });
+        let objects: Vec<Value> =
+            target.services.values().flat_map(|s| s.manifests.iter().cloned()).collect();
+        // Our own earlier state: take fields back from whoever holds them now.
+        self.apply(&objects, true, events).await?;
+        self.prune(&all_refs(from), &all_refs(target), events).await?;
+        let outcome = self.watch_release(target, req.rollout_timeout, Duration::ZERO, events).await;
+        events.emit(&Event::PhaseFinished {
+            phase: Phase::Rollback,
+            ok: outcome == WatchOutcome::Healthy,
+            elapsed_ms: 0,
+        });
+        match outcome {
+            WatchOutcome::Healthy => Ok(()),
+            WatchOutcome::Failed { failure, .. } => Err(EksError::Api {
+                action: format!("roll back to {}", target.id),
+                message: failure.to_string(),
+            }),
+        }
+    }
+
+    /// Manual rollback to `to` (default: the last known-good release before the newest one).
+    /// Recorded as a new release with the target's contents, so it becomes the known-good one.
+    pub async fn rollback(
+        &self,
+        to: Option<&str>,
+        req: &DeployRequest,
+        events: &dyn Sink,
+    ) -> Result<Release, EksError> {
+        let lock = self.lock(&req.holder, req.lock_wait, events).await?;
+        let result = async {
+            let records = self.records();
+            let history = records.list().await?;
+            let current = history.iter().rev().find(|r| r.status == ReleaseStatus::Succeeded).cloned();
+            let target = match to {
+                Some(id) => history
+                    .iter()
+                    .find(|r| r.id == id)
+                    .cloned()
+                    .ok_or_else(|| EksError::UnknownRelease(id.into()))?,
+                None => release::last_known_good(&history, current.as_ref().map(|c| c.id.as_str()))
+                    .cloned()
+                    .ok_or(EksError::NothingToRollBackTo)?,
+            };
+            let sequence = release::next_sequence(&history);
+            let mut rel = Release {
+                id: Release::make_id(&self.environment, sequence),
+                sequence,
+                status: ReleaseStatus::Pending,
+                actor: req.actor.clone(),
+                confirmation: req.confirmation.clone(),
+                started_at: crate::report::now_rfc3339(),
+                finished_at: None,
+                failure: None,
+                rolled_back_to: Some(target.id.clone()),
+                ..target.clone()
+            };
+            records.save(&rel).await?;
+            let from = current.unwrap_or_else(|| target.clone());
+            let result = self.return_to(&target, &from, req, events).await;
+            rel.finished_at = Some(crate::report::now_rfc3339());
+            rel.status = if result.is_ok() { ReleaseStatus::Succeeded } else { ReleaseStatus::Failed };
+            if let Err(e) = &result {
+                rel.failure = Some(e.to_string());
+            }
+            records.save(&rel).await?;
+            result.map(|()| rel)
+        }
+        .await;
+        lock.release().await;
+        result
+    }
+
+    async fn apply(&self, objects: &[Value], force: bool, events: &dyn Sink) -> Result<(), EksError> {
+        events.emit(&Event::PhaseStarted { phase: Phase::Apply });
+        let mut resolver = Resolver::default();
+        let r = apply::apply_all(&self.client, &mut resolver, objects, &self.namespace, force).await;
+        events.emit(&Event::PhaseFinished { phase: Phase::Apply, ok: r.is_ok(), elapsed_ms: 0 });
+        r.map(|_| ())
+    }
+
+    async fn prune(
+        &self,
+        previous: &[ObjectRef],
+        current: &[ObjectRef],
+        events: &dyn Sink,
+    ) -> Result<(), EksError> {
+        let mut resolver = Resolver::default();
+        let gone = apply::prune(&self.client, &mut resolver, previous, current, &self.namespace).await?;
+        for g in gone {
+            events.emit(&Event::Service {
+                service: String::new(),
+                phase: Phase::Apply,
+                message: format!("pruned {g}"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn watch_release(
+        &self,
+        rel: &Release,
+        timeout: Duration,
+        bake: Duration,
+        events: &dyn Sink,
+    ) -> WatchOutcome {
+        events.emit(&Event::PhaseStarted { phase: Phase::Health });
+        let workloads: Vec<Workload> = rel
+            .services
+            .iter()
+            .flat_map(|(svc, s)| {
+                s.manifests.iter().map(object_ref).filter(|r| watch::is_workload(&r.kind)).map(|r| Workload {
+                    service: svc.clone(),
+                    kind: r.kind,
+                    namespace: r.namespace.unwrap_or_else(|| self.namespace.clone()),
+                    name: r.name,
+                })
+            })
+            .collect();
+        let outcome = watch::watch(&self.client, &workloads, timeout, bake, events).await;
+        events.emit(&Event::PhaseFinished {
+            phase: Phase::Health,
+            ok: outcome == WatchOutcome::Healthy,
+            elapsed_ms: 0,
+        });
+        outcome
+    }
+}
+
+fn all_refs(rel: &Release) -> Vec<ObjectRef> {
+    rel.services.values().flat_map(|s| s.manifests.iter().map(object_ref)).collect()
+}

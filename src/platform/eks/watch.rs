@@ -1,0 +1,274 @@
+//! Watching a release's workloads until they are healthy (and stay so through the bake time) or
+//! fail. Watches, never polls: every Deployment, ReplicaSet and Pod change is pushed by the API
+//! server and re-assessed at once, so a crash loop is reported within moments of the pod status
+//! that shows it, not at the progress deadline.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Event as KubeEvent, Pod};
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::time::Instant;
+
+use super::assess::{self, Failure, Verdict};
+use crate::events::{Event, Phase, Sink};
+
+/// A workload to watch, and the service it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workload {
+    pub service: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Whether `kind` is a workload deployer watches.
+pub fn is_workload(kind: &str) -> bool {
+    matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet")
+}
+
+/// How the watch ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchOutcome {
+    Healthy,
+    Failed { service: String, failure: Box<Failure> },
+}
+
+struct Stores {
+    deployments: Store<Deployment>,
+    replicasets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+    statefulsets: Store<StatefulSet>,
+    daemonsets: Store<DaemonSet>,
+}
+
+fn owned_by<'a, K: kube::Resource>(items: &'a [std::sync::Arc<K>], uid: &str) -> Vec<&'a K> {
+    items
+        .iter()
+        .filter(|o| o.meta().owner_references.iter().flatten().any(|r| r.uid == uid))
+        .map(AsRef::as_ref)
+        .collect()
+}
+
+impl Stores {
+    fn verdict(&self, w: &Workload) -> Verdict {
+        let pods = self.pods.state();
+        match w.kind.as_str() {
+            "Deployment" => {
+                let Some(dep) = self.deployments.get(&ObjectRef::new(&w.name).within(&w.namespace)) else {
+                    return Verdict::Progressing { detail: "not observed yet".into() };
+                };
+                let uid = dep.metadata.uid.clone().unwrap_or_default();
+                let revision = dep
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("deployment.kubernetes.io/revision"));
+                let rss = self.replicasets.state();
+                // The newest ReplicaSet carries the Deployment's revision; only its pods decide.
+                let new_rs = owned_by(&rss, &uid).into_iter().find(|rs| {
+                    revision.is_some()
+                        && rs
+                            .metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get("deployment.kubernetes.io/revision"))
+                            == revision
+                });
+                let new_pods = new_rs
+                    .map(|rs| owned_by(&pods, rs.metadata.uid.as_deref().unwrap_or_default()))
+                    .unwrap_or_default();
+                assess::assess_deployment(&dep, &new_pods)
+            }
+            "StatefulSet" => match self.statefulsets.get(&ObjectRef::new(&w.name).within(&w.namespace)) {
+                Some(s) => assess::assess_statefulset(
+                    &s,
+                    &owned_by(&pods, s.metadata.uid.as_deref().unwrap_or_default()),
+                ),
+                None => Verdict::Progressing { detail: "not observed yet".into() },
+            },
+            "DaemonSet" => match self.daemonsets.get(&ObjectRef::new(&w.name).within(&w.namespace)) {
+                Some(d) => assess::assess_daemonset(
+                    &d,
+                    &owned_by(&pods, d.metadata.uid.as_deref().unwrap_or_default()),
+                ),
+                None => Verdict::Progressing { detail: "not observed yet".into() },
+            },
+            _ => Verdict::Healthy,
+        }
+    }
+}
+
+/// Watches `workloads` until all are healthy and stay healthy for `bake`, or one fails, or
+/// `timeout` passes first (a failure naming what was still progressing).
+pub async fn watch(
+    client: &kube::Client,
+    workloads: &[Workload],
+    timeout: Duration,
+    bake: Duration,
+    events: &dyn Sink,
+) -> WatchOutcome {
+    if workloads.is_empty() {
+        return WatchOutcome::Healthy;
+    }
+    let namespaces: Vec<String> = {
+        let mut n: Vec<String> = workloads.iter().map(|w| w.namespace.clone()).collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    // One set of stores; watchers per namespace write into them.
+    let (deployments, dw) = reflector::store();
+    let (replicasets, rw) = reflector::store();
+    let (pods, pw) = reflector::store();
+    let (statefulsets, sw) = reflector::store();
+    let (daemonsets, aw) = reflector::store();
+    let stores = Stores { deployments, replicasets, pods, statefulsets, daemonsets };
+    // A namespace-scoped watch per kind; with several namespaces, the cluster-wide watch is used
+    // (one connection per kind either way).
+    let ns = (namespaces.len() == 1).then(|| namespaces[0].clone());
+    let cfg = watcher::Config::default();
+    macro_rules! api {
+        ($k:ty) => {
+            match &ns {
+                Some(n) => Api::<$k>::namespaced(client.clone(), n),
+                None => Api::<$k>::all(client.clone()),
+            }
+        };
+    }
+    let streams = vec![
+        reflector::reflector(dw, watcher(api!(Deployment), cfg.clone()))
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+        reflector::reflector(rw, watcher(api!(ReplicaSet), cfg.clone()))
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+        reflector::reflector(pw, watcher(api!(Pod), cfg.clone())).default_backoff().map(|_| ()).boxed(),
+        reflector::reflector(sw, watcher(api!(StatefulSet), cfg.clone()))
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+        reflector::reflector(aw, watcher(api!(DaemonSet), cfg)).default_backoff().map(|_| ()).boxed(),
+    ];
+    let mut changes = stream::select_all(streams);
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let mut healthy_since: Option<Instant> = None;
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        // Re-assess after every change, and at least once a second for the clocks.
+        let _ = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
+        let mut all_healthy = true;
+        let mut progressing = Vec::new();
+        for w in workloads {
+            let key = format!("{}/{}", w.kind, w.name);
+            match stores.verdict(w) {
+                Verdict::Failed { mut failure } => {
+                    failure.events =
+                        recent_events(client, &w.namespace, failure.pod.as_deref().unwrap_or(&w.name)).await;
+                    return WatchOutcome::Failed { service: w.service.clone(), failure };
+                }
+                Verdict::Progressing { detail } => {
+                    all_healthy = false;
+                    if last.get(&key) != Some(&detail) {
+                        events.emit(&Event::Service {
+                            service: w.service.clone(),
+                            phase: Phase::Health,
+                            message: format!("{key}: {detail}"),
+                        });
+                        last.insert(key.clone(), detail.clone());
+                    }
+                    progressing.push(format!("{key}: {detail}"));
+                }
+                Verdict::Healthy => {
+                    if last.get(&key).map(String::as_str) != Some("healthy") {
+                        events.emit(&Event::Service {
+                            service: w.service.clone(),
+                            phase: Phase::Health,
+                            message: format!("{key}: healthy"),
+                        });
+                        last.insert(key, "healthy".into());
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        match (all_healthy, healthy_since) {
+            (true, None) => {
+                healthy_since = Some(now);
+                if !bake.is_zero() {
+                    events.emit(&Event::PhaseStarted { phase: Phase::Bake });
+                }
+            }
+            (false, Some(_)) if healthy_since.is_some() => {
+                // Healthy, then not: during bake a regression is only a failure if it turns fatal
+                // (handled above) or outlasts the rollout deadline; keep watching.
+                healthy_since = None;
+            }
+            _ => {}
+        }
+        if let Some(since) = healthy_since
+            && now.duration_since(since) >= bake
+        {
+            if !bake.is_zero() {
+                let elapsed_ms = u64::try_from(bake.as_millis()).unwrap_or(u64::MAX);
+                events.emit(&Event::PhaseFinished { phase: Phase::Bake, ok: true, elapsed_ms });
+            }
+            return WatchOutcome::Healthy;
+        }
+        if healthy_since.is_none() && now >= deadline {
+            let w = workloads
+                .iter()
+                .find(|w| progressing.iter().any(|p| p.starts_with(&format!("{}/{}", w.kind, w.name))));
+            let service = w.map_or_else(String::new, |w| w.service.clone());
+            return WatchOutcome::Failed {
+                service,
+                failure: Box::new(Failure {
+                    workload: w.map_or_else(String::new, |w| format!("{}/{}", w.kind, w.name)),
+                    pod: None,
+                    container: None,
+                    reason: "Timeout".into(),
+                    message: format!(
+                        "not healthy after {}: {}",
+                        humantime::format_duration(timeout),
+                        progressing.join("; ")
+                    ),
+                    restart_count: None,
+                    events: Vec::new(),
+                }),
+            };
+        }
+    }
+}
+
+/// The last few Events about an object, newest last, as `Reason: message`.
+async fn recent_events(client: &kube::Client, namespace: &str, name: &str) -> Vec<String> {
+    let api: Api<KubeEvent> = Api::namespaced(client.clone(), namespace);
+    let Ok(list) = api.list(&ListParams::default().fields(&format!("involvedObject.name={name}"))).await
+    else {
+        return Vec::new();
+    };
+    let mut items = list.items;
+    items.sort_by_key(|e| {
+        e.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    });
+    items
+        .iter()
+        .rev()
+        .take(5)
+        .rev()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.as_deref().unwrap_or_default(),
+                e.message.as_deref().unwrap_or_default()
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,134 @@
+//! Release records: what a release deployed and how it ended.
+//!
+//! The record is what makes rollback correct: "last known-good" is the newest release that
+//! *succeeded* (passed health and bake), never "revision − 1" — a failed release in between is
+//! skipped. Platforms store records where a laptop with read access finds them (EKS: Secrets in
+//! the environment's namespace).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How a release ended (or that it has not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseStatus {
+    /// Being applied or watched.
+    Pending,
+    /// Healthy through the bake time: a rollback target.
+    Succeeded,
+    /// Failed health checks; the environment was returned to an earlier release.
+    RolledBack,
+    /// Failed, and returning to an earlier release failed too (manual action needed).
+    Failed,
+}
+
+impl ReleaseStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::RolledBack => "rolled-back",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One service in a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRelease {
+    /// The pinned image, `repo@sha256:…`.
+    pub image: String,
+    /// Rendered Kubernetes objects (EKS), exactly as applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<Value>,
+}
+
+/// A release of a product to an environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    /// `<environment>.<sequence>`, e.g. `prod.17`.
+    pub id: String,
+    pub sequence: u64,
+    pub product: String,
+    pub environment: String,
+    pub status: ReleaseStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_sha: Option<String>,
+    /// Who started it (GitHub actor or local user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// How an approval-gated environment was confirmed (`github-environment production`, `--yes by alice`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmation: Option<String>,
+    /// RFC 3339.
+    pub started_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// The release this one returned the environment to (for a rollback, or after a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<String>,
+    pub services: BTreeMap<String, ServiceRelease>,
+}
+
+impl Release {
+    /// The id for a sequence number.
+    pub fn make_id(environment: &str, sequence: u64) -> String {
+        format!("{environment}.{sequence}")
+    }
+}
+
+/// The newest succeeded release, excluding `except` (the release being replaced).
+pub fn last_known_good<'a>(history: &'a [Release], except: Option<&str>) -> Option<&'a Release> {
+    history
+        .iter()
+        .filter(|r| r.status == ReleaseStatus::Succeeded && Some(r.id.as_str()) != except)
+        .max_by_key(|r| r.sequence)
+}
+
+/// The next sequence number.
+pub fn next_sequence(history: &[Release]) -> u64 {
+    history.iter().map(|r| r.sequence).max().map_or(1, |s| s + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(seq: u64, status: ReleaseStatus) -> Release {
+        Release {
+            id: Release::make_id("prod", seq),
+            sequence: seq,
+            product: "shop".into(),
+            environment: "prod".into(),
+            status,
+            git_sha: None,
+            actor: None,
+            confirmation: None,
+            started_at: String::new(),
+            finished_at: None,
+            failure: None,
+            rolled_back_to: None,
+            services: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn last_known_good_skips_failed_releases() {
+        // 1 ok, 2 ok, 3 rolled back, 4 pending (the one being deployed): the target is 2, not 3.
+        let h = vec![
+            rel(1, ReleaseStatus::Succeeded),
+            rel(2, ReleaseStatus::Succeeded),
+            rel(3, ReleaseStatus::RolledBack),
+            rel(4, ReleaseStatus::Pending),
+        ];
+        assert_eq!(last_known_good(&h, Some("prod.4")).map(|r| r.sequence), Some(2));
+        assert_eq!(last_known_good(&h, Some("prod.2")).map(|r| r.sequence), Some(1));
+        assert_eq!(last_known_good(&[], None), None);
+        assert_eq!(next_sequence(&h), 5);
+    }
+}

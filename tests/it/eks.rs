@@ -1,0 +1,278 @@
+//! EKS against the fake Kubernetes API server (real API semantics, controllers and the pod
+//! behaviour contract): rolling deploys, fail-fast detection, automatic rollback to the last
+//! known-good release, manual rollback, prune, and the deploy lock.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use deployer::events::{Event, Recorder};
+use deployer::platform::eks::{DeployOutcome, DeployRequest, Eks, EksError};
+use deployer::release::ReleaseStatus;
+use deployer::render::ImagePin;
+use deployer::render::kustomize::{Kustomize, MANAGED_BY};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use serde_json::Value;
+
+use crate::support;
+use crate::support::fake_k8s::FakeK8s;
+
+const NS: &str = "shop-dev";
+const SERVICES: [&str; 4] = ["user", "order", "payment", "notification"];
+
+fn digest(tag: &str) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(tag.as_bytes())))
+}
+
+/// Renders the shop's dev overlays with every service pinned to `version`; `markers` puts a
+/// behaviour marker (crashloop, imagepull, …) into a service's image reference.
+async fn shop_release(version: &str, markers: &[(&str, &str)]) -> BTreeMap<String, (String, Vec<Value>)> {
+    let kz = Kustomize::locate(Some(&support::kubectl())).unwrap();
+    let mut out = BTreeMap::new();
+    for svc in SERVICES {
+        let marker = markers.iter().find(|(s, _)| *s == svc).map(|(_, m)| *m);
+        let repo = match marker {
+            Some(m) => format!("registry.local/{m}/shop/{svc}"),
+            None => format!("registry.local/shop/{svc}"),
+        };
+        let pin = ImagePin {
+            name: format!("shop/{svc}"),
+            new_name: repo,
+            digest: Some(digest(&format!("{svc}-{version}"))),
+        };
+        let overlay = support::root().join(format!("examples/shop/services/{svc}/k8s/overlays/dev"));
+        let objects =
+            kz.render(&overlay, std::slice::from_ref(&pin), &[MANAGED_BY], svc, "dev").await.unwrap();
+        out.insert(svc.to_owned(), (pin.reference(), objects));
+    }
+    out
+}
+
+fn request(services: BTreeMap<String, (String, Vec<Value>)>) -> DeployRequest {
+    DeployRequest {
+        services,
+        git_sha: Some("0123456789abcdef".into()),
+        actor: Some("tester".into()),
+        confirmation: None,
+        force_conflicts: false,
+        rollout_timeout: Duration::from_mins(1),
+        bake: Duration::from_secs(1),
+        lock_wait: Duration::from_secs(30),
+        holder: "test-run".into(),
+    }
+}
+
+async fn live_images(client: &kube::Client) -> BTreeMap<String, String> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    SERVICES
+        .iter()
+        .map(|svc| (*svc, api.clone()))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|(svc, api)| async move {
+            let d = api.get(svc).await.unwrap();
+            let image = d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap();
+            (svc.to_owned(), image)
+        })
+        .collect::<futures::stream::FuturesOrdered<_>>()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
+use futures::StreamExt as _;
+
+async fn setup() -> (FakeK8s, Eks, Recorder) {
+    let fake = FakeK8s::start(0.2);
+    fake.namespace(NS).await;
+    let eks = Eks::new(fake.client().await, NS, "shop", "dev");
+    (fake, eks, Recorder::default())
+}
+
+fn images_of(services: &BTreeMap<String, (String, Vec<Value>)>) -> BTreeMap<String, String> {
+    services.iter().map(|(s, (img, _))| (s.clone(), img.clone())).collect()
+}
+
+#[tokio::test]
+async fn healthy_rolling_deploy_of_the_shop() {
+    let (fake, eks, rec) = setup().await;
+    let v1 = shop_release("1", &[]).await;
+    let outcome = eks.deploy(&request(v1.clone()), &rec).await.unwrap();
+    let DeployOutcome::Succeeded { release } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(release.id, "dev.1");
+    assert_eq!(live_images(&fake.client().await).await, images_of(&v1));
+    let history = eks.history().await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].status, ReleaseStatus::Succeeded);
+    assert_eq!(history[0].services["user"].image, v1["user"].0);
+    // The lock is released after the deploy.
+    let leases: Api<Lease> = Api::namespaced(fake.client().await, NS);
+    assert!(leases.get_opt("deployer-shop-dev").await.unwrap().is_none());
+    assert!(
+        rec.events()
+            .iter()
+            .any(|e| matches!(e, Event::Service { message, .. } if message == "Deployment/user: healthy"))
+    );
+}
+
+/// Deploys v1 (healthy), then v2 with `markers`; returns the outcome and v1.
+async fn fail_after_good(
+    markers: &[(&str, &str)],
+    timeout: Duration,
+) -> (FakeK8s, Eks, DeployOutcome, BTreeMap<String, (String, Vec<Value>)>) {
+    let (fake, eks, rec) = setup().await;
+    let v1 = shop_release("1", &[]).await;
+    assert!(matches!(eks.deploy(&request(v1.clone()), &rec).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    let mut req = request(shop_release("2", markers).await);
+    req.rollout_timeout = timeout;
+    let outcome = eks.deploy(&req, &rec).await.unwrap();
+    (fake, eks, outcome, v1)
+}
+
+async fn assert_rolled_back_to_v1(
+    fake: &FakeK8s,
+    eks: &Eks,
+    outcome: &DeployOutcome,
+    v1: &BTreeMap<String, (String, Vec<Value>)>,
+    reasons: &[&str],
+) {
+    let DeployOutcome::RolledBack { release, to, service, failure } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(to, "dev.1");
+    assert_eq!(service, "user");
+    assert!(reasons.contains(&failure.reason.as_str()), "{failure}");
+    assert_eq!(release.status, ReleaseStatus::RolledBack);
+    // Every service of the release, not just the failing one, is back on v1.
+    assert_eq!(live_images(&fake.client().await).await, images_of(v1));
+    let history = eks.history().await.unwrap();
+    let statuses: Vec<_> = history.iter().map(|r| (r.id.as_str(), r.status)).collect();
+    assert_eq!(statuses, [("dev.1", ReleaseStatus::Succeeded), ("dev.2", ReleaseStatus::RolledBack)]);
+    assert_eq!(history[1].rolled_back_to.as_deref(), Some("dev.1"));
+}
+
+#[tokio::test]
+async fn crashloop_is_detected_and_every_service_returns_to_the_previous_release() {
+    let (fake, eks, outcome, v1) = fail_after_good(&[("user", "crashloop")], Duration::from_mins(2)).await;
+    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["CrashLoopBackOff"]).await;
+    let DeployOutcome::RolledBack { failure, .. } = &outcome else { unreachable!() };
+    assert_eq!(failure.container.as_deref(), Some("user"));
+    assert!(failure.pod.as_deref().is_some_and(|p| p.starts_with("user-")), "{failure}");
+    assert!(failure.restart_count.is_some_and(|n| n >= 1));
+}
+
+#[tokio::test]
+async fn image_pull_failure_rolls_back() {
+    let (fake, eks, outcome, v1) = fail_after_good(&[("user", "imagepull")], Duration::from_mins(2)).await;
+    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["ErrImagePull", "ImagePullBackOff"]).await;
+}
+
+#[tokio::test]
+async fn never_ready_pods_time_out_and_roll_back() {
+    let (fake, eks, outcome, v1) = fail_after_good(&[("user", "notready")], Duration::from_secs(8)).await;
+    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["Timeout"]).await;
+}
+
+#[tokio::test]
+async fn slow_starting_pods_succeed() {
+    let (fake, eks, rec) = setup().await;
+    let v1 = shop_release("1", &[("user", "slowstart")]).await;
+    let outcome = eks.deploy(&request(v1.clone()), &rec).await.unwrap();
+    assert!(matches!(outcome, DeployOutcome::Succeeded { .. }), "{outcome:?}");
+    assert_eq!(live_images(&fake.client().await).await, images_of(&v1));
+}
+
+#[tokio::test]
+async fn manual_rollback_to_an_older_release() {
+    let (fake, eks, rec) = setup().await;
+    let v1 = shop_release("1", &[]).await;
+    let v2 = shop_release("2", &[]).await;
+    eks.deploy(&request(v1.clone()), &rec).await.unwrap();
+    eks.deploy(&request(v2.clone()), &rec).await.unwrap();
+    assert_eq!(live_images(&fake.client().await).await, images_of(&v2));
+    // Default target: the last known-good before the current one.
+    let back = eks.rollback(None, &request(BTreeMap::new()), &rec).await.unwrap();
+    assert_eq!(back.rolled_back_to.as_deref(), Some("dev.1"));
+    assert_eq!(live_images(&fake.client().await).await, images_of(&v1));
+    // Explicit target, forward again.
+    let again = eks.rollback(Some("dev.2"), &request(BTreeMap::new()), &rec).await.unwrap();
+    assert_eq!(again.id, "dev.4");
+    assert_eq!(live_images(&fake.client().await).await, images_of(&v2));
+    assert!(matches!(
+        eks.rollback(Some("dev.99"), &request(BTreeMap::new()), &rec).await,
+        Err(EksError::UnknownRelease(_))
+    ));
+}
+
+#[tokio::test]
+async fn prune_removes_what_left_the_overlay_and_nothing_else() {
+    let (fake, eks, rec) = setup().await;
+    let v1 = shop_release("1", &[]).await;
+    eks.deploy(&request(v1), &rec).await.unwrap();
+    let mut v2 = shop_release("2", &[]).await;
+    // payment's ServiceAccount leaves the overlay (and its Deployment stops using it).
+    let payment = &mut v2.get_mut("payment").unwrap().1;
+    payment.retain(|o| o["kind"] != "ServiceAccount");
+    for o in payment.iter_mut().filter(|o| o["kind"] == "Deployment") {
+        o["spec"]["template"]["spec"].as_object_mut().unwrap().remove("serviceAccountName");
+    }
+    assert!(matches!(eks.deploy(&request(v2), &rec).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    let client = fake.client().await;
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), NS);
+    assert!(sa.get_opt("payment").await.unwrap().is_none(), "the removed ServiceAccount was not pruned");
+    let svc: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), NS);
+    for s in SERVICES {
+        assert!(svc.get_opt(s).await.unwrap().is_some(), "Service {s} was pruned");
+    }
+    assert!(rec.events().iter().any(|e| matches!(e, Event::Service { message, .. } if message == "pruned ServiceAccount/payment (shop-dev)")));
+}
+
+#[tokio::test]
+async fn a_live_lock_is_respected_and_a_stale_one_taken_over() {
+    let (fake, eks, rec) = setup().await;
+    let leases: Api<Lease> = Api::namespaced(fake.client().await, NS);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let lease = |holder: &str, renewed: k8s_openapi::jiff::Timestamp| -> Lease {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "deployer-shop-dev"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                     "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(renewed)}
+        }))
+        .unwrap()
+    };
+    leases.create(&kube::api::PostParams::default(), &lease("other-run", now)).await.unwrap();
+    let mut req = request(shop_release("1", &[]).await);
+    req.lock_wait = Duration::from_secs(1);
+    assert!(
+        matches!(eks.deploy(&req, &rec).await, Err(EksError::LockHeld { holder, .. }) if holder == "other-run")
+    );
+
+    leases.delete("deployer-shop-dev", &kube::api::DeleteParams::default()).await.unwrap();
+    let stale = now.checked_sub(k8s_openapi::jiff::SignedDuration::from_mins(2)).unwrap();
+    leases.create(&kube::api::PostParams::default(), &lease("dead-run", stale)).await.unwrap();
+    let outcome = eks.deploy(&req, &rec).await.unwrap();
+    assert!(matches!(outcome, DeployOutcome::Succeeded { .. }));
+    assert!(rec.events().iter().any(|e| matches!(e, Event::Warning { message } if message.contains("took over the deploy lock from `dead-run`"))));
+}
+
+#[tokio::test]
+async fn a_run_killed_mid_deploy_is_taken_over_and_the_next_run_converges() {
+    let (fake, eks, rec) = setup().await;
+    eks.deploy(&request(shop_release("1", &[]).await), &rec).await.unwrap();
+    // A second run stops mid-watch (its task is dropped: no unlock, no final record).
+    let slow = request(shop_release("2", &[("user", "slowstart")]).await);
+    let killed = tokio::time::timeout(Duration::from_secs(2), eks.deploy(&slow, &rec)).await;
+    assert!(killed.is_err(), "the deploy should still have been running");
+    let leases: Api<Lease> = Api::namespaced(fake.client().await, NS);
+    assert!(leases.get_opt("deployer-shop-dev").await.unwrap().is_some(), "the killed run left its lease");
+    // The next run waits for the lease to go stale, takes it over, and converges.
+    let mut next = request(shop_release("3", &[]).await);
+    next.holder = "next-run".into();
+    let outcome = eks.deploy(&next, &rec).await.unwrap();
+    let DeployOutcome::Succeeded { release } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(release.id, "dev.3");
+    assert_eq!(live_images(&fake.client().await).await, images_of(&next.services));
+    let statuses: Vec<_> = eks.history().await.unwrap().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [ReleaseStatus::Succeeded, ReleaseStatus::Pending, ReleaseStatus::Succeeded]);
+}
