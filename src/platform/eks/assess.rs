@@ -124,6 +124,14 @@ pub fn assess_deployment(dep: &Deployment, new_pods: &[&Pod]) -> Verdict {
     let Some(status) = dep.status.as_ref() else {
         return Verdict::Progressing { detail: "no status yet".into() };
     };
+    // Until the controller has observed this generation, its revision annotation (and so "the
+    // newest ReplicaSet") may still be the previous one: right after a rollback that is the
+    // failed release's ReplicaSet, whose crash-looping pods say nothing about this spec.
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Verdict::Progressing {
+            detail: format!("waiting for the controller to observe generation {generation}"),
+        };
+    }
     for pod in new_pods {
         if let Some(f) = pod_failure(&name, pod) {
             return Verdict::Failed { failure: Box::new(f) };
@@ -275,6 +283,16 @@ mod tests {
             failure.to_string(),
             "Deployment/web pod web-abc-x1 container web: CrashLoopBackOff (restarts: 2): back-off 20s restarting failed container"
         );
+    }
+
+    #[test]
+    fn pods_of_a_stale_revision_do_not_decide() {
+        // Just after a rollback is applied: generation 3 not yet observed, and the pods passed in
+        // (the "newest" ReplicaSet by the old annotation) crash-loop. Not a failure of this spec.
+        let d = base_dep(3, 2, serde_json::json!({"replicas":2,"updatedReplicas":1}));
+        let p = pod(serde_json::json!({"metadata":{"name":"p"},"status":{"containerStatuses":[{
+            "name":"c","image":"i","imageID":"","ready":false,"restartCount":3,"state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}}));
+        assert!(matches!(assess_deployment(&d, &[&p]), Verdict::Progressing { .. }));
     }
 
     #[test]
