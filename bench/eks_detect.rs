@@ -85,6 +85,9 @@ fn request(services: BTreeMap<String, (String, Vec<serde_json::Value>)>) -> Depl
         bake: Duration::ZERO,
         lock_wait: Duration::from_secs(30),
         holder: "bench".into(),
+        blue_green: None,
+        smoke_checks: Vec::new(),
+        http_checks: Vec::new(),
     }
 }
 

@@ -17,6 +17,7 @@
 //! The library never prints: the binary hands [`app::Io`] to [`app::run`].
 
 pub mod app;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod error;

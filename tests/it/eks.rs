@@ -61,6 +61,9 @@ fn request(services: BTreeMap<String, (String, Vec<Value>)>) -> DeployRequest {
         bake: Duration::from_secs(1),
         lock_wait: Duration::from_secs(30),
         holder: "test-run".into(),
+        blue_green: None,
+        smoke_checks: Vec::new(),
+        http_checks: Vec::new(),
     }
 }
 
@@ -275,4 +278,95 @@ async fn a_run_killed_mid_deploy_is_taken_over_and_the_next_run_converges() {
     assert_eq!(live_images(&fake.client().await).await, images_of(&next.services));
     let statuses: Vec<_> = eks.history().await.unwrap().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [ReleaseStatus::Succeeded, ReleaseStatus::Pending, ReleaseStatus::Succeeded]);
+}
+
+async fn service_colors(client: &kube::Client) -> Vec<String> {
+    let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), NS);
+    let mut out = Vec::new();
+    for s in SERVICES {
+        let svc = api.get(s).await.unwrap();
+        out.push(svc.spec.unwrap().selector.unwrap().get("deployer.dev/color").cloned().unwrap_or_default());
+    }
+    out
+}
+
+fn blue_green(services: BTreeMap<String, (String, Vec<Value>)>, checks: &[&str]) -> DeployRequest {
+    let mut r = request(services);
+    r.blue_green = Some(Duration::ZERO);
+    r.http_checks = checks
+        .iter()
+        .map(|u| deployer::config::HttpCheck { url: (*u).to_owned(), expect_status: 200, timeout: None })
+        .collect();
+    r
+}
+
+#[tokio::test]
+async fn blue_green_switch_and_instant_switch_back() {
+    let (fake, eks, rec) = setup().await;
+    let client = fake.client().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    // A health endpoint the bake checks; it starts healthy.
+    let health = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/healthz"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .up_to_n_times(1000)
+        .mount(&health)
+        .await;
+    let url = format!("{}/healthz", health.uri());
+
+    // v1 → blue.
+    let v1 = shop_release("1", &[]).await;
+    assert!(matches!(
+        eks.deploy(&blue_green(v1, &[&url]), &rec).await.unwrap(),
+        DeployOutcome::Succeeded { .. }
+    ));
+    assert_eq!(service_colors(&client).await, ["blue"; 4]);
+    assert!(deployments.get_opt("user-blue").await.unwrap().is_some());
+    // v2 → green; after the (zero) scale-down delay the blue colour is gone.
+    let v2 = shop_release("2", &[]).await;
+    assert!(matches!(
+        eks.deploy(&blue_green(v2.clone(), &[&url]), &rec).await.unwrap(),
+        DeployOutcome::Succeeded { .. }
+    ));
+    assert_eq!(service_colors(&client).await, ["green"; 4]);
+    assert!(deployments.get_opt("user-blue").await.unwrap().is_none(), "the previous colour was not removed");
+    let green_uid = deployments.get("user-green").await.unwrap().metadata.uid;
+
+    // v3 crash-loops: it never receives traffic (the switch happens only after the idle colour is healthy).
+    let v3 = shop_release("3", &[("user", "crashloop")]).await;
+    let outcome = eks.deploy(&blue_green(v3, &[&url]), &rec).await.unwrap();
+    assert!(matches!(&outcome, DeployOutcome::RolledBack { to, .. } if to == "dev.2"), "{outcome:?}");
+    assert_eq!(service_colors(&client).await, ["green"; 4]);
+    assert!(deployments.get_opt("user-blue").await.unwrap().is_none());
+
+    // v4 is healthy but the bake check fails after the switch: traffic goes back to green, whose
+    // pods were never touched (same Deployment object), in the time of a selector change.
+    health.reset().await;
+    wiremock::Mock::given(wiremock::matchers::path("/healthz"))
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .mount(&health)
+        .await;
+    let v4 = shop_release("4", &[]).await;
+    let outcome = eks.deploy(&blue_green(v4, &[&url]), &rec).await.unwrap();
+    let DeployOutcome::RolledBack { to, failure, .. } = &outcome else { panic!("{outcome:?}") };
+    assert_eq!(to, "dev.2");
+    assert_eq!(failure.reason, "CheckFailed");
+    assert!(failure.message.contains("returned 503, expected 200"), "{failure}");
+    assert!(rec.events().iter().any(|e| matches!(e, Event::Service { message, .. } if message == "blue-green: switched traffic to blue (from green)")));
+    assert_eq!(service_colors(&client).await, ["green"; 4]);
+    assert_eq!(deployments.get("user-green").await.unwrap().metadata.uid, green_uid);
+    assert_eq!(live_images_of(&client, "green").await, images_of(&v2));
+}
+
+async fn live_images_of(client: &kube::Client, color: &str) -> BTreeMap<String, String> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let mut out = BTreeMap::new();
+    for svc in SERVICES {
+        let d = api.get(&format!("{svc}-{color}")).await.unwrap();
+        out.insert(
+            svc.to_owned(),
+            d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap(),
+        );
+    }
+    out
 }

@@ -10,6 +10,7 @@
 
 pub mod apply;
 pub mod assess;
+pub mod bluegreen;
 pub mod lock;
 pub mod records;
 pub mod watch;
@@ -92,6 +93,12 @@ pub struct DeployRequest {
     pub lock_wait: Duration,
     /// Identity written into the Lease (`host/pid/…`).
     pub holder: String,
+    /// Blue-green instead of rolling: how long the previous colour is kept after the switch.
+    pub blue_green: Option<Duration>,
+    /// Checked once against the new colour before the switch (blue-green).
+    pub smoke_checks: Vec<crate::config::HttpCheck>,
+    /// Checked every second during the bake time.
+    pub http_checks: Vec<crate::config::HttpCheck>,
 }
 
 /// How a deploy ended.
@@ -203,17 +210,44 @@ impl Eks {
                 })
                 .collect(),
         };
-        records.save(&rel).await?;
         let target = release::last_known_good(&history, None).cloned();
-
-        let new_objects: Vec<Value> =
-            rel.services.values().flat_map(|s| s.manifests.iter().cloned()).collect();
-        let applied = self.apply(&new_objects, req.force_conflicts, events).await;
-        let outcome = match applied {
-            Err(e) => Err(e),
-            Ok(()) if lock.lost() => Err(EksError::LockLost),
-            Ok(()) => Ok(self.watch_release(&rel, req.rollout_timeout, req.bake, events).await),
+        // Blue-green: the new release goes to the idle colour, Services still on the live one.
+        let (stage1, colors) = if req.blue_green.is_none() {
+            (None, None)
+        } else {
+            {
+                let live_objects: Vec<Value> = target
+                    .iter()
+                    .flat_map(|t| t.services.values())
+                    .flat_map(|s| s.manifests.clone())
+                    .collect();
+                let live = bluegreen::live_color(&live_objects);
+                let idle = live.map_or(bluegreen::Color::Blue, bluegreen::Color::other);
+                let before: Vec<Value> = rel
+                    .services
+                    .values()
+                    .flat_map(|s| bluegreen::colorize(&s.manifests, idle, live.unwrap_or(idle)))
+                    .collect();
+                for s in rel.services.values_mut() {
+                    s.manifests = bluegreen::colorize(&s.manifests, idle, idle);
+                }
+                events.emit(&Event::Service {
+                    service: String::new(),
+                    phase: Phase::Apply,
+                    message: format!(
+                        "blue-green: deploying {} (live: {})",
+                        idle.as_str(),
+                        live.map_or("none", bluegreen::Color::as_str)
+                    ),
+                });
+                (Some(before), Some((live, idle)))
+            }
         };
+        records.save(&rel).await?;
+        let final_objects: Vec<Value> =
+            rel.services.values().flat_map(|s| s.manifests.iter().cloned()).collect();
+        let first = stage1.as_deref().unwrap_or(&final_objects);
+        let outcome = self.roll_out(&rel, first, &final_objects, colors, req, lock, events).await;
         let (service, failure) = match outcome {
             Ok(WatchOutcome::Healthy) => {
                 let previous = target.as_ref().map(all_refs).unwrap_or_default();
@@ -271,6 +305,95 @@ impl Eks {
                     rollback_error: format!("{e}; {}", e.hint()),
                 })
             }
+        }
+    }
+
+    /// Applies and verifies a release: rollout → (blue-green: smoke checks, switch) → bake →
+    /// (blue-green: hold the previous colour for the scale-down delay).
+    #[allow(clippy::too_many_arguments)]
+    async fn roll_out(
+        &self,
+        rel: &Release,
+        first: &[Value],
+        last: &[Value],
+        colors: Option<(Option<bluegreen::Color>, bluegreen::Color)>,
+        req: &DeployRequest,
+        lock: &Lock,
+        events: &dyn Sink,
+    ) -> Result<WatchOutcome, EksError> {
+        self.apply(first, req.force_conflicts, events).await?;
+        if lock.lost() {
+            return Err(EksError::LockLost);
+        }
+        let rollout = self.watch_release(rel, req.rollout_timeout, Duration::ZERO, events).await;
+        if rollout != WatchOutcome::Healthy {
+            return Ok(rollout);
+        }
+        let http = reqwest::Client::new();
+        if let Some((live, idle)) = colors {
+            if let Err(message) = crate::checks::all_pass(&http, &req.smoke_checks).await {
+                return Ok(check_failed("smoke check", message));
+            }
+            // The switch: Services now select the new colour.
+            self.apply(last, req.force_conflicts, events).await?;
+            events.emit(&Event::Service {
+                service: String::new(),
+                phase: Phase::Apply,
+                message: format!(
+                    "blue-green: switched traffic to {} (from {})",
+                    idle.as_str(),
+                    live.map_or("none", bluegreen::Color::as_str)
+                ),
+            });
+        }
+        let bake = self.verify(rel, req.bake, &req.http_checks, &http, events).await;
+        if bake != WatchOutcome::Healthy {
+            return Ok(bake);
+        }
+        if let (Some(delay), Some(_)) = (req.blue_green, colors)
+            && !delay.is_zero()
+        {
+            events.emit(&Event::Service {
+                service: String::new(),
+                phase: Phase::Bake,
+                message: format!(
+                    "blue-green: keeping the previous colour for {} (switching back is instant until then)",
+                    humantime::format_duration(delay)
+                ),
+            });
+            return Ok(self.verify(rel, delay, &req.http_checks, &http, events).await);
+        }
+        Ok(WatchOutcome::Healthy)
+    }
+
+    /// Keeps watching the workloads and the HTTP checks for `duration`.
+    async fn verify(
+        &self,
+        rel: &Release,
+        duration: Duration,
+        checks: &[crate::config::HttpCheck],
+        http: &reqwest::Client,
+        events: &dyn Sink,
+    ) -> WatchOutcome {
+        if duration.is_zero() {
+            return WatchOutcome::Healthy;
+        }
+        let watch = self.watch_release(rel, duration + Duration::from_secs(30), duration, events);
+        let probes = crate::checks::keep_passing(http, checks, duration);
+        tokio::pin!(watch, probes);
+        // Both must hold for the whole duration; either failing ends it at once.
+        tokio::select! {
+            w = &mut watch => match w {
+                WatchOutcome::Healthy => match probes.await {
+                    Ok(()) => WatchOutcome::Healthy,
+                    Err(message) => check_failed("http check", message),
+                },
+                failed @ WatchOutcome::Failed { .. } => failed,
+            },
+            p = &mut probes => match p {
+                Ok(()) => watch.await,
+                Err(message) => check_failed("http check", message),
+            },
         }
     }
 
@@ -408,6 +531,21 @@ impl Eks {
             elapsed_ms: 0,
         });
         outcome
+    }
+}
+
+fn check_failed(what: &str, message: String) -> WatchOutcome {
+    WatchOutcome::Failed {
+        service: String::new(),
+        failure: Box::new(Failure {
+            workload: what.to_owned(),
+            pod: None,
+            container: None,
+            reason: "CheckFailed".into(),
+            message,
+            restart_count: None,
+            events: Vec::new(),
+        }),
     }
 }
 

@@ -1,0 +1,134 @@
+//! Blue-green on Kubernetes, as pure transformations of a rendered release.
+//!
+//! Each Deployment `<name>` becomes `<name>-blue` or `<name>-green` (the colour added to its
+//! selector and pod labels: selectors are immutable, so a colour is a separate Deployment), and
+//! each Service that selects a Deployment's pods selects one colour. The flow (in `mod.rs`)
+//! applies the idle colour, waits for it, runs smoke checks, switches the Services' selectors,
+//! bakes, and keeps the previous colour for `scale_down_delay` so switching back is a selector
+//! change that takes seconds, not new pods.
+
+use serde_json::{Map, Value};
+
+/// Label that carries the colour.
+pub const COLOR_LABEL: &str = "deployer.dev/color";
+
+/// The two colours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Color {
+    Blue,
+    Green,
+}
+
+impl Color {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Blue => "blue",
+            Self::Green => "green",
+        }
+    }
+
+    pub const fn other(self) -> Self {
+        match self {
+            Self::Blue => Self::Green,
+            Self::Green => Self::Blue,
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "blue" => Some(Self::Blue),
+            "green" => Some(Self::Green),
+            _ => None,
+        }
+    }
+}
+
+/// The colour the Services of an applied release select, if it was a blue-green release.
+pub fn live_color(objects: &[Value]) -> Option<Color> {
+    objects.iter().filter(|o| o["kind"] == "Service").find_map(|o| {
+        o.pointer(&format!("/spec/selector/{}", COLOR_LABEL.replace('/', "~1")))?
+            .as_str()
+            .and_then(Color::parse)
+    })
+}
+
+fn labels_subset(selector: &Map<String, Value>, labels: &Map<String, Value>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| k == COLOR_LABEL || labels.get(k) == Some(v))
+}
+
+/// The release's objects for `color`: Deployments renamed and labelled, and Services that select
+/// a Deployment's pods pointed at `service_color` (the live colour before the switch, `color`
+/// after it).
+pub fn colorize(objects: &[Value], color: Color, service_color: Color) -> Vec<Value> {
+    let pod_labels: Vec<Map<String, Value>> = objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .filter_map(|o| o.pointer("/spec/template/metadata/labels")?.as_object().cloned())
+        .collect();
+    objects
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            match o["kind"].as_str() {
+                Some("Deployment") => {
+                    if let Some(name) = o.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned)
+                    {
+                        o["metadata"]["name"] = Value::String(format!("{name}-{}", color.as_str()));
+                    }
+                    for path in ["/spec/selector/matchLabels", "/spec/template/metadata/labels"] {
+                        if let Some(m) = o.pointer_mut(path).and_then(Value::as_object_mut) {
+                            m.insert(COLOR_LABEL.into(), Value::String(color.as_str().into()));
+                        }
+                    }
+                }
+                Some("Service") => {
+                    let selects_ours = o
+                        .pointer("/spec/selector")
+                        .and_then(Value::as_object)
+                        .is_some_and(|sel| pod_labels.iter().any(|l| labels_subset(sel, l)));
+                    if selects_ours
+                        && let Some(sel) = o.pointer_mut("/spec/selector").and_then(Value::as_object_mut)
+                    {
+                        sel.insert(COLOR_LABEL.into(), Value::String(service_color.as_str().into()));
+                    }
+                }
+                _ => {}
+            }
+            o
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objs() -> Vec<Value> {
+        vec![
+            serde_json::json!({"kind":"Service","metadata":{"name":"web"},"spec":{"selector":{"app":"web"}}}),
+            serde_json::json!({"kind":"Service","metadata":{"name":"other"},"spec":{"selector":{"app":"db"}}}),
+            serde_json::json!({"kind":"Deployment","metadata":{"name":"web"},"spec":{
+                "selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web","tier":"fe"}}}}}),
+            serde_json::json!({"kind":"ConfigMap","metadata":{"name":"web-config"}}),
+        ]
+    }
+
+    #[test]
+    fn colours_workloads_and_their_services_only() {
+        let out = colorize(&objs(), Color::Green, Color::Blue);
+        assert_eq!(out[0]["spec"]["selector"], serde_json::json!({"app":"web", COLOR_LABEL:"blue"}));
+        assert_eq!(
+            out[1]["spec"]["selector"],
+            serde_json::json!({"app":"db"}),
+            "a Service of other pods is untouched"
+        );
+        assert_eq!(out[2]["metadata"]["name"], "web-green");
+        assert_eq!(out[2]["spec"]["selector"]["matchLabels"][COLOR_LABEL], "green");
+        assert_eq!(out[2]["spec"]["template"]["metadata"]["labels"][COLOR_LABEL], "green");
+        assert_eq!(out[3], objs()[3]);
+        assert_eq!(live_color(&out), Some(Color::Blue));
+        assert_eq!(live_color(&objs()), None);
+        // Re-colouring an already coloured Service replaces the colour.
+        assert_eq!(live_color(&colorize(&out, Color::Green, Color::Green)), Some(Color::Green));
+    }
+}
