@@ -11,6 +11,7 @@
 pub mod apply;
 pub mod assess;
 pub mod bluegreen;
+pub mod diff;
 pub mod lock;
 pub mod records;
 pub mod watch;
