@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::state::{RunState, ServiceState, Stage, short_digest};
-use crate::events::{Outcome, Phase, Verdict};
+use crate::events::{Outcome, Verdict};
 
 /// GitHub rejects issue comments longer than this (422).
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -33,7 +33,7 @@ pub fn marker(environment: &str) -> String {
 pub fn headline(state: &RunState) -> String {
     let product = state.product.as_deref().unwrap_or("deploy");
     let env = state.environment.as_deref().unwrap_or("?");
-    let phase = state.current_phase.map(Phase::title);
+    let phase = state.current_phase.map_or_else(String::new, |p| format!(" ({})", p.title()));
     match state.stage() {
         Stage::Done(Outcome::Succeeded) => format!("✅ {product} deployed to {env}"),
         Stage::Done(Outcome::FailedRolledBack) => {
@@ -50,10 +50,8 @@ pub fn headline(state: &RunState) -> String {
         }
         Stage::Done(Outcome::Failed) => format!("❌ {product}: deploy to {env} failed"),
         Stage::RollingBack => format!("↩️ {product}: rolling {env} back"),
-        Stage::InProgress => format!("🚀 {product}: deploying to {env} ({})", phase.unwrap_or("in progress")),
-        Stage::Queued => {
-            format!("⏳ {product}: preparing the deploy to {env} ({})", phase.unwrap_or("queued"))
-        }
+        Stage::InProgress => format!("🚀 {product}: deploying to {env}{phase}"),
+        Stage::Queued => format!("⏳ {product}: preparing the deploy to {env}{phase}"),
         Stage::NotStarted => format!("⏳ {product}: planning the deploy to {env}"),
     }
 }
@@ -105,6 +103,10 @@ fn head(state: &RunState, links: &Links, level: &str) -> String {
     if !links_line.is_empty() {
         let _ = writeln!(s, "{}\n", links_line.join(" · "));
     }
+    // Sections are joined with a blank line; end with exactly one newline.
+    let trimmed = s.trim_end().len();
+    s.truncate(trimmed);
+    s.push('\n');
     s
 }
 
@@ -143,13 +145,23 @@ fn body_sections(state: &RunState, gantt: bool) -> Vec<String> {
 }
 
 fn services_table(state: &RunState) -> String {
-    let mut s = String::from("| Service | Change | Image | Scan | Health |\n|---|---|---|---|---|\n");
+    // The change column comes from the plan; without one it would be a column of dashes.
+    let with_change = state.services.iter().any(|s| s.change.is_some());
+    let mut s = if with_change {
+        String::from("| Service | Change | Image | Scan | Health |\n|---|---|---|---|---|\n")
+    } else {
+        String::from("| Service | Image | Scan | Health |\n|---|---|---|---|\n")
+    };
     for svc in &state.services {
+        let change = if with_change {
+            format!(" {} |", svc.change.as_deref().map_or_else(|| "–".to_owned(), cell))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            "| `{}` | {} | {} | {} | {} |",
+            "| `{}` |{change} {} | {} | {} |",
             svc.name,
-            svc.change.as_deref().map_or_else(|| "–".to_owned(), cell),
             svc.digest.as_deref().map_or_else(|| "–".to_owned(), |d| format!("`{}`", short_digest(d))),
             scan_cell(svc),
             health_cell(state, svc),
@@ -290,7 +302,9 @@ fn scan_details(state: &RunState) -> Option<String> {
     } else {
         String::from("<details><summary>Scan findings</summary>\n\n")
     };
-    for scan in scans {
+    for scan in scans.into_iter().filter(|s| {
+        !s.blocking.is_empty() || !s.ignored.is_empty() || !s.expired_ignores.is_empty() || s.note.is_some()
+    }) {
         let _ = writeln!(s, "**`{}`** ({})\n", scan.service, severity_counts(&scan.counts));
         if let Some(n) = &scan.note {
             let _ = writeln!(s, "- ⚠️ {}", one_line(n));

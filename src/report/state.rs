@@ -82,9 +82,9 @@ pub struct RunResult {
 pub enum Stage {
     /// No release yet (config, observe, plan).
     NotStarted,
-    /// Release started; nothing changed in the environment yet (build, push, scan).
+    /// Release started; nothing changed in the environment yet (build, push, scan, render, lock).
     Queued,
-    /// Changing the environment (lock, apply, health, bake, record).
+    /// Changing the environment (apply, health, bake, record).
     InProgress,
     /// Restoring the previous release.
     RollingBack,
@@ -229,17 +229,15 @@ impl RunState {
             // The command ended without a release outcome: it stopped on an error.
             return Stage::Done(Outcome::Failed);
         }
-        if self.rollback.as_ref().is_some_and(|r| r.ok.is_none()) {
+        if self.rollback.is_some() {
+            // Until the release outcome arrives, a finished rollback is still the rollback stage.
             return Stage::RollingBack;
         }
         if self.release_id.is_none() {
             return Stage::NotStarted;
         }
         let changing = |p: Phase| {
-            matches!(
-                p,
-                Phase::Lock | Phase::Apply | Phase::Health | Phase::Bake | Phase::Record | Phase::Rollback
-            )
+            matches!(p, Phase::Apply | Phase::Health | Phase::Bake | Phase::Record | Phase::Rollback)
         };
         if self.current_phase.is_some_and(changing) || self.phases.iter().any(|t| changing(t.phase)) {
             Stage::InProgress

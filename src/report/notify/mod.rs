@@ -300,9 +300,10 @@ async fn call(
 ) -> bool {
     let message = match tokio::time::timeout(opts.call_timeout, f).await {
         Ok(Ok(())) => return true,
+        // Errors name their call (`github deployment: create: …`).
         Ok(Err(e)) => match e.hint() {
-            Some(h) => format!("{name}: {e} (hint: {h})"),
-            None => format!("{name}: {e}"),
+            Some(h) => format!("{e} (hint: {h})"),
+            None => e.to_string(),
         },
         Err(_) => {
             format!("{name}: no answer within {} s; carrying on without it", opts.call_timeout.as_secs_f32())
