@@ -812,3 +812,105 @@ fn events_serialise_as_documented() {
         assert!(doc.contains(&format!("`{name}`")), "docs/events.md misses `{name}`");
     }
 }
+
+#[tokio::test]
+async fn conflict_409_is_reported_once_then_quiet() {
+    let gh = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/shop/deployments"))
+        .respond_with(
+            ResponseTemplate::new(409)
+                .set_body_json(json!({"message": "Conflict: Commit status checks failed for main."})),
+        )
+        .mount(&gh)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = ci_vars(dir.path(), &gh.uri(), "http://127.0.0.1:9");
+    let mut s = setup(&vars);
+    s.slack = None;
+    if let Some(g) = s.github.as_mut() {
+        g.pr_comment = false;
+    }
+    let rec = Arc::new(Recorder::default());
+    let notifiers = notify::spawn(s, rec.clone());
+    deploy(&success_events(), &notifiers.sink()).unwrap();
+    assert!(notifiers.flush(Duration::from_secs(30)).await);
+    assert_eq!(requests(&gh).await.len(), 1, "a refused deployment is not retried at every stage");
+    let w = warnings(&rec);
+    assert_eq!(
+        w,
+        ["github deployment: create: HTTP 409: Conflict: Commit status checks failed for main."],
+        "{w:#?}"
+    );
+}
+
+#[tokio::test]
+async fn slack_429_is_retried_after_retry_after_and_api_errors_get_a_hint() {
+    let sl = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/chat.postMessage"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .mount(&sl)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/chat.postMessage"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "channel": "C0SHOPPROD", "ts": "1.2"})),
+        )
+        .mount(&sl)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/chat.update"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "not_in_channel"})),
+        )
+        .mount(&sl)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = ci_vars(dir.path(), "http://127.0.0.1:9", &sl.uri());
+    let mut s = setup(&vars);
+    s.github = None;
+    let rec = Arc::new(Recorder::default());
+    let notifiers = notify::spawn(s, rec.clone());
+    deploy(&success_events(), &notifiers.sink()).unwrap();
+    assert!(notifiers.flush(Duration::from_secs(30)).await);
+    let lines: Vec<String> = requests(&sl).await.iter().map(|r| line(r, &["/ts"])).collect();
+    assert_eq!(
+        lines,
+        [
+            "POST /chat.postMessage",
+            "POST /chat.postMessage",
+            r#"POST /chat.update /ts="1.2""#,
+            r#"POST /chat.update /ts="1.2""#,
+            r#"POST /chat.update /ts="1.2""#,
+        ],
+        "429 retried once; then in progress and done fail, degrade, and the final update is tried once more"
+    );
+    let w = warnings(&rec);
+    assert!(
+        w[0].starts_with("slack chat.update: slack answered `not_in_channel` (hint: invite the bot"),
+        "{w:#?}"
+    );
+}
+
+#[test]
+fn missing_secrets_turn_a_notifier_off_with_a_reason() {
+    let config = Config::load(&support::root().join("examples/shop/deployer.yaml")).unwrap();
+    let env = config.environment("prod").unwrap();
+    let var = |k: &str| match k {
+        "GITHUB_ACTIONS" => Some("true".to_owned()),
+        "GITHUB_REPOSITORY" => Some("acme/shop".to_owned()),
+        _ => None,
+    };
+    let s = Setup::from_env(&env, &var, None);
+    assert!(s.is_empty());
+    assert_eq!(
+        s.warnings,
+        [
+            "github reporting is off: no GitHub token: pass the `github-token` input (GITHUB_TOKEN is not in the environment by default)",
+            "slack reporting is off: `SLACK_BOT_TOKEN` (notifications.slack.token_env) is not set; pass the bot token as a secret",
+        ]
+    );
+}
