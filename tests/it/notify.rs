@@ -914,3 +914,24 @@ fn missing_secrets_turn_a_notifier_off_with_a_reason() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_webhook_is_a_warning_without_the_secret_url() {
+    // Port 9 (discard) is closed on the test machine: the connection is refused.
+    let mut setup = Setup {
+        slack: Some(slack::Target {
+            kind: slack::Kind::Webhook { url: "http://127.0.0.1:9/services/T0/B0/s3cr3t".into() },
+            links: links(),
+        }),
+        ..Setup::default()
+    };
+    setup.options.backoff = Duration::from_millis(10);
+    let rec = Arc::new(Recorder::default());
+    let notifiers = notify::spawn(setup, rec.clone());
+    deploy(&success_events(), &notifiers.sink()).unwrap();
+    assert!(notifiers.flush(Duration::from_secs(30)).await);
+    let w = warnings(&rec);
+    assert!(!w.is_empty());
+    assert!(w[0].starts_with("slack webhook: cannot reach 127.0.0.1: "), "{w:#?}");
+    assert!(w.iter().all(|m| !m.contains("s3cr3t")), "{w:#?}");
+}

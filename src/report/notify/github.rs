@@ -34,7 +34,7 @@ use crate::report::markdown::{self, Links};
 use crate::report::state::{RunState, Stage};
 
 /// The GitHub Actions context the notifiers need.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Context {
     /// `GITHUB_API_URL` (default `https://api.github.com`), without a trailing slash.
     pub api_url: String,
@@ -46,6 +46,20 @@ pub struct Context {
     pub token: String,
     /// The pull request, for `pull_request*` events.
     pub pr_number: Option<u64>,
+}
+
+impl std::fmt::Debug for Context {
+    // The token is a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("api_url", &self.api_url)
+            .field("server_url", &self.server_url)
+            .field("repository", &self.repository)
+            .field("run_id", &self.run_id)
+            .field("token", &"***")
+            .field("pr_number", &self.pr_number)
+            .finish()
+    }
 }
 
 impl Context {

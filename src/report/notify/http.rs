@@ -68,8 +68,14 @@ pub async fn send(
     loop {
         let retry_in = match build().send().await {
             Err(e) => {
+                // A webhook URL is a secret: keep it out of the warning.
+                let e = e.without_url();
                 if attempt >= opts.retries {
-                    let host = e.url().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+                    let host = build()
+                        .build()
+                        .ok()
+                        .and_then(|r| r.url().host_str().map(str::to_owned))
+                        .unwrap_or_default();
                     return Err(NotifyError::Transport {
                         what: what.to_owned(),
                         host,

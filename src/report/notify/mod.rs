@@ -411,6 +411,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn flush_abandons_what_exceeds_its_bound() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let rec = Arc::new(Recorder::default());
+        let mut n = Notifiers { sink: NotifySink { senders: vec![] }, tasks: vec![], warnings: rec.clone() };
+        // Calls may take an hour; the flush may not.
+        let opts = Options { call_timeout: Duration::from_secs(3600), ..Options::default() };
+        n.add(Probe { seen: seen.clone(), fail: false, hang: true }, opts);
+        for e in events() {
+            n.emit(&e);
+        }
+        assert!(!n.flush(Duration::from_millis(100)).await);
+        let w: Vec<String> = rec
+            .events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Warning { message } => Some(message),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].starts_with("probe: did not finish within 0.1 s"), "{w:?}");
+    }
+
+    #[tokio::test]
     async fn hanging_notifier_times_out_per_call() {
         let (seen, warnings, done) = run(false, true).await;
         assert_eq!(seen.last().map(String::as_str), Some("finish Done(Succeeded)"));
