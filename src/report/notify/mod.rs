@@ -416,7 +416,7 @@ mod tests {
         let rec = Arc::new(Recorder::default());
         let mut n = Notifiers { sink: NotifySink { senders: vec![] }, tasks: vec![], warnings: rec.clone() };
         // Calls may take an hour; the flush may not.
-        let opts = Options { call_timeout: Duration::from_secs(3600), ..Options::default() };
+        let opts = Options { call_timeout: Duration::from_hours(1), ..Options::default() };
         n.add(Probe { seen: seen.clone(), fail: false, hang: true }, opts);
         for e in events() {
             n.emit(&e);
