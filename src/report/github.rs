@@ -238,17 +238,14 @@ impl Sink for Github {
             }
             Event::HealthVerdict { service, verdict } => match verdict {
                 crate::events::Verdict::Healthy => write_to(&self.out, &format!("[{service}] healthy\n")),
-                crate::events::Verdict::Failed(_) => {
-                    let st = self.state.lock().map(|s| markdown::failure_text(&s)).ok().flatten();
-                    write_to(
-                        &self.out,
-                        &format!(
-                            "::error title={}::{}\n",
-                            escape_property(&format!("{service} is unhealthy")),
-                            escape_data(&st.unwrap_or_default().replace('`', ""))
-                        ),
-                    );
-                }
+                crate::events::Verdict::Failed(f) => write_to(
+                    &self.out,
+                    &format!(
+                        "::error title={}::{}\n",
+                        escape_property(&format!("{service} is unhealthy")),
+                        escape_data(&markdown::failure_plain(f))
+                    ),
+                ),
             },
             Event::RollbackStarted { to_release, reason, .. } => write_to(
                 &self.out,

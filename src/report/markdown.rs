@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::state::{RunState, ServiceState, Stage, short_digest};
-use crate::events::{Outcome, Verdict};
+use crate::events::{HealthFailure, Outcome, Verdict};
 
 /// GitHub rejects issue comments longer than this (422).
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -240,6 +240,32 @@ pub fn failure_text(state: &RunState) -> Option<String> {
         Some(m) => format!("{s}\n\n```text\n{}\n```", m.trim_end()),
         None => s,
     })
+}
+
+/// The failure in one plain-text line (logs, annotations):
+/// `Deployment/worker (pod worker-1, container app) is CrashLoopBackOff after 5 restarts: …`.
+pub fn failure_plain(f: &HealthFailure) -> String {
+    let mut s = f.workload.clone();
+    match (&f.pod, &f.container) {
+        (Some(p), Some(c)) => {
+            let _ = write!(s, " (pod {p}, container {c})");
+        }
+        (Some(p), None) => {
+            let _ = write!(s, " (pod {p})");
+        }
+        (None, Some(c)) => {
+            let _ = write!(s, " (container {c})");
+        }
+        (None, None) => {}
+    }
+    let _ = write!(s, " is {}", f.reason);
+    if let Some(n) = f.restart_count {
+        let _ = write!(s, " after {n} restart{}", if n == 1 { "" } else { "s" });
+    }
+    if let Some(m) = &f.message {
+        let _ = write!(s, ": {}", m.trim_end());
+    }
+    s
 }
 
 fn failure(state: &RunState) -> Option<String> {

@@ -97,22 +97,7 @@ impl Sink for Human {
                 let text = match verdict {
                     crate::events::Verdict::Healthy => format!("[{service}] healthy\n"),
                     crate::events::Verdict::Failed(f) => {
-                        let mut s = format!("[{service}] UNHEALTHY: {} is {}", f.workload, f.reason);
-                        if let Some(p) = &f.pod {
-                            let _ = write!(s, " (pod {p}");
-                            if let Some(c) = &f.container {
-                                let _ = write!(s, ", container {c}");
-                            }
-                            s.push(')');
-                        }
-                        if let Some(n) = f.restart_count {
-                            let _ = write!(s, " after {n} restarts");
-                        }
-                        if let Some(m) = &f.message {
-                            let _ = write!(s, ": {m}");
-                        }
-                        s.push('\n');
-                        s
+                        format!("[{service}] UNHEALTHY: {}\n", markdown::failure_plain(f))
                     }
                 };
                 write_to(&self.err, &text);

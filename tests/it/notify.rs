@@ -935,3 +935,23 @@ async fn an_unreachable_webhook_is_a_warning_without_the_secret_url() {
     assert!(w[0].starts_with("slack webhook: cannot reach 127.0.0.1: "), "{w:#?}");
     assert!(w.iter().all(|m| !m.contains("s3cr3t")), "{w:#?}");
 }
+
+#[test]
+fn the_log_of_a_failed_deploy_in_a_terminal_and_in_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| -> Box<dyn std::io::Write + Send> {
+        Box::new(std::fs::File::create(dir.path().join(name)).unwrap())
+    };
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let human = deployer::report::Human::new(file("out"), file("err"), 0, false);
+    deploy(&failure_events(), &human).unwrap_err();
+    drop(human);
+    insta::assert_snapshot!(
+        "human-failure",
+        format!("--- stdout\n{}--- stderr\n{}", read("out"), read("err"))
+    );
+    let gh = deployer::report::github::Github::new(file("gh"), None, None);
+    deploy(&failure_events(), &gh).unwrap_err();
+    drop(gh);
+    insta::assert_snapshot!("actions-log-failure", read("gh"));
+}
