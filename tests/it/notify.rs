@@ -955,3 +955,53 @@ fn the_log_of_a_failed_deploy_in_a_terminal_and_in_actions() {
     drop(gh);
     insta::assert_snapshot!("actions-log-failure", read("gh"));
 }
+
+#[tokio::test]
+async fn a_deleted_sticky_comment_is_written_anew() {
+    let gh = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/shop/issues/7/comments"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!([{"id": 77, "body": "<!-- deployer:prod -->\nold"}])),
+        )
+        .mount(&gh)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/repos/acme/shop/issues/comments/77"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"message": "Not Found"})))
+        .mount(&gh)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/shop/issues/7/comments"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 88})))
+        .mount(&gh)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/repos/acme/shop/issues/comments/88"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 88})))
+        .mount(&gh)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = ci_vars(dir.path(), &gh.uri(), "http://127.0.0.1:9");
+    let mut s = setup(&vars);
+    s.slack = None;
+    if let Some(g) = s.github.as_mut() {
+        g.deployments = false;
+    }
+    let rec = Arc::new(Recorder::default());
+    let notifiers = notify::spawn(s, rec.clone());
+    deploy(&success_events(), &notifiers.sink()).unwrap();
+    assert!(notifiers.flush(Duration::from_secs(30)).await);
+    assert_eq!(warnings(&rec), Vec::<String>::new());
+    assert_eq!(
+        requests(&gh).await.iter().map(|r| line(r, &[])).collect::<Vec<_>>(),
+        [
+            "GET /repos/acme/shop/issues/7/comments?per_page=100",
+            "PATCH /repos/acme/shop/issues/comments/77",
+            "POST /repos/acme/shop/issues/7/comments",
+            "PATCH /repos/acme/shop/issues/comments/88",
+            "PATCH /repos/acme/shop/issues/comments/88",
+        ]
+    );
+}

@@ -129,6 +129,11 @@ pub fn pr_number(event_name: &str, event_json: &str) -> Option<u64> {
     v.pointer("/pull_request/number").or_else(|| v.get("number")).and_then(Value::as_u64)
 }
 
+/// Production on GitHub: approval-gated environments, and ones named `prod` / `production`.
+pub fn is_production(environment: &str, approval_required: bool) -> bool {
+    approval_required || matches!(environment.to_ascii_lowercase().as_str(), "prod" | "production")
+}
+
 /// Preview environments (`pr-123`, `preview`, `preview-…`, `review-…`) are transient on GitHub:
 /// they disappear with their pull request.
 pub fn is_preview(environment: &str) -> bool {
@@ -477,12 +482,20 @@ impl Comment {
         let payload = json!({ "body": body });
         if let Some(id) = self.id {
             let url = self.api.url(&format!("/issues/comments/{id}"));
-            self.api.send("github comment: update", Method::PATCH, &url, Some(&payload)).await?;
-        } else {
+            match self.api.send("github comment: update", Method::PATCH, &url, Some(&payload)).await {
+                Ok(_) => {}
+                // Someone deleted it: write a new one below.
+                Err(NotifyError::Status { status: 404, .. }) => self.id = None,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.id.is_none() {
             let what = "github comment: create";
             let url = self.api.url(&format!("/issues/{}/comments", self.pr));
             let r = self.api.send(what, Method::POST, &url, Some(&payload)).await?;
-            self.id = Api::json(what, r).await?.get("id").and_then(Value::as_u64);
+            self.id = Api::json(what, r).await.ok().and_then(|v| v.get("id").and_then(Value::as_u64));
+            // Without the id, search again next time rather than post a duplicate.
+            self.searched = self.id.is_some();
         }
         self.last = Some(body);
         Ok(())
@@ -562,6 +575,9 @@ mod tests {
         assert!(is_preview("preview"));
         assert!(!is_preview("prod"));
         assert!(!is_preview("production"));
+        assert!(is_production("prod", false));
+        assert!(is_production("eu-live", true));
+        assert!(!is_production("staging", false));
     }
 
     #[test]

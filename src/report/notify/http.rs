@@ -135,7 +135,8 @@ fn classify(r: &Response) -> Verdict {
         return Verdict::Done;
     }
     if s == StatusCode::TOO_MANY_REQUESTS {
-        return Verdict::Retry(retry_after.or_else(reset_wait));
+        // Without a hint GitHub asks for at least a minute (more than a notifier may wait).
+        return Verdict::Retry(retry_after.or_else(reset_wait).or(Some(Duration::from_mins(1))));
     }
     if s == StatusCode::FORBIDDEN {
         if retry_after.is_some() {

@@ -110,7 +110,10 @@ impl Setup {
                     deployments: cfg.deployments,
                     pr_comment: cfg.pr_comment,
                     environment_url: cfg.environment_url.clone(),
-                    production: env.approval.as_ref().is_some_and(|a| a.required),
+                    production: github::is_production(
+                        &env.name,
+                        env.approval.as_ref().is_some_and(|a| a.required),
+                    ),
                     transient: github::is_preview(&env.name),
                 }),
                 Err(why) => {
