@@ -530,29 +530,29 @@ async fn notifier_outage_does_not_fail_or_hold_the_deploy() {
     let vars = ci_vars(dir.path(), &gh.uri(), &sl.uri());
     let rec = Arc::new(Recorder::default());
     let mut s = setup(&vars);
-    s.options.call_timeout = Duration::from_millis(300);
+    s.options.call_timeout = Duration::from_secs(1);
     let notifiers = notify::spawn(s, rec.clone());
 
     let result = deploy(&success_events(), &notifiers.sink());
     // The flush bound (not the 10 min Slack delay) decides when reporting gives up; a guard turns
     // a hang into a failure instead of a stuck test run.
-    let flushed = tokio::time::timeout(Duration::from_mins(1), notifiers.flush(Duration::from_secs(2))).await;
+    let flushed =
+        tokio::time::timeout(Duration::from_mins(1), notifiers.flush(Duration::from_secs(10))).await;
     assert_eq!(result, Ok(()), "the deploy's result is its own");
-    assert!(flushed.is_ok(), "flush must return within its bound");
+    assert_eq!(flushed.ok(), Some(true), "every notifier gave up within its bounds");
 
     let w = warnings(&rec);
     assert!(w.iter().any(|m| m.starts_with("github deployment: create: HTTP 500: Server Error")), "{w:#?}");
     assert!(w.iter().any(|m| m.starts_with("github comment: ") && m.contains("HTTP 500")), "{w:#?}");
-    assert!(w.iter().any(|m| m.starts_with("slack: no answer within 0.3 s")), "{w:#?}");
+    assert!(w.iter().any(|m| m.starts_with("slack: no answer within 1 s")), "{w:#?}");
     assert!(w.iter().any(|m| m.contains("skipping progress updates")), "{w:#?}");
-    // Each GitHub call was tried 1 + 2 times: 5xx are retried, boundedly.
+    // 5xx are retried (1 + 2 attempts per call), boundedly.
     let reqs = requests(&gh).await;
     let creates = reqs
         .iter()
         .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/repos/acme/shop/deployments")
         .count();
-    assert_eq!(creates % 3, 0, "whole retry rounds only: {creates}");
-    assert!(creates >= 3);
+    assert!((3..=9).contains(&creates), "{creates}");
 }
 
 #[tokio::test]

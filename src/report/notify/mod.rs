@@ -384,7 +384,7 @@ mod tests {
         for e in events() {
             n.emit(&e);
         }
-        let done = n.flush(Duration::from_millis(500)).await;
+        let done = n.flush(Duration::from_secs(10)).await;
         let warnings = rec
             .events()
             .into_iter()
