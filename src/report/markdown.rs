@@ -49,7 +49,10 @@ pub fn headline(state: &RunState) -> String {
             format!("⛔ {product}: deploy to {env} refused by the gate; nothing changed")
         }
         Stage::Done(Outcome::Failed) => format!("❌ {product}: deploy to {env} failed"),
-        Stage::RollingBack => format!("↩️ {product}: rolling {env} back"),
+        Stage::RollingBack => match state.rollback.as_ref().and_then(|r| r.to_release.as_deref()) {
+            Some(to) => format!("↩️ {product}: rolling {env} back to {to}"),
+            None => format!("↩️ {product}: rolling {env} back"),
+        },
         Stage::InProgress => format!("🚀 {product}: deploying to {env}{phase}"),
         Stage::Queued => format!("⏳ {product}: preparing the deploy to {env}{phase}"),
         Stage::NotStarted => format!("⏳ {product}: planning the deploy to {env}"),

@@ -25,6 +25,8 @@ pub struct RunState {
     pub phases: Vec<PhaseTiming>,
     /// The phase running now.
     pub current_phase: Option<Phase>,
+    /// The phase that started last (kept after it finishes; notifiers key progress on it).
+    pub last_phase: Option<Phase>,
     pub rollback: Option<RollbackState>,
     pub outcome: Option<Outcome>,
     pub environment_url: Option<String>,
@@ -112,7 +114,10 @@ impl RunState {
                 set_if_some(&mut self.product, product.as_ref());
                 set_if_some(&mut self.environment, environment.as_ref());
             }
-            Event::PhaseStarted { phase } => self.current_phase = Some(*phase),
+            Event::PhaseStarted { phase } => {
+                self.current_phase = Some(*phase);
+                self.last_phase = Some(*phase);
+            }
             Event::PhaseFinished { phase, ok, elapsed_ms } => {
                 self.phases.push(PhaseTiming {
                     phase: *phase,
@@ -229,7 +234,7 @@ impl RunState {
             // The command ended without a release outcome: it stopped on an error.
             return Stage::Done(Outcome::Failed);
         }
-        if self.rollback.is_some() {
+        if self.rollback.is_some() || self.current_phase == Some(Phase::Rollback) {
             // Until the release outcome arrives, a finished rollback is still the rollback stage.
             return Stage::RollingBack;
         }

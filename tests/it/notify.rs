@@ -390,6 +390,22 @@ fn comment_requests(reqs: &[Request]) -> Vec<&Request> {
     reqs.iter().filter(|r| r.url.path().contains("/issues/")).collect()
 }
 
+/// A bot's message: posted once, then `chat.update`d with each of these texts.
+fn slack_expected(texts: &[&str]) -> Vec<String> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let t = serde_json::to_string(t).unwrap();
+            if i == 0 {
+                format!(r#"POST /chat.postMessage /channel="C0SHOPPROD" /text={t}"#)
+            } else {
+                format!(r#"POST /chat.update /channel="C0SHOPPROD" /ts="1763881920.000100" /text={t}"#)
+            }
+        })
+        .collect()
+}
+
 fn slack_lines(reqs: &[Request]) -> Vec<String> {
     reqs.iter().map(|r| line(r, &["/channel", "/ts", "/thread_ts", "/text"])).collect()
 }
@@ -452,13 +468,22 @@ async fn successful_deploy_reports_to_github_and_slack() {
         assert_eq!(r.headers.get("authorization").unwrap(), "Bearer xoxb-test-token");
         assert_eq!(r.headers.get("content-type").unwrap(), "application/json; charset=utf-8");
     }
+    // One message, edited in place at every phase.
     assert_eq!(
         slack_lines(&sreqs),
-        [
-            r#"POST /chat.postMessage /channel="C0SHOPPROD" /text="⏳ shop: preparing the deploy to prod""#,
-            r#"POST /chat.update /channel="C0SHOPPROD" /ts="1763881920.000100" /text="🚀 shop: deploying to prod (apply)""#,
-            r#"POST /chat.update /channel="C0SHOPPROD" /ts="1763881920.000100" /text="✅ shop deployed to prod""#,
-        ]
+        slack_expected(&[
+            "⏳ shop: preparing the deploy to prod",
+            "⏳ shop: preparing the deploy to prod (build)",
+            "⏳ shop: preparing the deploy to prod (push)",
+            "⏳ shop: preparing the deploy to prod (scan gate)",
+            "⏳ shop: preparing the deploy to prod (render)",
+            "⏳ shop: preparing the deploy to prod (lock)",
+            "🚀 shop: deploying to prod (apply)",
+            "🚀 shop: deploying to prod (health)",
+            "🚀 shop: deploying to prod (bake)",
+            "🚀 shop: deploying to prod (record)",
+            "✅ shop deployed to prod",
+        ])
     );
 }
 
@@ -499,16 +524,23 @@ async fn failed_deploy_with_rollback_reports_failure_and_details() {
     );
 
     let sreqs = requests(&sl).await;
-    assert_eq!(
-        slack_lines(&sreqs),
-        [
-            r#"POST /chat.postMessage /channel="C0SHOPPROD" /text="⏳ shop: preparing the deploy to prod""#,
-            r#"POST /chat.update /channel="C0SHOPPROD" /ts="1763881920.000100" /text="🚀 shop: deploying to prod (apply)""#,
-            r#"POST /chat.update /channel="C0SHOPPROD" /ts="1763881920.000100" /text="↩️ shop: rolling prod back""#,
-            r#"POST /chat.update /channel="C0SHOPPROD" /ts="1763881920.000100" /text="↩️ shop: deploy to prod failed and was rolled back to shop-prod-20261120-1630-41d0e2a""#,
-            r#"POST /chat.postMessage /channel="C0SHOPPROD" /thread_ts="1763881920.000100" /text="Details: ↩️ shop: deploy to prod failed and was rolled back to shop-prod-20261120-1630-41d0e2a""#,
-        ]
+    let mut expected = slack_expected(&[
+        "⏳ shop: preparing the deploy to prod",
+        "⏳ shop: preparing the deploy to prod (build)",
+        "⏳ shop: preparing the deploy to prod (push)",
+        "⏳ shop: preparing the deploy to prod (scan gate)",
+        "⏳ shop: preparing the deploy to prod (render)",
+        "⏳ shop: preparing the deploy to prod (lock)",
+        "🚀 shop: deploying to prod (apply)",
+        "🚀 shop: deploying to prod (health)",
+        "↩️ shop: rolling prod back",
+        "↩️ shop: deploy to prod failed and was rolled back to shop-prod-20261120-1630-41d0e2a",
+    ]);
+    expected.push(
+        r#"POST /chat.postMessage /channel="C0SHOPPROD" /thread_ts="1763881920.000100" /text="Details: ↩️ shop: deploy to prod failed and was rolled back to shop-prod-20261120-1630-41d0e2a""#
+            .to_owned(),
     );
+    assert_eq!(slack_lines(&sreqs), expected, "edited in place, then the details in the thread");
 }
 
 #[tokio::test]

@@ -452,6 +452,8 @@ pub struct Comment {
     id: Option<u64>,
     searched: bool,
     last: Option<String>,
+    /// The stage last written: phases alone do not edit the comment.
+    stage: Option<Stage>,
 }
 
 impl Comment {
@@ -464,6 +466,7 @@ impl Comment {
             id: None,
             searched: false,
             last: None,
+            stage: None,
         }
     }
 
@@ -508,7 +511,12 @@ impl Notifier for Comment {
     }
 
     async fn update(&mut self, state: &RunState) -> Result<(), NotifyError> {
-        self.write(state).await
+        if self.stage == Some(state.stage()) {
+            return Ok(());
+        }
+        self.write(state).await?;
+        self.stage = Some(state.stage());
+        Ok(())
     }
 
     async fn finish(&mut self, state: &RunState) -> Result<(), NotifyError> {

@@ -10,9 +10,11 @@
 //! `warnings` sink (the renderers), never errors: a Slack outage cannot fail, block or slow a
 //! deploy by more than the flush bound.
 //!
-//! Notifiers are called at each change of [`Stage`] (queued → in progress → rolling back →
-//! done), not per event: few enough for GitHub's secondary rate limits and Slack's Tier 3, and
-//! deterministic, so tests can assert the exact request sequence.
+//! Notifiers are called when the release reaches a new phase or [`Stage`] (queued → in
+//! progress → rolling back → done), not per event: a dozen calls per deploy, well within GitHub's
+//! secondary rate limits and Slack's Tier 3, and deterministic, so tests can assert the exact
+//! request sequence. Each notifier decides what is worth sending: Slack edits its message at
+//! every phase, the PR comment and the Deployment status change with the stage only.
 //!
 //! Library API for the integrator:
 //! ```ignore
@@ -53,7 +55,7 @@ pub const FLUSH_BOUND: Duration = Duration::from_secs(10);
 pub trait Notifier: Send + 'static {
     /// Short name used in warnings (`slack`, `github deployment`, `github comment`).
     fn name(&self) -> &'static str;
-    /// The run reached a new stage.
+    /// The run reached a new phase or stage.
     fn update(&mut self, state: &RunState) -> impl Future<Output = Result<(), NotifyError>> + Send;
     /// The run is over (or the flush began): last chance to say so.
     fn finish(&mut self, state: &RunState) -> impl Future<Output = Result<(), NotifyError>> + Send;
@@ -260,16 +262,16 @@ async fn drive<N: Notifier>(
     opts: Options,
 ) {
     let mut state = RunState::default();
-    let mut shown = state.stage();
+    let mut shown = (state.stage(), state.last_phase);
     let mut failures = 0u32;
     while let Some(msg) = rx.recv().await {
         let Msg::Event(event) = msg else { break };
         state.apply(&event);
-        let stage = state.stage();
-        if stage == shown || stage == Stage::NotStarted {
+        let now = (state.stage(), state.last_phase);
+        if now == shown || now.0 == Stage::NotStarted {
             continue;
         }
-        shown = stage;
+        shown = now;
         if failures >= DEGRADED_AFTER {
             continue;
         }
@@ -399,7 +401,7 @@ mod tests {
     #[tokio::test]
     async fn each_stage_is_shown_once_then_finish() {
         let (seen, warnings, done) = run(false, false).await;
-        assert_eq!(seen, ["Queued", "InProgress", "Done(Succeeded)", "finish Done(Succeeded)"]);
+        assert_eq!(seen, ["Queued", "Queued", "InProgress", "Done(Succeeded)", "finish Done(Succeeded)"]);
         assert!(warnings.is_empty());
         assert!(done);
     }
@@ -407,7 +409,7 @@ mod tests {
     #[tokio::test]
     async fn failing_notifier_degrades_to_final_update_with_warnings() {
         let (seen, warnings, done) = run(true, false).await;
-        assert_eq!(seen, ["Queued", "InProgress", "finish Done(Succeeded)"]);
+        assert_eq!(seen, ["Queued", "Queued", "finish Done(Succeeded)"]);
         assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(warnings[2].contains("skipping progress updates"));
         assert!(done);
