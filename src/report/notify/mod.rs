@@ -22,9 +22,11 @@
 //! for w in &setup.warnings { renderer.emit(&Event::Warning { message: w.clone() }) }
 //! let notifiers = report::notify::spawn(setup, renderer.clone());        // renderer: Arc<dyn Sink>
 //! let events = Fanout::new(vec![Box::new(renderer.clone()), Box::new(notifiers.sink())]);
-//! /* … run the deploy, emitting into `events` … */
-//! notifiers.flush(report::notify::FLUSH_BOUND).await;
+//! /* … run the deploy, emitting into `events`, including the final `finished` event … */
+//! notifiers.flush(report::notify::FLUSH_BOUND).await;                  // after `finished`
 //! ```
+//! The GitHub renderer takes the same links for its job summary:
+//! `Github::new(out, summary, output).with_links(notify::github::links_from_env(var))`.
 //! Environment: `GITHUB_API_URL`, `GITHUB_SERVER_URL`, `GITHUB_REPOSITORY`, `GITHUB_RUN_ID`,
 //! `GITHUB_EVENT_NAME`, `GITHUB_EVENT_PATH`, `GITHUB_TOKEN`; Slack's webhook URL and bot token
 //! come from the variables named in the configuration, and `SLACK_API_URL` (default
