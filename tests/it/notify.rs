@@ -1037,3 +1037,50 @@ async fn a_deleted_sticky_comment_is_written_anew() {
         ]
     );
 }
+
+#[test]
+fn json_lines_carry_version_time_and_kebab_case_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let sink = deployer::report::JsonLines::new(Box::new(std::fs::File::create(&path).unwrap()));
+    deploy(&failure_events(), &sink).unwrap_err();
+    drop(sink);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), failure_events().len());
+    for l in &lines {
+        assert_eq!(l["v"], json!(deployer::events::SCHEMA_VERSION));
+        assert!(
+            time::OffsetDateTime::parse(
+                l["ts"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339
+            )
+            .is_ok()
+        );
+    }
+    let names: Vec<&str> =
+        lines.iter().map(|l| l["event"].as_str().unwrap()).filter(|n| !n.starts_with("phase-")).collect();
+    assert_eq!(
+        names,
+        [
+            "started",
+            "release-started",
+            "image-pushed",
+            "image-pushed",
+            "scan-summary",
+            "scan-summary",
+            "service-progress",
+            "service-progress",
+            "health-verdict",
+            "health-verdict",
+            "rollback-started",
+            "rollback-finished",
+            "release-finished",
+            "finished",
+        ]
+    );
+    let verdict = &lines.iter().find(|l| l["event"] == "health-verdict" && l["service"] == "worker").unwrap()
+        ["verdict"];
+    assert_eq!(verdict["status"], "failed");
+    assert_eq!(verdict["restart_count"], 5);
+}
