@@ -2,9 +2,20 @@
 //!
 //! Renderers (terminal, plain CI log, GitHub log groups and summary, JSON lines) and notifiers
 //! only ever see [`Event`]s, so what a person reads, what a machine parses and what GitHub or
-//! Slack show cannot disagree. The JSON form is versioned by [`SCHEMA_VERSION`].
+//! Slack show cannot disagree. The JSON form is versioned by [`SCHEMA_VERSION`]: one object per
+//! line, `{"v":1,"ts":"…","event":"<kebab-case name>",…fields}`; every event and field is
+//! documented in `docs/events.md` (keep that table in step with this file).
+//!
+//! Compatibility rule: adding an event or an optional field is not a version bump (consumers
+//! must ignore what they do not know); renaming, removing or changing the type of a field is.
+//!
+//! A deploy emits, in order: `started`, `phase-started`/`phase-finished` around each phase,
+//! `planned`, `release-started`, per service `image-pushed` and `scan-summary`,
+//! `service-progress` while rolling out, `health-verdict`, optionally `rollback-started` /
+//! `rollback-finished`, then `release-finished` and finally `finished`.
 
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -15,7 +26,7 @@ use crate::plan::Plan;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// A phase of a command, in pipeline order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     Config,
@@ -77,6 +88,72 @@ pub enum Event {
     Planned { plan: Box<Plan> },
     /// Configuration checked.
     Validated { product: String, environments: Vec<String>, services: usize },
+    /// A release began: the identity of what is being deployed, and where.
+    ReleaseStarted {
+        /// Unique id of this release (recorded in the environment; rollback targets name it).
+        release_id: String,
+        product: String,
+        environment: String,
+        git_sha: String,
+        /// Services in deploy order.
+        services: Vec<String>,
+        /// `rolling` or `blue-green`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        strategy: Option<String>,
+    },
+    /// A service's image is in the registry, addressed by digest from here on.
+    ImagePushed {
+        service: String,
+        /// Repository without tag or digest, e.g. `123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/web`.
+        repository: String,
+        /// `sha256:…`.
+        digest: String,
+    },
+    /// The scan gate's verdict for one service's image.
+    ScanSummary(Box<ScanSummary>),
+    /// Progress of one service inside a phase (rollout counts, blue-green steps).
+    ServiceProgress {
+        service: String,
+        phase: Phase,
+        /// Replicas / tasks running the new version.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ready: Option<u32>,
+        /// Replicas / tasks wanted.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        desired: Option<u32>,
+        message: String,
+    },
+    /// The health verdict for one service after rollout (and bake).
+    HealthVerdict { service: String, verdict: Verdict },
+    /// Automatic (or requested) rollback began.
+    RollbackStarted {
+        /// The release rolled back to (the last known-good); `None` when there is none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to_release: Option<String>,
+        /// Why: usually the failed health verdict.
+        reason: String,
+        /// Service → digest being restored.
+        digests: BTreeMap<String, String>,
+    },
+    /// Rollback ended.
+    RollbackFinished {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to_release: Option<String>,
+        ok: bool,
+        /// Service → digest now running (for a failed rollback: what was restored before it stopped).
+        digests: BTreeMap<String, String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// A release ended: its outcome, where it runs, and how long each phase took.
+    ReleaseFinished {
+        release_id: String,
+        outcome: Outcome,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        environment_url: Option<String>,
+        /// Phase timings relative to the release start, in pipeline order.
+        timings: Vec<PhaseTiming>,
+    },
     /// The command ended.
     Finished {
         result: &'static str,
@@ -84,6 +161,115 @@ pub enum Event {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         problems: Vec<Problem>,
     },
+}
+
+/// The scan gate's result for one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScanSummary {
+    pub service: String,
+    pub digest: String,
+    /// Findings per severity as ECR reports them (`CRITICAL`, `HIGH`, `MEDIUM`, `LOW`,
+    /// `INFORMATIONAL`, `UNDEFINED`), after ignores.
+    pub counts: BTreeMap<String, u32>,
+    /// True when the gate let the image through.
+    pub passed: bool,
+    /// Findings over the limits (these refused the image).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub blocking: Vec<Finding>,
+    /// Findings not counted because an unexpired ignore entry covers them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<IgnoredFinding>,
+    /// Ignore entries past their `expires` date: their findings count again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expired_ignores: Vec<IgnoredFinding>,
+    /// Set when the scan did not complete (timeout, unsupported image) and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One vulnerability finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// `CVE-…` / `GHSA-…`.
+    pub id: String,
+    pub severity: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed_in: Option<String>,
+}
+
+/// A finding covered (or no longer covered) by a configured ignore entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IgnoredFinding {
+    pub id: String,
+    pub reason: String,
+    /// `YYYY-MM-DD`.
+    pub expires: String,
+}
+
+/// A service's health verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Verdict {
+    Healthy,
+    Failed(Box<HealthFailure>),
+}
+
+/// Why a service was judged unhealthy: the first failing thing, named precisely.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthFailure {
+    /// `Deployment/web`, `ECS service shop-web`.
+    pub workload: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Short machine-ish reason: `CrashLoopBackOff`, `ImagePullBackOff`, `ProgressDeadlineExceeded`,
+    /// `EssentialContainerExited`, `HttpCheckFailed`, `AlarmInAlarm`.
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
+    /// Human detail (last log line, exit code, HTTP status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How a release ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Everything healthy; the release is recorded as known-good.
+    Succeeded,
+    /// A service failed and the previous release was restored.
+    FailedRolledBack,
+    /// A service failed and restoring the previous release failed too: manual action needed.
+    RollbackFailed,
+    /// The scan gate (or approval) refused: nothing was changed.
+    RefusedByGate,
+    /// Stopped before changing anything for another reason (auth, lock, internal).
+    Failed,
+}
+
+impl Outcome {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::FailedRolledBack => "failed-rolled-back",
+            Self::RollbackFailed => "rollback-failed",
+            Self::RefusedByGate => "refused-by-gate",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// When a phase ran, relative to the release start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PhaseTiming {
+    pub phase: Phase,
+    pub start_ms: u64,
+    pub elapsed_ms: u64,
+    pub ok: bool,
 }
 
 impl Event {
@@ -95,6 +281,12 @@ impl Event {
 /// Receives events. Implemented by renderers and notifiers.
 pub trait Sink: Send + Sync {
     fn emit(&self, event: &Event);
+}
+
+impl<T: Sink + ?Sized> Sink for Arc<T> {
+    fn emit(&self, event: &Event) {
+        (**self).emit(event);
+    }
 }
 
 /// Fans one event out to several sinks, in order.

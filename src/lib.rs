@@ -11,7 +11,7 @@
 //! - [`identity`]: where AWS credentials come from.
 //! - [`render`]: Kustomize overlays and ECS task definitions with pinned digests.
 //! - [`plan`]: the plan and its text/Markdown/JSON forms.
-//! - [`events`], [`report`]: the one event stream and its renderers.
+//! - [`events`], [`report`]: the one event stream, its renderers and notifiers (GitHub, Slack).
 //! - [`error`]: the top-level error and exit codes.
 //!
 //! The library never prints: the binary hands [`app::Io`] to [`app::run`].

@@ -3,11 +3,18 @@
 //! Formats follow the runner's command and file-command parsers (see shared/CONTRACTS.md §1):
 //! data escapes `%`, CR, LF; properties also `:` and `,`; multi-line outputs use a random
 //! delimiter that cannot occur in the value.
+//!
+//! A deploy's job summary (per-service table, what failed, the rollback, a Mermaid gantt of the
+//! phases) and its step outputs (`release-id`, `digests`, `result`, `rolled-back`,
+//! `environment-url`) are written when the command finishes, from the [`RunState`] this
+//! renderer folds; [`write_outputs`] and [`markdown::job_summary`] are usable on their own.
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::markdown::{self, Links, SUMMARY_LIMIT};
+use super::state::RunState;
 use super::{Out, write_to};
 use crate::events::{Event, Sink};
 use crate::plan;
@@ -36,12 +43,30 @@ pub fn append_output(path: &std::path::Path, name: &str, value: &str) -> std::io
     }
 }
 
+/// Writes a release's step outputs: `release-id`, `digests` (JSON object service → digest),
+/// `rolled-back` (`true`/`false`) and `environment-url` (when known). `result` is written by the
+/// renderer from the `finished` event.
+pub fn write_outputs(path: &Path, state: &RunState) -> std::io::Result<()> {
+    if let Some(id) = &state.release_id {
+        append_output(path, "release-id", id)?;
+    }
+    let digests = serde_json::to_string(&state.digests()).map_err(std::io::Error::other)?;
+    append_output(path, "digests", &digests)?;
+    append_output(path, "rolled-back", if state.rolled_back() { "true" } else { "false" })?;
+    if let Some(u) = &state.environment_url {
+        append_output(path, "environment-url", u)?;
+    }
+    Ok(())
+}
+
 /// The GitHub Actions renderer.
 pub struct Github {
     out: Out,
     summary: Option<PathBuf>,
     output: Option<PathBuf>,
     open_group: Mutex<bool>,
+    state: Mutex<RunState>,
+    links: Links,
 }
 
 impl Github {
@@ -51,7 +76,43 @@ impl Github {
         summary: Option<PathBuf>,
         output: Option<PathBuf>,
     ) -> Self {
-        Self { out: Mutex::new(out), summary, output, open_group: Mutex::new(false) }
+        Self {
+            out: Mutex::new(out),
+            summary,
+            output,
+            open_group: Mutex::new(false),
+            state: Mutex::new(RunState::default()),
+            links: Links::default(),
+        }
+    }
+
+    /// Links (run log, commits) for the job summary; see [`super::notify::github::links_from_env`].
+    pub fn with_links(mut self, links: Links) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// The deploy's summary and outputs, once a release was started.
+    fn finish_release(&self) {
+        let Ok(state) = self.state.lock().map(|s| s.clone()) else { return };
+        if state.release_id.is_none() {
+            return;
+        }
+        if let Some(path) = &self.summary {
+            let used = std::fs::metadata(path).map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX));
+            let room = SUMMARY_LIMIT.saturating_sub(used);
+            if room > 1024 {
+                self.append_summary(&markdown::job_summary(&state, &self.links, room));
+            }
+        }
+        if let Some(path) = &self.output
+            && let Err(e) = write_outputs(path, &state)
+        {
+            write_to(
+                &self.out,
+                &format!("::warning::{}\n", escape_data(&format!("cannot write step outputs: {e}"))),
+            );
+        }
     }
 
     fn append_summary(&self, text: &str) {
@@ -91,6 +152,9 @@ impl Github {
 
 impl Sink for Github {
     fn emit(&self, event: &Event) {
+        if let Ok(mut st) = self.state.lock() {
+            st.apply(event);
+        }
         match event {
             Event::PhaseStarted { phase } => {
                 self.close_group();
@@ -130,8 +194,82 @@ impl Sink for Github {
             Event::Warning { message } => {
                 write_to(&self.out, &format!("::warning::{}\n", escape_data(message)));
             }
-            Event::Service { service, phase, message } => {
+            Event::Service { service, phase, message }
+            | Event::ServiceProgress { service, phase, message, .. } => {
                 write_to(&self.out, &format!("[{service}] {}: {message}\n", phase.title()));
+            }
+            Event::ReleaseStarted { release_id, product, environment, git_sha, .. } => write_to(
+                &self.out,
+                &format!("release {release_id}: {product} → {environment} at {git_sha}\n"),
+            ),
+            Event::ImagePushed { service, digest, .. } => {
+                write_to(&self.out, &format!("[{service}] pushed {digest}\n"));
+            }
+            Event::ScanSummary(scan) => {
+                let counts = markdown::severity_counts(&scan.counts);
+                if scan.passed {
+                    write_to(&self.out, &format!("[{}] scan gate passed: {counts}\n", scan.service));
+                } else {
+                    write_to(
+                        &self.out,
+                        &format!(
+                            "::error title={}::{}\n",
+                            escape_property(&format!("scan gate refused {}", scan.service)),
+                            escape_data(&format!(
+                                "{counts}; blocking: {}",
+                                scan.blocking.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
+                            ))
+                        ),
+                    );
+                }
+                for i in &scan.expired_ignores {
+                    write_to(
+                        &self.out,
+                        &format!(
+                            "::warning title={}::{}\n",
+                            escape_property(&format!("expired scan ignore in {}", scan.service)),
+                            escape_data(&format!(
+                                "{} expired on {} and counts again ({})",
+                                i.id, i.expires, i.reason
+                            ))
+                        ),
+                    );
+                }
+            }
+            Event::HealthVerdict { service, verdict } => match verdict {
+                crate::events::Verdict::Healthy => write_to(&self.out, &format!("[{service}] healthy\n")),
+                crate::events::Verdict::Failed(f) => write_to(
+                    &self.out,
+                    &format!(
+                        "::error title={}::{}\n",
+                        escape_property(&format!("{service} is unhealthy")),
+                        escape_data(&markdown::failure_plain(f))
+                    ),
+                ),
+            },
+            Event::RollbackStarted { to_release, reason, .. } => write_to(
+                &self.out,
+                &format!(
+                    "rolling back to {}: {reason}\n",
+                    to_release.as_deref().unwrap_or("the previous release")
+                ),
+            ),
+            Event::RollbackFinished { to_release, ok, .. } => {
+                let to = to_release.as_deref().unwrap_or("the previous release");
+                if *ok {
+                    write_to(&self.out, &format!("rolled back to {to}\n"));
+                } else {
+                    write_to(
+                        &self.out,
+                        &format!(
+                            "::error title=rollback failed::{}\n",
+                            escape_data(&format!("restoring {to} did not complete; manual action needed"))
+                        ),
+                    );
+                }
+            }
+            Event::ReleaseFinished { release_id, outcome, .. } => {
+                write_to(&self.out, &format!("release {release_id}: {}\n", outcome.name()));
             }
             Event::Finished { result, problems, .. } => {
                 self.close_group();
@@ -154,6 +292,7 @@ impl Sink for Github {
                     write_to(&self.out, &format!("::error {}::{}\n", props.join(","), escape_data(&msg)));
                 }
                 self.set_output("result", result);
+                self.finish_release();
             }
             Event::Started { .. } => {}
         }

@@ -1,8 +1,13 @@
-//! Renderers of the event stream: human text, JSON lines, GitHub Actions.
+//! Renderers of the event stream: human text, JSON lines, GitHub Actions; and the notifiers.
 //!
 //! The library never prints on its own: the binary hands these sinks its stdout and stderr.
+//! [`state::RunState`] is the run folded from events; [`markdown`] renders it for the PR
+//! comment and the job summary; [`notify`] sends it to GitHub and Slack off the critical path.
 
 pub mod github;
+pub mod markdown;
+pub mod notify;
+pub mod state;
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -60,6 +65,67 @@ impl Sink for Human {
             ),
             Event::Service { service, phase, message } if !self.quiet => {
                 write_to(&self.err, &format!("[{service}] {}: {message}\n", phase.title()));
+            }
+            Event::ReleaseStarted { release_id, product, environment, git_sha, services, .. }
+                if !self.quiet =>
+            {
+                write_to(
+                    &self.err,
+                    &format!(
+                        "release {release_id}: {product} → {environment} at {} ({})\n",
+                        &git_sha[..git_sha.len().min(12)],
+                        services.join(", ")
+                    ),
+                );
+            }
+            Event::ImagePushed { service, digest, .. } if !self.quiet => {
+                write_to(&self.err, &format!("[{service}] pushed {digest}\n"));
+            }
+            Event::ScanSummary(scan) if !self.quiet => write_to(
+                &self.err,
+                &format!(
+                    "[{}] scan gate {}: {}\n",
+                    scan.service,
+                    if scan.passed { "passed" } else { "REFUSED" },
+                    markdown::severity_counts(&scan.counts)
+                ),
+            ),
+            Event::ServiceProgress { service, phase, message, .. } if self.verbose > 0 => {
+                write_to(&self.err, &format!("[{service}] {}: {message}\n", phase.title()));
+            }
+            Event::HealthVerdict { service, verdict } if !self.quiet => {
+                let text = match verdict {
+                    crate::events::Verdict::Healthy => format!("[{service}] healthy\n"),
+                    crate::events::Verdict::Failed(f) => {
+                        format!("[{service}] UNHEALTHY: {}\n", markdown::failure_plain(f))
+                    }
+                };
+                write_to(&self.err, &text);
+            }
+            Event::RollbackStarted { to_release, reason, .. } if !self.quiet => write_to(
+                &self.err,
+                &format!(
+                    "rolling back to {} because {reason}\n",
+                    to_release.as_deref().unwrap_or("the previous release")
+                ),
+            ),
+            Event::RollbackFinished { to_release, ok, message, .. } if !self.quiet => {
+                let to = to_release.as_deref().unwrap_or("the previous release");
+                let mut s =
+                    if *ok { format!("rolled back to {to}") } else { format!("ROLLBACK to {to} FAILED") };
+                if let Some(m) = message {
+                    let _ = write!(s, ": {m}");
+                }
+                s.push('\n');
+                write_to(&self.err, &s);
+            }
+            Event::ReleaseFinished { release_id, outcome, environment_url, .. } => {
+                let mut s = format!("release {release_id}: {}", outcome.name());
+                if let Some(u) = environment_url {
+                    let _ = write!(s, " → {u}");
+                }
+                s.push('\n');
+                write_to(&self.out, &s);
             }
             Event::Finished { problems, .. } => {
                 let text: String = problems.iter().fold(String::new(), |mut acc, p| {

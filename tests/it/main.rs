@@ -12,5 +12,6 @@ mod action;
 mod cli;
 mod config;
 mod eks;
+mod notify;
 mod plan;
 mod render;
