@@ -213,23 +213,29 @@ pub fn trust_statement(role: &str, claims: &Claims, audience: &str) -> String {
 }
 
 fn web_identity_hint(role: &str, code: &str, claims: &Claims, audience: &str) -> String {
-    let statement = trust_statement(role, claims, audience);
+    // Indented so the JSON reads as part of the hint.
+    let statement = trust_statement(role, claims, audience)
+        .lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let account = role.split(':').nth(4).unwrap_or("ACCOUNT");
     let host = claims.issuer_host();
     let repo_wide = claims
         .repository
         .as_ref()
         .map(|r| {
             format!(
-                "\nto admit every job of the repository instead, use \"StringLike\": {{ \"{host}:sub\": \"repo:{r}:*\" }} for `sub`"
+                "\n    to admit every job of the repository instead, use \"StringLike\": {{ \"{host}:sub\": \"repo:{r}:*\" }} for `sub`"
             )
         })
         .unwrap_or_default();
     match code {
         "ExpiredTokenException" => "the ID token expired before STS saw it: check the runner's clock; deployer fetches a fresh token for every exchange, so a rerun normally succeeds".to_owned(),
-        "IDPCommunicationError" => "STS could not reach GitHub's OIDC issuer; this is temporary, rerun the job".to_owned(),
-        "RegionDisabledException" => "STS is disabled in this region: activate it (IAM → Account settings) or use another region".to_owned(),
+        "IDPCommunicationError" => "a temporary failure: STS could not reach GitHub's OIDC issuer; rerun the job".to_owned(),
+        "RegionDisabledException" => "the regional STS endpoint is disabled: activate it (IAM → Account settings) or use another region".to_owned(),
         "InvalidIdentityToken" => format!(
-            "STS could not validate the token: account's IAM needs the OIDC identity provider `https://{host}` with audience `{audience}`; then the trust policy of `{role}` needs a statement such as:\n{statement}{repo_wide}"
+            "the token could not be validated: account {account} needs the IAM OIDC identity provider `https://{host}` with audience `{audience}`, and the trust policy of `{role}` a statement such as:\n{statement}{repo_wide}"
         ),
         _ => format!(
             "the trust policy of `{role}` does not admit this job's `sub`/`aud`; this statement admits it:\n{statement}{repo_wide}"

@@ -23,6 +23,9 @@ use super::IdentityError;
 use super::mask::Masker;
 use super::oidc::{self, Claims, OidcRequest};
 
+/// Credentials closer than this to expiry are not worth keeping after a failed refresh.
+const STILL_USABLE: Duration = Duration::from_secs(10);
+
 /// AWS caps a session obtained by role chaining at one hour.
 pub const CHAINED_MAX: Duration = Duration::from_hours(1);
 
@@ -217,9 +220,21 @@ impl ChainProvider {
         {
             return Ok(c.clone());
         }
-        let out = self.run().await?;
-        *cache = Some(out.credentials.clone());
-        Ok(out.credentials)
+        match self.run().await {
+            Ok(out) => {
+                *cache = Some(out.credentials.clone());
+                Ok(out.credentials)
+            }
+            // A failed refresh (a GitHub or STS hiccup) must not fail a deploy while the current
+            // credentials still work: keep them and try again on the next call.
+            Err(e) => match cache.as_ref() {
+                Some(c) if c.expiry().is_some_and(|exp| SystemTime::now() + STILL_USABLE < exp) => {
+                    tracing::warn!("credential refresh failed, keeping the current credentials: {e}");
+                    Ok(c.clone())
+                }
+                _ => Err(e),
+            },
+        }
     }
 }
 
