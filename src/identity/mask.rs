@@ -22,9 +22,18 @@ pub fn add_mask_line(value: &str) -> String {
 ///
 /// Refreshing credentials and EKS tokens add their new values here, so a long deploy masks the
 /// credentials of minute 60 as well as those of minute 0.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Masker {
     inner: Mutex<MaskerState>,
+    sink: Option<Sink>,
+}
+
+type Sink = Box<dyn Fn(String) + Send + Sync>;
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masker").field("sink", &self.sink.is_some()).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +47,13 @@ impl Masker {
         Self::default()
     }
 
+    /// A masker that hands each new `::add-mask::` line to `sink` at once instead of queueing
+    /// it (the binary passes a function that writes to stdout, so a secret obtained by a
+    /// refresh in the middle of a deploy is masked before anything can print it).
+    pub fn with_sink(sink: impl Fn(String) + Send + Sync + 'static) -> Self {
+        Self { inner: Mutex::default(), sink: Some(Box::new(sink)) }
+    }
+
     /// Records a secret (empty and already-seen values are ignored).
     pub fn add(&self, value: &str) {
         if value.trim().is_empty() {
@@ -45,7 +61,10 @@ impl Masker {
         }
         let mut s = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if s.seen.insert(value.to_owned()) {
-            s.pending.push(value.to_owned());
+            match &self.sink {
+                Some(sink) => sink(add_mask_line(value)),
+                None => s.pending.push(value.to_owned()),
+            }
         }
     }
 
@@ -94,5 +113,16 @@ mod tests {
         m.add("secret-2");
         assert_eq!(m.take_lines(), vec!["::add-mask::secret-2"]);
         assert_eq!(m.scrub("x secret-1 y secret-2"), "x *** y ***");
+    }
+
+    #[test]
+    fn a_sink_gets_lines_at_once() {
+        let out = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let o = out.clone();
+        let m = Masker::with_sink(move |l| o.lock().unwrap().push(l));
+        m.add("a\nb");
+        m.add("a\nb");
+        assert_eq!(*out.lock().unwrap(), vec!["::add-mask::a%0Ab".to_owned()]);
+        assert!(m.take_lines().is_empty());
     }
 }

@@ -256,6 +256,8 @@ pub struct Options {
     pub refresh_margin: Duration,
     /// Overrides `role.session_duration` (AWS requires ≥ 15 min; shorter only for local stand-ins).
     pub session_duration: Option<Duration>,
+    /// Where secrets go; share one masker per process (webhook URLs, tokens, credentials).
+    pub masker: Arc<Masker>,
 }
 
 /// Renew credentials five minutes before they expire (the SDK's own default is much shorter,
@@ -271,6 +273,7 @@ impl Options {
             session_name: "deployer".to_owned(),
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             session_duration: None,
+            masker: Arc::new(Masker::new()),
         }
     }
 
@@ -364,7 +367,7 @@ pub async fn establish(env: &Environment, opts: Options) -> Result<AwsSession, I
             tags: r.session_tags.clone(),
         })
     });
-    let masker = Arc::new(Masker::new());
+    let masker = opts.masker.clone();
     let provider = Arc::new(sts::ChainProvider {
         first,
         chain,

@@ -514,3 +514,134 @@ async fn an_explicit_kubeconfig_context_is_used() {
     assert!(err.to_string().contains("`missing`"), "{err}");
     assert!(err.hint().contains("get-contexts"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_chained_role_says_which_permissions_are_missing() {
+    let sts = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=AssumeRoleWithWebIdentity"))
+        .respond_with(sts_xml(&web_identity_ok("111111111111")))
+        .mount(&sts)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=AssumeRole&"))
+        .respond_with(sts_error(
+            403,
+            "AccessDenied",
+            "User: arn:aws:sts::111111111111:assumed-role/github-oidc/acme-shop-4242-1 is not authorized to perform: sts:TagSession on resource: arn:aws:iam::333333333333:role/shop-deployer-prod",
+        ))
+        .mount(&sts)
+        .await;
+    let oidc =
+        FakeOidc::start("sts.amazonaws.com", github_claims("sts.amazonaws.com", Some("production"))).await;
+    let mut env = prod();
+    let role = env.role.as_mut().unwrap();
+    role.arn = arn("arn:aws:iam::111111111111:role/github-oidc");
+    role.chain = Some(arn("arn:aws:iam::333333333333:role/shop-deployer-prod"));
+    role.session_tags = [("team".to_owned(), "shop".to_owned())].into();
+    let err = identity::establish(&env, oidc_options(&sts.uri(), &oidc).await).await.unwrap_err();
+    assert!(matches!(&err, IdentityError::AssumeRoleRefused { tagged: true, .. }), "{err:?}");
+    // The chained call was signed with the first hop's credentials and carried the tags.
+    let requests = sts.received_requests().await.unwrap();
+    let chained =
+        requests.iter().find(|r| String::from_utf8_lossy(&r.body).contains("Action=AssumeRole&")).unwrap();
+    let auth = chained.headers.get("authorization").unwrap().to_str().unwrap();
+    assert!(auth.contains("Credential=ASIAEXAMPLE/"), "{auth}");
+    let form: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(&chained.body).into_owned().collect();
+    assert_eq!(form["Tags.member.1.Key"], "team");
+    assert_eq!(form["Tags.member.1.Value"], "shop");
+    assert_eq!(form["DurationSeconds"], "3600", "chained sessions are capped at 1 h");
+    insta::assert_snapshot!("chained-role-refused", deployer::Error::from(err).problems()[0].to_string());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_audience_is_requested() {
+    let moto = Moto::start();
+    let audience = "https://github.com/acme";
+    let oidc = FakeOidc::start(audience, github_claims(audience, None)).await;
+    let mut env = prod();
+    env.role.as_mut().unwrap().audience = audience.to_owned();
+    let session = identity::establish(&env, oidc_options(&moto.url, &oidc).await).await.unwrap();
+    assert_eq!(oidc.issued(), 1);
+    let raw = oidc.requests().await[0].url.query().unwrap().to_owned();
+    assert!(raw.contains("audience=https%3A%2F%2Fgithub.com%2Facme"), "audience is URL-encoded: {raw}");
+    let claims = session.claims.unwrap();
+    assert_eq!(claims.aud.to_string(), audience);
+    assert_eq!(claims.environment, None);
+}
+
+/// Runs in a child process started by `options_from_the_process_environment` (real environment
+/// variables are process-wide, so they are set on a child, not on this test process).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "run by options_from_the_process_environment in a child process"]
+async fn child_establish_from_env() {
+    let env = prod();
+    let opts = Options::from_env(&env, &|k| std::env::var(k).ok()).await;
+    match identity::establish(&env, opts).await {
+        Ok(s) => println!(
+            "RESULT {}",
+            serde_json::json!({"arn": s.caller.arn, "environment": s.claims.and_then(|c| c.environment), "masks": s.masker.take_lines().len()})
+        ),
+        Err(e) => println!(
+            "RESULT {}",
+            serde_json::json!({"error": deployer::Error::from(e).problems()[0].to_string()})
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn options_from_the_process_environment() {
+    let sts = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=AssumeRoleWithWebIdentity"))
+        .respond_with(sts_xml(&web_identity_ok("333333333333")))
+        .mount(&sts)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string_contains("Action=GetCallerIdentity"))
+        .respond_with(sts_xml(&caller_ok("333333333333")))
+        .mount(&sts)
+        .await;
+    let oidc =
+        FakeOidc::start("sts.amazonaws.com", github_claims("sts.amazonaws.com", Some("production"))).await;
+    let home = tempfile::tempdir().unwrap();
+    let req = oidc.request();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "identity::child_establish_from_env",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_REPOSITORY", "acme/shop")
+        .env("GITHUB_RUN_ID", "4242")
+        .env("GITHUB_RUN_ATTEMPT", "2")
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &req.url)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", &req.bearer)
+        // Every other service points nowhere: STS must come from its own override.
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ENDPOINT_URL_STS", sts.uri())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, r)| r))
+        .unwrap_or_else(|| panic!("no result:\n{stdout}"));
+    let result: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(result["environment"], "production", "{result}");
+    assert_eq!(result["arn"], "arn:aws:sts::333333333333:assumed-role/shop-deployer-prod/acme-shop-4242-1");
+    assert_eq!(result["masks"], 4, "JWT, access key id, secret key, session token");
+    assert_eq!(oidc.issued(), 1);
+    let forms = sts_actions(&sts).await;
+    assert_eq!(forms[0]["RoleSessionName"], "acme-shop-4242-2", "session name from GITHUB_* variables");
+    assert_eq!(forms[0]["RoleArn"], "arn:aws:iam::333333333333:role/shop-deployer-prod");
+}
