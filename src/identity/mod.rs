@@ -237,9 +237,11 @@ fn web_identity_hint(role: &str, code: &str, claims: &Claims, audience: &str) ->
         "InvalidIdentityToken" => format!(
             "the token could not be validated: account {account} needs the IAM OIDC identity provider `https://{host}` with audience `{audience}`, and the trust policy of `{role}` a statement such as:\n{statement}{repo_wide}"
         ),
-        _ => format!(
+        "ValidationError" => "check `role.arn` and `role.session_duration`: the duration must not exceed the role's maximum session duration (IAM → Roles → Maximum session duration)".to_owned(),
+        "AccessDenied" | "IDPRejectedClaim" => format!(
             "the trust policy of `{role}` does not admit this job's `sub`/`aud`; this statement admits it:\n{statement}{repo_wide}"
         ),
+        _ => format!("STS answered `{code}`, which is usually temporary: rerun the job; if it persists, check the AWS Health Dashboard"),
     }
 }
 

@@ -26,6 +26,9 @@ use super::oidc::{self, Claims, OidcRequest};
 /// Credentials closer than this to expiry are not worth keeping after a failed refresh.
 const STILL_USABLE: Duration = Duration::from_secs(10);
 
+/// Extra attempts after `IDPCommunicationError`.
+const IDP_RETRIES: u32 = 2;
+
 /// AWS caps a session obtained by role chaining at one hour.
 pub const CHAINED_MAX: Duration = Duration::from_hours(1);
 
@@ -76,10 +79,23 @@ impl ChainProvider {
         self.runs.fetch_add(1, Ordering::Relaxed);
         let (mut creds, claims, mut assumed) = match &self.first {
             FirstHop::WebIdentity { request, audience, role, duration } => {
-                let token = oidc::fetch(&self.http, request, audience).await?;
-                self.masker.add(&token.jwt);
-                let creds = self.web_identity(role, *duration, &token.jwt, &token.claims, audience).await?;
-                (creds.0, Some(token.claims), Some(creds.1))
+                let mut attempt = 0u32;
+                loop {
+                    let token = oidc::fetch(&self.http, request, audience).await?;
+                    self.masker.add(&token.jwt);
+                    match self.web_identity(role, *duration, &token.jwt, &token.claims, audience).await {
+                        Ok(creds) => break (creds.0, Some(token.claims), Some(creds.1)),
+                        // STS could not reach GitHub's key endpoint: AWS documents this as
+                        // retryable, with a fresh token each time.
+                        Err(IdentityError::WebIdentityRefused { code, .. })
+                            if code == "IDPCommunicationError" && attempt < IDP_RETRIES =>
+                        {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
             }
             FirstHop::Base { provider, assume } => {
                 let base = provider.provide_credentials().await.map_err(|e| {

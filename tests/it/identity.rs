@@ -159,7 +159,11 @@ fn sts_xml(body: &str) -> ResponseTemplate {
 }
 
 fn web_identity_ok(account: &str) -> String {
-    let exp = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    web_identity_ok_for(account, time::Duration::hours(1))
+}
+
+fn web_identity_ok_for(account: &str, lifetime: time::Duration) -> String {
+    let exp = time::OffsetDateTime::now_utc() + lifetime;
     let exp = exp.format(&time::format_description::well_known::Rfc3339).unwrap();
     format!(
         r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
@@ -644,4 +648,48 @@ async fn options_from_the_process_environment() {
     let forms = sts_actions(&sts).await;
     assert_eq!(forms[0]["RoleSessionName"], "acme-shop-4242-2", "session name from GITHUB_* variables");
     assert_eq!(forms[0]["RoleArn"], "arn:aws:iam::333333333333:role/shop-deployer-prod");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_refresh_keeps_credentials_that_still_work() {
+    for (lifetime, still_works) in [(time::Duration::minutes(2), true), (time::Duration::seconds(5), false)] {
+        let sts = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(body_string_contains("Action=AssumeRoleWithWebIdentity"))
+            .respond_with(sts_xml(&web_identity_ok_for("333333333333", lifetime)))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&sts)
+            .await;
+        Mock::given(method("POST"))
+            .and(body_string_contains("Action=AssumeRoleWithWebIdentity"))
+            .respond_with(sts_error(
+                400,
+                "IDPCommunicationError",
+                "Couldn't retrieve verification key from your identity provider",
+            ))
+            .mount(&sts)
+            .await;
+        Mock::given(method("POST"))
+            .and(body_string_contains("Action=GetCallerIdentity"))
+            .respond_with(sts_xml(&caller_ok("333333333333")))
+            .mount(&sts)
+            .await;
+        let oidc =
+            FakeOidc::start("sts.amazonaws.com", github_claims("sts.amazonaws.com", Some("production")))
+                .await;
+        // A margin longer than the session: every use wants a refresh, and every refresh fails.
+        let opts =
+            Options { refresh_margin: Duration::from_mins(10), ..oidc_options(&sts.uri(), &oidc).await };
+        let session = identity::establish(&prod(), opts).await.unwrap();
+        let result = aws_sdk_sts::Client::new(&session.config).get_caller_identity().send().await;
+        assert_eq!(session.chain_runs(), 2, "the refresh was attempted");
+        assert_eq!(oidc.issued(), 4, "with a fresh token, retried twice after IDPCommunicationError");
+        if still_works {
+            assert_eq!(result.unwrap().account(), Some("333333333333"), "2-minute-old credentials are kept");
+        } else {
+            let err = aws_sdk_sts::error::DisplayErrorContext(result.unwrap_err()).to_string();
+            assert!(err.contains("IDPCommunicationError"), "nearly expired credentials are not kept: {err}");
+        }
+    }
 }
