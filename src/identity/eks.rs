@@ -7,11 +7,12 @@
 //! 15 minutes after `X-Amz-Date` (and only while the signing credentials are valid), so
 //! [`TokenSource::token`] renews it a minute before that.
 //!
-//! Integrator API: [`kube_config`] turns `target.eks` into a `kube::Config` (an explicit
-//! kubeconfig `context` wins over `cluster`); with a cluster it also returns the
-//! [`ClusterAccess`] whose [`TokenSource`] the Kubernetes client layer asks for a fresh token
-//! (`token().await` → [`EksToken`] with `expires_at`), e.g. rebuilding the client's config from
-//! [`ClusterAccess::kube_config`] when the token it holds nears `expires_at`.
+//! Integrator API: [`kube_config`] turns `target.eks` into a [`KubeAccess`] whose `config` builds
+//! the `kube::Client` (an explicit kubeconfig `context` wins over `cluster`). For a cluster the
+//! config names a token file that a background task keeps current, so a client built once
+//! keeps working through a 75-minute deploy; keep the `KubeAccess` alive as long as the client.
+//! [`TokenSource::token`] (cached, renewed a minute before expiry) serves anything else that
+//! needs a bearer token.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -131,8 +132,18 @@ impl TokenSource {
 
     /// A token valid for at least [`RENEW_BEFORE`].
     pub async fn token(&self) -> Result<EksToken, IdentityError> {
+        self.get(false).await
+    }
+
+    /// A newly signed token, whatever the cache holds.
+    pub async fn fresh_token(&self) -> Result<EksToken, IdentityError> {
+        self.get(true).await
+    }
+
+    async fn get(&self, fresh: bool) -> Result<EksToken, IdentityError> {
         let mut cached = self.cached.lock().await;
-        if let Some(t) = cached.as_ref()
+        if !fresh
+            && let Some(t) = cached.as_ref()
             && SystemTime::now() + RENEW_BEFORE < t.expires_at
         {
             return Ok(t.clone());
@@ -197,9 +208,53 @@ pub async fn cluster_access(
 }
 
 impl ClusterAccess {
-    /// A `kube::Config` for the cluster with a current token and `namespace` as default.
+    /// A `kube::Config` for the cluster with a current token and `namespace` as default. The
+    /// token is fixed: use [`Self::refreshing_kube_config`] for clients that live longer than
+    /// a few minutes.
     pub async fn kube_config(&self, namespace: &str) -> Result<kube::Config, IdentityError> {
         let token = self.tokens.token().await?;
+        self.build_config(namespace, serde_json::json!({"token": token.token})).await
+    }
+
+    /// A `kube::Config` whose token never goes stale: it names a token file (kube re-reads it at
+    /// least once a minute) that a background task rewrites with a newly signed token well
+    /// before the current one expires. Keep the returned value alive as long as the client.
+    pub async fn refreshing_kube_config(
+        &self,
+        namespace: &str,
+    ) -> Result<RefreshingKubeConfig, IdentityError> {
+        let io =
+            |e: std::io::Error| IdentityError::Eks { cluster: self.cluster.clone(), message: e.to_string() };
+        // tempfile creates the directory 0700: the token is readable by this user only.
+        let dir = tempfile::Builder::new().prefix("deployer-eks-").tempdir().map_err(io)?;
+        let path = dir.path().join("token");
+        let first = self.tokens.fresh_token().await?;
+        write_token(&path, &first.token).map_err(io)?;
+        let config =
+            self.build_config(namespace, serde_json::json!({"tokenFile": path.to_string_lossy()})).await?;
+        let tokens = self.tokens.clone();
+        let file = path.clone();
+        let task = tokio::spawn(async move {
+            let mut expires_at = first.expires_at;
+            loop {
+                tokio::time::sleep(rewrite_delay(expires_at, SystemTime::now())).await;
+                match tokens.fresh_token().await {
+                    Ok(t) => match write_token(&file, &t.token) {
+                        Ok(()) => expires_at = t.expires_at,
+                        Err(e) => tracing::warn!("cannot rewrite the EKS token file: {e}"),
+                    },
+                    Err(e) => tracing::warn!("cannot renew the EKS token: {e}"),
+                }
+            }
+        });
+        Ok(RefreshingKubeConfig { config, token_file: path, _dir: dir, task })
+    }
+
+    async fn build_config(
+        &self,
+        namespace: &str,
+        user: serde_json::Value,
+    ) -> Result<kube::Config, IdentityError> {
         let kubeconfig = serde_json::json!({
             "apiVersion": "v1",
             "kind": "Config",
@@ -207,7 +262,7 @@ impl ClusterAccess {
                 "server": self.endpoint,
                 "certificate-authority-data": self.certificate_authority_data,
             }}],
-            "users": [{"name": "deployer", "user": {"token": token.token}}],
+            "users": [{"name": "deployer", "user": user}],
             "contexts": [{"name": "deployer", "context": {
                 "cluster": self.cluster, "user": "deployer", "namespace": namespace,
             }}],
@@ -222,6 +277,39 @@ impl ClusterAccess {
             .await
             .map_err(|e| err(&e))
     }
+}
+
+/// A `kube::Config` reading its token from a file that is kept current; dropping it stops the
+/// renewal and deletes the file.
+#[derive(Debug)]
+pub struct RefreshingKubeConfig {
+    pub config: kube::Config,
+    pub token_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RefreshingKubeConfig {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// kube re-reads a token file at most a minute late; rewrite it with margin to spare.
+const FILE_MARGIN: Duration = Duration::from_mins(3);
+
+/// How long to wait before rewriting the token file for a token expiring at `expires_at`.
+fn rewrite_delay(expires_at: SystemTime, now: SystemTime) -> Duration {
+    let due = expires_at.checked_sub(FILE_MARGIN).unwrap_or(now);
+    // Short-lived credentials (or a failed renewal) must not turn this into a busy loop.
+    due.duration_since(now).unwrap_or_default().max(Duration::from_secs(1))
+}
+
+/// Replaces the token file atomically, so kube never reads half a token.
+fn write_token(path: &Path, token: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, token)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// A `kube::Config` for an explicit kubeconfig context (`KUBECONFIG`/`~/.kube/config`, or the
@@ -244,24 +332,33 @@ pub async fn kube_config_for_context(
     }
 }
 
+/// How deployer reaches the cluster of an EKS target.
+#[derive(Debug)]
+pub struct KubeAccess {
+    pub config: kube::Config,
+    /// Present for `cluster:` targets (tokens renew while this lives); absent for `context:`.
+    pub cluster: Option<ClusterAccess>,
+    pub refresh: Option<RefreshingKubeConfig>,
+}
+
 /// The Kubernetes configuration for an EKS target: the explicit `context` when set, else the
-/// `cluster` through `eks:DescribeCluster` (returned too, for token renewal).
+/// `cluster` through `eks:DescribeCluster` with a token file that is kept current.
 pub async fn kube_config(
     target: &EksTarget,
     session: &super::AwsSession,
-) -> Result<(kube::Config, Option<ClusterAccess>), IdentityError> {
+) -> Result<KubeAccess, IdentityError> {
     if let Some(context) = &target.context {
         let mut config = kube_config_for_context(context, None).await?;
         config.default_namespace.clone_from(&target.namespace);
-        return Ok((config, None));
+        return Ok(KubeAccess { config, cluster: None, refresh: None });
     }
     let cluster = target.cluster.as_deref().ok_or_else(|| IdentityError::Eks {
         cluster: String::new(),
         message: "target.eks has neither `cluster` nor `context`".to_owned(),
     })?;
     let access = cluster_access(&session.config, cluster, Some(session.masker.clone())).await?;
-    let config = access.kube_config(&target.namespace).await?;
-    Ok((config, Some(access)))
+    let refresh = access.refreshing_kube_config(&target.namespace).await?;
+    Ok(KubeAccess { config: refresh.config.clone(), cluster: Some(access), refresh: Some(refresh) })
 }
 
 #[cfg(test)]
@@ -272,6 +369,18 @@ mod tests {
         let b64 = token.strip_prefix("k8s-aws-v1.").unwrap();
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).unwrap();
         url::Url::parse(std::str::from_utf8(&raw).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn token_file_rewrite_schedule() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(rewrite_delay(now + TOKEN_LIFETIME, now), Duration::from_mins(12));
+        assert_eq!(
+            rewrite_delay(now + Duration::from_secs(5), now),
+            Duration::from_secs(1),
+            "never a busy loop"
+        );
+        assert_eq!(rewrite_delay(now - Duration::from_secs(5), now), Duration::from_secs(1));
     }
 
     #[test]

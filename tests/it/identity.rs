@@ -693,3 +693,58 @@ async fn a_failed_refresh_keeps_credentials_that_still_work() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_eks_token_file_is_rewritten_before_the_token_expires() {
+    let moto = Moto::start();
+    let oidc =
+        FakeOidc::start("sts.amazonaws.com", github_claims("sts.amazonaws.com", Some("production"))).await;
+    // 4 s sessions: tokens signed with them expire within seconds, so the file must turn over.
+    let opts = Options {
+        session_duration: Some(Duration::from_secs(4)),
+        refresh_margin: Duration::from_secs(1),
+        ..oidc_options(&moto.url, &oidc).await
+    };
+    let session = identity::establish(&prod(), opts).await.unwrap();
+    aws_sdk_eks::Client::new(&session.config)
+        .create_cluster()
+        .name("shop-prod")
+        .role_arn("arn:aws:iam::333333333333:role/eks-cluster")
+        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().subnet_ids("subnet-1").build())
+        .send()
+        .await
+        .unwrap();
+    let access =
+        eks::cluster_access(&session.config, "shop-prod", Some(session.masker.clone())).await.unwrap();
+    let access = eks::ClusterAccess { certificate_authority_data: self_signed_ca_b64(), ..access };
+    let refreshing = access.refreshing_kube_config("shop").await.unwrap();
+    let file = refreshing.token_file.clone();
+    assert_eq!(refreshing.config.auth_info.token_file.as_deref(), Some(file.to_str().unwrap()));
+    kube::Client::try_from(refreshing.config.clone())
+        .expect("kube accepts the config and reads the token file");
+
+    // Wait (bounded) until the file has carried tokens signed with two different sessions.
+    let key_of = |token: &str| -> String {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.strip_prefix("k8s-aws-v1.").unwrap_or_else(|| panic!("not a token: {token}")))
+            .unwrap();
+        let url = url::Url::parse(std::str::from_utf8(&raw).unwrap()).unwrap();
+        let cred = url.query_pairs().find(|(k, _)| k == "X-Amz-Credential").unwrap().1.into_owned();
+        cred.split('/').next().unwrap().to_owned()
+    };
+    let mut tokens = std::collections::BTreeSet::new();
+    let mut keys = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    while keys.len() < 2 && std::time::Instant::now() < deadline {
+        let now = std::fs::read_to_string(&file).unwrap();
+        keys.insert(key_of(&now));
+        tokens.insert(now);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(keys.len() >= 2, "tokens from refreshed credentials reach the file: {keys:?}");
+    assert!(tokens.len() >= 2);
+    assert!(session.chain_runs() >= 2);
+    drop(refreshing);
+    assert!(!file.exists(), "the token file goes away with the config");
+}
