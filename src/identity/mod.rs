@@ -16,10 +16,14 @@
 //!   `ACTIONS_ID_TOKEN_REQUEST_*`, `GITHUB_REPOSITORY`/`GITHUB_RUN_ID` for the session name).
 //!   [`AwsSession::config`] is an `SdkConfig` whose provider re-runs the whole chain (fresh OIDC
 //!   token included) `refresh_margin` before expiry.
-//! - [`AwsSession::mask_lines`]: `::add-mask::` lines to print before anything else (and again
-//!   after long waits: refreshed secrets queue up there too). See [`mask`].
-//! - [`guard::guard`]: the production guard (approval via the GitHub environment or a confirmation).
-//! - [`eks::cluster_access`] / [`eks::kube_config`]: EKS endpoint, CA and refreshing bearer tokens.
+//! - Masking ([`mask`]): every secret obtained (JWT, access key id, secret key, session token,
+//!   EKS tokens) goes to [`Options::masker`]; print [`AwsSession::mask_lines`] before anything
+//!   else, or build the masker with [`Masker::with_sink`] so secrets from later refreshes are
+//!   masked the moment they exist. Add webhook URLs to the same masker.
+//! - [`guard::guard`]`(env_name, approval, Action, &Invocation, &mut dyn Prompt) -> Result<Confirmation, _>`:
+//!   the production guard; the [`guard::Confirmation`] (who, how) goes into the release record.
+//! - [`eks::kube_config`]`(&EksTarget, &AwsSession) -> Result<KubeAccess, _>`: a `kube::Config`
+//!   for the target (explicit context, or DescribeCluster + an in-process token kept current).
 //! - `impl From<IdentityError> for crate::Error`: every identity error exits with code 3 (auth).
 
 pub mod eks;
@@ -28,6 +32,7 @@ pub mod mask;
 pub mod oidc;
 pub mod sts;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -39,11 +44,8 @@ use aws_types::SdkConfig;
 use crate::config::Environment;
 pub use mask::Masker;
 pub use oidc::{Claims, OidcRequest};
-pub use sts::Caller;
-
-use std::path::PathBuf;
-
 use serde::Serialize;
+pub use sts::Caller;
 
 /// Where credentials would come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

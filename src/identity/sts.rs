@@ -3,7 +3,7 @@
 //! The chain is one or two hops: a first hop (the GitHub OIDC token exchanged with
 //! `AssumeRoleWithWebIdentity`, or the standard AWS chain optionally followed by `AssumeRole`
 //! into the environment's role) and an optional chained `AssumeRole` with session tags. A
-//! [`ChainProvider`] re-runs the whole chain, with a fresh OIDC token, whenever the cached
+//! `ChainProvider` re-runs the whole chain, with a fresh OIDC token, whenever the cached
 //! credentials are within the refresh margin of their expiry, so a deploy that outlives a
 //! one-hour chained session keeps working.
 
