@@ -288,6 +288,25 @@ mod tests {
     }
 
     #[test]
+    fn refusals_as_users_read_them() {
+        let cases: [(&str, Action, Invocation, Option<&'static str>); 4] = [
+            ("wrong environment", Action::Deploy, actions(Some("staging")), None),
+            ("no environment claim", Action::Rollback, actions(None), None),
+            ("answered no", Action::Deploy, terminal(false), Some("no")),
+            ("no terminal", Action::Rollback, terminal(false), None),
+        ];
+        let text: Vec<String> = cases
+            .into_iter()
+            .map(|(name, action, inv, answer)| {
+                let e =
+                    guard("prod", Some(&prod()), action, &inv, &mut Scripted(answer, vec![])).unwrap_err();
+                format!("# {name}\n{}", crate::Error::from(e).problems()[0])
+            })
+            .collect();
+        insta::assert_snapshot!(text.join("\n\n"));
+    }
+
+    #[test]
     fn invocation_from_env() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
             move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
