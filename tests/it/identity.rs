@@ -495,6 +495,7 @@ print(req.url)
     let theirs = url::Url::parse(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     let t: std::collections::BTreeMap<String, String> = theirs.query_pairs().into_owned().collect();
     assert_eq!(t["X-Amz-Date"], q["X-Amz-Date"]);
+    // Compared as parameters: botocore puts X-Amz-Signature last, aws-sigv4 before the token.
     assert_eq!(t, q, "same parameters and signature as botocore");
 
     // A different cluster name changes the signature (the header really is signed).
