@@ -45,11 +45,13 @@ pub enum Invocation {
 
 impl Invocation {
     /// From the process environment: `GITHUB_ACTIONS=true` means Actions; otherwise a terminal
-    /// whose user is `$USER` (or `$USERNAME`).
+    /// whose user is `$USER` (or `$USERNAME`), followed by the git identity when known
+    /// (`git config user.name`, read by the caller): `alice (Alice Smith)`.
     pub fn from_env(
         var: &dyn Fn(&str) -> Option<String>,
         environment_claim: Option<&str>,
         assume_yes: bool,
+        git_user: Option<&str>,
     ) -> Self {
         if var("GITHUB_ACTIONS").as_deref() == Some("true") {
             Self::Actions {
@@ -57,10 +59,14 @@ impl Invocation {
                 actor: var("GITHUB_ACTOR").filter(|v| !v.is_empty()),
             }
         } else {
-            let user = var("USER")
-                .or_else(|| var("USERNAME"))
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "unknown".to_owned());
+            let login = var("USER").or_else(|| var("USERNAME")).filter(|v| !v.is_empty());
+            let git = git_user.map(str::trim).filter(|g| !g.is_empty());
+            let user = match (login, git) {
+                (Some(l), Some(g)) => format!("{l} ({g})"),
+                (Some(l), None) => l,
+                (None, Some(g)) => g.to_owned(),
+                (None, None) => "unknown".to_owned(),
+            };
             Self::Terminal { user, assume_yes }
         }
     }
@@ -315,13 +321,22 @@ mod tests {
             Invocation::from_env(
                 &vars(&[("GITHUB_ACTIONS", "true"), ("GITHUB_ACTOR", "octocat")]),
                 Some("production"),
-                true
+                true,
+                Some("Octo Cat")
             ),
             Invocation::Actions { environment: Some("production".into()), actor: Some("octocat".into()) }
         );
         assert_eq!(
-            Invocation::from_env(&vars(&[("USER", "alice")]), None, false),
+            Invocation::from_env(&vars(&[("USER", "alice")]), None, false, None),
             Invocation::Terminal { user: "alice".into(), assume_yes: false }
+        );
+        assert_eq!(
+            Invocation::from_env(&vars(&[("USER", "alice")]), None, true, Some("Alice Smith\n")),
+            Invocation::Terminal { user: "alice (Alice Smith)".into(), assume_yes: true }
+        );
+        assert_eq!(
+            Invocation::from_env(&vars(&[]), None, false, None),
+            Invocation::Terminal { user: "unknown".into(), assume_yes: false }
         );
     }
 }
