@@ -24,7 +24,8 @@
 //!   the production guard; the [`guard::Confirmation`] (who, how) goes into the release record.
 //! - [`eks::kube_config`]`(&EksTarget, &AwsSession) -> Result<KubeAccess, _>`: a `kube::Config`
 //!   for the target (explicit context, or DescribeCluster + an in-process token kept current).
-//! - `impl From<IdentityError> for crate::Error`: every identity error exits with code 3 (auth).
+//! - `impl From<IdentityError> for crate::Error`: identity errors exit with code 3 (auth); only an
+//!   EKS signing failure (a bug) is internal (1).
 
 pub mod eks;
 pub mod guard;
@@ -168,7 +169,11 @@ impl IdentityError {
 impl From<IdentityError> for crate::Error {
     fn from(e: IdentityError) -> Self {
         let hint = e.hint();
-        Self::Auth { message: e.to_string(), hint }
+        match e {
+            // Signing a token with credentials we hold cannot fail for a user-side reason.
+            IdentityError::Signing { .. } => Self::Internal { message: e.to_string(), hint },
+            _ => Self::Auth { message: e.to_string(), hint },
+        }
     }
 }
 

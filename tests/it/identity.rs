@@ -85,8 +85,7 @@ async fn github_oidc_then_chained_role_with_tags() {
 
     // Masks: the JWT and every part of the final credentials, each once.
     let lines = session.mask_lines();
-    let jwt = oidc.requests().await.len();
-    assert_eq!(jwt, 1);
+    assert_eq!(oidc.requests().await.len(), 1, "no request was turned away by the fake");
     let creds = aws_credential_types::provider::ProvideCredentials::provide_credentials(
         &session.credentials_provider(),
     )
