@@ -12,6 +12,7 @@ mod action;
 mod cli;
 mod config;
 mod eks;
+mod identity;
 mod notify;
 mod plan;
 mod render;

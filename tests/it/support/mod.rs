@@ -12,6 +12,7 @@ use std::sync::mpsc;
 
 pub mod fake_k8s;
 pub mod moto;
+pub mod oidc;
 use std::time::Duration;
 
 /// The repository root.
