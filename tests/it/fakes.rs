@@ -7,7 +7,7 @@ use crate::support;
 fn moto_ecs_controller_follows_the_contract() {
     let out = support::moto::run_fake_check(
         &support::root().join("tests/fakes/check_moto_ecs.py"),
-        &["--time-scale", "0.2"],
+        &["--time-scale", "0.5"],
     );
     assert!(out.lines().any(|l| l.ends_with(" passed, 0 failed")), "{out}");
 }
