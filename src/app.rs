@@ -3,57 +3,98 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
 
-use crate::cli::{Cli, Command, ImageArgs, OutputFormat};
+use std::sync::{Arc, Mutex};
+
+use crate::cli::{Cli, Command, DeployArgs, ImageArgs, OutputFormat};
 use crate::config::{Config, ConfigError, ConfigErrors, Environment, Target, did_you_mean};
 use crate::error::{Error, ExitCode};
 use crate::events::{Event, Fanout, Phase, Sink};
 use crate::identity;
+use crate::identity::Masker;
+use crate::identity::guard::{LinePrompt, Prompt};
 use crate::observe::{self, VarFn};
+use crate::pipeline::{self, phase};
 use crate::plan::{self, Inputs};
 use crate::render::RenderError;
 use crate::report::{self, github::Github};
 
-/// What the binary gives the library: where to write, and how to read the environment.
+/// What the binary gives the library: where to write, where to read confirmations from.
 pub struct Io {
     pub stdout: Box<dyn Write + Send>,
     pub stderr: Box<dyn Write + Send>,
+    pub stdin: Box<dyn std::io::BufRead + Send>,
+    /// Whether stdin is a terminal (a confirmation can be asked for).
+    pub interactive: bool,
+}
+
+/// One writer shared by the renderer and the masker, so `::add-mask::` lines and output
+/// interleave in order.
+#[derive(Clone)]
+struct SharedOut(Arc<Mutex<Box<dyn Write + Send>>>);
+
+impl Write for SharedOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().map_err(|_| std::io::Error::other("stdout lock poisoned"))?.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().map_err(|_| std::io::Error::other("stdout lock poisoned"))?.flush()
+    }
 }
 
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
-    let format = cli.global.output.unwrap_or_else(|| {
-        if var("GITHUB_ACTIONS").as_deref() == Some("true") {
-            OutputFormat::Github
-        } else {
-            OutputFormat::Human
-        }
-    });
-    let sink: Box<dyn Sink> = match format {
-        OutputFormat::Human => {
-            Box::new(report::Human::new(io.stdout, io.stderr, cli.global.verbose, cli.global.quiet))
-        }
-        OutputFormat::Json => Box::new(report::JsonLines::new(io.stdout)),
-        OutputFormat::Github => Box::new(Github::new(
-            io.stdout,
-            var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
-            var("GITHUB_OUTPUT").map(PathBuf::from),
-        )),
+    let in_actions = var("GITHUB_ACTIONS").as_deref() == Some("true");
+    let format =
+        cli.global.output.unwrap_or(if in_actions { OutputFormat::Github } else { OutputFormat::Human });
+    let stdout = SharedOut(Arc::new(Mutex::new(io.stdout)));
+    // In Actions every secret is announced to the runner before it could be printed.
+    let masker = if in_actions {
+        let out = stdout.clone();
+        Arc::new(Masker::with_sink(move |line| {
+            let mut out = out.clone();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }))
+    } else {
+        Arc::new(Masker::new())
     };
-    let events = Fanout::new(vec![sink]);
+    let renderer: Arc<dyn Sink> = match format {
+        OutputFormat::Human => Arc::new(report::Human::new(
+            Box::new(stdout.clone()),
+            io.stderr,
+            cli.global.verbose,
+            cli.global.quiet,
+        )),
+        OutputFormat::Json => Arc::new(report::JsonLines::new(Box::new(stdout.clone()))),
+        OutputFormat::Github => Arc::new(
+            Github::new(
+                Box::new(stdout.clone()),
+                var("GITHUB_STEP_SUMMARY").map(PathBuf::from),
+                var("GITHUB_OUTPUT").map(PathBuf::from),
+            )
+            .with_links(report::notify::github::links_from_env(var)),
+        ),
+    };
+    let mut prompt = LinePrompt { reader: io.stdin, writer: std::io::sink(), interactive: io.interactive };
     let command_name = command_name(&cli.command);
-    events.emit(&Event::Started {
+    renderer.emit(&Event::Started {
         command: command_name.into(),
         product: None,
         environment: cli.global.env.clone(),
     });
-    let result = dispatch(&cli, &events, var).await;
+    let (result, notifiers) = Box::pin(dispatch(&cli, renderer.clone(), masker, &mut prompt, var)).await;
     let code = match &result {
         Ok(()) => ExitCode::Success,
         Err(e) => e.exit_code(),
     };
-    events.emit(&Event::finished(code, result.err().map(|e| e.problems()).unwrap_or_default()));
+    let finished = Event::finished(code, result.err().map(|e| e.problems()).unwrap_or_default());
+    renderer.emit(&finished);
+    if let Some(n) = notifiers {
+        let sink = n.sink();
+        sink.emit(&finished);
+        n.flush(report::notify::FLUSH_BOUND).await;
+    }
     code
 }
 
@@ -69,21 +110,79 @@ fn command_name(c: &Command) -> &'static str {
     }
 }
 
-/// Runs `f` as a phase: start and finish events with the elapsed time.
-async fn phase<T, F: Future<Output = Result<T, Error>>>(
-    events: &dyn Sink,
-    phase: Phase,
-    f: F,
-) -> Result<T, Error> {
-    let start = Instant::now();
-    events.emit(&Event::PhaseStarted { phase });
-    let r = f.await;
-    let elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-    events.emit(&Event::PhaseFinished { phase, ok: r.is_ok(), elapsed_ms });
-    r
+async fn dispatch(
+    cli: &Cli,
+    renderer: Arc<dyn Sink>,
+    masker: Arc<Masker>,
+    prompt: &mut dyn Prompt,
+    var: VarFn<'_>,
+) -> (Result<(), Error>, Option<report::notify::Notifiers>) {
+    let events: &dyn Sink = &*renderer;
+    match &cli.command {
+        Command::Deploy(_) | Command::Rollback(_) => {
+            let (config, env) = match load(cli, events).await {
+                Ok(x) => x,
+                Err(e) => return (Err(e), None),
+            };
+            let setup = report::notify::Setup::from_env(&env, var, None);
+            for w in &setup.warnings {
+                events.emit(&Event::Warning { message: w.clone() });
+            }
+            for secret in [var("GITHUB_TOKEN"), var("ACTIONS_ID_TOKEN_REQUEST_TOKEN")]
+                .into_iter()
+                .chain(
+                    env.notifications
+                        .slack
+                        .iter()
+                        .flat_map(|s| [s.webhook_url_env.as_deref(), s.token_env.as_deref()])
+                        .flatten()
+                        .map(var),
+                )
+                .flatten()
+            {
+                masker.add(&secret);
+            }
+            let notifiers = report::notify::spawn(setup, renderer.clone());
+            let fan = Fanout::new(vec![Box::new(renderer.clone()), Box::new(notifiers.sink())]);
+            let cx = pipeline::Context { config: &config, env: &env, var, events: &fan, masker };
+            let result = match &cli.command {
+                Command::Deploy(args) => Box::pin(deploy(cli, &cx, args, prompt)).await,
+                Command::Rollback(args) => {
+                    let flags = pipeline::Flags { yes: args.yes, force_conflicts: false };
+                    Box::pin(pipeline::rollback(&cx, args.to.as_deref(), &flags, prompt)).await.map(|_| ())
+                }
+                _ => Ok(()),
+            };
+            (result, Some(notifiers))
+        }
+        _ => (Box::pin(dispatch_read_only(cli, events, masker, var)).await, None),
+    }
 }
 
-async fn dispatch(cli: &Cli, events: &dyn Sink, var: VarFn<'_>) -> Result<(), Error> {
+async fn deploy(
+    cli: &Cli,
+    cx: &pipeline::Context<'_>,
+    args: &DeployArgs,
+    prompt: &mut dyn Prompt,
+) -> Result<(), Error> {
+    let _ = cli;
+    let inputs = inputs(cx.config, &args.images)?;
+    let (the_plan, render_errors) = compute_plan(cx.config, cx.env, &inputs, cx.events, cx.var).await?;
+    let git_sha = the_plan.git_sha.clone();
+    cx.events.emit(&Event::Planned { plan: Box::new(the_plan) });
+    if !render_errors.is_empty() {
+        return Err(ConfigErrors(render_errors).into());
+    }
+    let flags = pipeline::Flags { yes: args.yes, force_conflicts: args.force_conflicts };
+    Box::pin(pipeline::deploy(cx, inputs, &flags, git_sha, prompt)).await
+}
+
+async fn dispatch_read_only(
+    cli: &Cli,
+    events: &dyn Sink,
+    masker: Arc<Masker>,
+    var: VarFn<'_>,
+) -> Result<(), Error> {
     match &cli.command {
         Command::Validate(args) => {
             let config =
@@ -123,21 +222,62 @@ async fn dispatch(cli: &Cli, events: &dyn Sink, var: VarFn<'_>) -> Result<(), Er
             // The plan is shown either way; a broken overlay still makes the command fail.
             if render_errors.is_empty() { Ok(()) } else { Err(ConfigErrors(render_errors).into()) }
         }
-        Command::Deploy(args) => {
+        Command::History(args) => {
             let (config, env) = load(cli, events).await?;
-            let inputs = inputs(&config, &args.images)?;
-            let (the_plan, render_errors) = compute_plan(&config, &env, &inputs, events, var).await?;
-            events.emit(&Event::Planned { plan: Box::new(the_plan) });
-            if !render_errors.is_empty() {
-                return Err(ConfigErrors(render_errors).into());
-            }
-            require_credentials(var)?;
-            Err(not_in_this_build("deploy"))
+            let cx = pipeline::Context { config: &config, env: &env, var, events, masker };
+            let history = Box::pin(pipeline::history(&cx)).await?;
+            let rows = history
+                .iter()
+                .rev()
+                .take(args.limit)
+                .map(|r| {
+                    vec![
+                        r.id.clone(),
+                        r.status.as_str().to_owned(),
+                        r.started_at.clone(),
+                        r.actor.clone().unwrap_or_default(),
+                        r.git_sha.as_deref().map(|g| g[..g.len().min(12)].to_owned()).unwrap_or_default(),
+                        r.rolled_back_to.clone().map(|t| format!("→ {t}")).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let columns = ["release", "outcome", "started", "actor", "commit", "returned to"];
+            events.emit(&Event::Table {
+                title: format!("releases of {} in {}", config.product.product.as_str(), env.name),
+                columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+                rows,
+            });
+            Ok(())
         }
-        Command::Rollback(_) | Command::Status | Command::History(_) => {
-            let (_config, _env) = load(cli, events).await?;
-            require_credentials(var)?;
-            Err(not_in_this_build(command_name(&cli.command)))
+        Command::Status => {
+            let (config, env) = load(cli, events).await?;
+            let cx = pipeline::Context { config: &config, env: &env, var, events, masker };
+            let status = Box::pin(pipeline::status(&cx)).await?;
+            let rows = status
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.service.clone(),
+                        s.recorded
+                            .rsplit_once('@')
+                            .map_or_else(|| s.recorded.clone(), |(_, d)| d[..d.len().min(19)].to_owned()),
+                        s.release.clone(),
+                        s.since.clone(),
+                        if s.drifted {
+                            format!("DRIFTED: runs {}", s.live.join(", "))
+                        } else {
+                            "in sync".to_owned()
+                        },
+                    ]
+                })
+                .collect();
+            let columns = ["service", "digest", "release", "since", "live state"];
+            events.emit(&Event::Table {
+                title: format!("{} in {}", config.product.product.as_str(), env.name),
+                columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+                rows,
+            });
+            Ok(())
         }
         Command::Promote(args) => {
             let config =
@@ -147,11 +287,12 @@ async fn dispatch(cli: &Cli, events: &dyn Sink, var: VarFn<'_>) -> Result<(), Er
             require_credentials(var)?;
             Err(not_in_this_build("promote"))
         }
+        Command::Deploy(_) | Command::Rollback(_) => Ok(()),
     }
 }
 
-/// The apply half of these commands arrives with the identity, image and platform work; until
-/// then they stop with a clear internal error rather than pretending to succeed.
+/// Commands whose executor is not in this build stop with a clear internal error rather than
+/// pretending to succeed.
 fn not_in_this_build(command: &str) -> Error {
     Error::Internal {
         message: format!(
@@ -274,7 +415,7 @@ pub fn inputs(config: &Config, args: &ImageArgs) -> Result<Inputs, Error> {
             return Err(unknown("--service", s));
         }
     }
-    Ok(Inputs { images, services: args.services.clone(), digests: BTreeMap::new() })
+    Ok(Inputs { images, services: args.services.clone(), pinned: BTreeMap::new() })
 }
 
 fn write_schemas(dir: &std::path::Path) -> Result<(), Error> {

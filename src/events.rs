@@ -154,6 +154,8 @@ pub enum Event {
         /// Phase timings relative to the release start, in pipeline order.
         timings: Vec<PhaseTiming>,
     },
+    /// A table of results (`status`, `history`).
+    Table { title: String, columns: Vec<String>, rows: Vec<Vec<String>> },
     /// The command ended.
     Finished {
         result: &'static str,

@@ -24,6 +24,7 @@ pub mod error;
 pub mod events;
 pub mod identity;
 pub mod observe;
+pub mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod release;

@@ -11,7 +11,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(deployer::ExitCode::Internal.code());
         }
     };
-    let io = deployer::Io { stdout: Box::new(std::io::stdout()), stderr: Box::new(std::io::stderr()) };
+    let io = deployer::Io {
+        stdout: Box::new(std::io::stdout()),
+        stderr: Box::new(std::io::stderr()),
+        stdin: Box::new(std::io::BufReader::new(std::io::stdin())),
+        interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+    };
     let var = |k: &str| std::env::var(k).ok();
     let code = runtime.block_on(deployer::run(cli, io, &var));
     std::process::ExitCode::from(code.code())

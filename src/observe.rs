@@ -11,7 +11,7 @@ use crate::config::{Config, Environment, Target};
 use crate::identity::{self, CredentialSource};
 use crate::plan::{Inputs, Observed, Rendered, Unobserved};
 use crate::render::kustomize::{self, Kustomize};
-use crate::render::{ImagePin, RenderError, ecs};
+use crate::render::{RenderError, ecs};
 
 /// The process environment, injectable for tests.
 pub type VarFn<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
@@ -54,52 +54,56 @@ fn live_state_unavailable(source: &CredentialSource, target: &Target) -> Unobser
     }
 }
 
-/// Renders every selected service for the environment (kustomize or task-definition template).
-pub async fn render_all(
+/// A service rendered in full: what deploy applies.
+#[derive(Debug, Clone)]
+pub enum RenderedService {
+    /// Kubernetes objects from the overlay (images pinned when digests are known).
+    Kubernetes(Vec<serde_json::Value>),
+    /// An ECS task definition.
+    Ecs(serde_json::Value),
+}
+
+/// Renders every selected service for the environment: kustomize overlays (EKS, concurrently)
+/// or task-definition templates (ECS), with each service's image pinned by [`crate::plan::pin_for`].
+pub async fn render_services(
     config: &Config,
     env: &Environment,
     inputs: &Inputs,
     var: VarFn<'_>,
-    obs: &mut Observed,
-) {
-    let registry = config.registry_host();
-    let selected = config
+) -> (Option<Result<String, String>>, BTreeMap<String, Result<RenderedService, RenderError>>) {
+    let selected: Vec<_> = config
         .product
         .services
         .iter()
-        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()));
+        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
+        .collect();
+    let mut out = BTreeMap::new();
     match &env.target {
         Target::Eks(_) => {
             let explicit = var("DEPLOYER_KUSTOMIZE").map(std::path::PathBuf::from);
             let kz = match Kustomize::locate(explicit.as_deref()) {
                 Ok(k) => k,
                 Err(e) => {
-                    obs.kustomize = Some(Err(e.to_string()));
                     for s in selected {
-                        obs.renders.insert(s.name.as_str().to_owned(), Err(e.clone()));
+                        out.insert(s.name.as_str().to_owned(), Err(e.clone()));
                     }
-                    return;
+                    return (Some(Err(e.to_string())), out);
                 }
             };
-            obs.kustomize = Some(Ok(kz.describe()));
-            let labels = [
-                kustomize::MANAGED_BY,
-                (kustomize::PRODUCT_LABEL, config.product.product.as_str()),
-                (kustomize::ENV_LABEL, env.name.as_str()),
-            ];
-            let jobs = selected.map(|svc| {
+            let jobs = selected.into_iter().map(|svc| {
                 let kz = kz.clone();
                 let name = svc.name.as_str().to_owned();
                 let overlay = config.overlay_dir(svc, &env.name);
-                let pin = ImagePin {
-                    name: svc.repository.as_str().to_owned(),
-                    new_name: format!("{registry}/{}", svc.repository),
-                    digest: inputs.digests.get(&name).cloned(),
-                };
-                let mut labels = labels.to_vec();
-                labels.push((kustomize::SERVICE_LABEL, svc.name.as_str()));
-                let labels: Vec<(String, String)> =
-                    labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+                let pin = crate::plan::pin_for(config, svc, inputs);
+                let labels: Vec<(String, String)> = [
+                    kustomize::MANAGED_BY,
+                    (kustomize::PRODUCT_LABEL, config.product.product.as_str()),
+                    (kustomize::ENV_LABEL, env.name.as_str()),
+                    (kustomize::SERVICE_LABEL, svc.name.as_str()),
+                ]
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
                 let env_name = env.name.clone();
                 async move {
                     let Some(overlay) = overlay else {
@@ -114,29 +118,22 @@ pub async fn render_all(
                     let result = kz
                         .render(&overlay, std::slice::from_ref(&pin), &labels, &name, &env_name)
                         .await
-                        .map(|objs| Rendered::Kubernetes {
-                            objects: objs.iter().map(kustomize::object_ref).collect(),
-                        });
+                        .map(RenderedService::Kubernetes);
                     (name, result)
                 }
             });
-            for (name, r) in futures::future::join_all(jobs).await {
-                obs.renders.insert(name, r);
-            }
+            out.extend(futures::future::join_all(jobs).await);
+            (Some(Ok(kz.describe())), out)
         }
         Target::Ecs(ecs_target) => {
             for svc in selected {
                 let name = svc.name.as_str().to_owned();
                 let Some(ecs_cfg) = &svc.ecs else {
                     let message = "no `ecs.task_definition` template".to_owned();
-                    obs.renders
-                        .insert(name.clone(), Err(RenderError::TaskDefinition { service: name, message }));
+                    out.insert(name.clone(), Err(RenderError::TaskDefinition { service: name, message }));
                     continue;
                 };
-                let image = match inputs.digests.get(&name) {
-                    Some(d) => format!("{registry}/{}@{d}", svc.repository),
-                    None => format!("{registry}/{}@<digest after push>", svc.repository),
-                };
+                let image = crate::plan::pin_for(config, svc, inputs).reference();
                 let vars = BTreeMap::from([
                     ("image", image),
                     ("env", env.name.clone()),
@@ -155,13 +152,35 @@ pub async fn render_all(
                         message: format!("cannot read {}: {e}", ecs_cfg.task_definition.value),
                     })
                     .and_then(|text| ecs::render_task_definition(&text, &vars, &name))
-                    .map(|td| Rendered::Ecs {
-                        family: td.get("family").and_then(|f| f.as_str()).unwrap_or_default().to_owned(),
-                        images: ecs::images_of(&td),
-                    });
-                obs.renders.insert(name, result);
+                    .map(RenderedService::Ecs);
+                out.insert(name, result);
             }
+            (None, out)
         }
+    }
+}
+
+/// Renders for a plan: what each service would produce, by identity.
+pub async fn render_all(
+    config: &Config,
+    env: &Environment,
+    inputs: &Inputs,
+    var: VarFn<'_>,
+    obs: &mut Observed,
+) {
+    let (kustomize, renders) = render_services(config, env, inputs, var).await;
+    obs.kustomize = kustomize;
+    for (name, r) in renders {
+        let r = r.map(|rendered| match rendered {
+            RenderedService::Kubernetes(objs) => {
+                Rendered::Kubernetes { objects: objs.iter().map(kustomize::object_ref).collect() }
+            }
+            RenderedService::Ecs(td) => Rendered::Ecs {
+                family: td.get("family").and_then(|f| f.as_str()).unwrap_or_default().to_owned(),
+                images: ecs::images_of(&td),
+            },
+        });
+        obs.renders.insert(name, r);
     }
 }
 

@@ -63,8 +63,40 @@ pub struct Inputs {
     pub images: BTreeMap<String, String>,
     /// `--service` filter; empty = all.
     pub services: Vec<String>,
-    /// Digests already pushed (known in deploy after the push phase; empty in a plan).
-    pub digests: BTreeMap<String, String>,
+    /// Images already resolved to digests (known in deploy after push/resolve; empty in a plan).
+    pub pinned: BTreeMap<String, Pinned>,
+}
+
+/// An image resolved to a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    /// Repository without tag or digest, e.g. `123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/user`.
+    pub repository: String,
+    /// `sha256:…`.
+    pub digest: String,
+}
+
+/// The pin of one service: its resolved image, or the registry repository it will be pushed to.
+pub fn pin_for(config: &Config, svc: &crate::config::ServiceConfig, inputs: &Inputs) -> ImagePin {
+    let name = svc.repository.as_str().to_owned();
+    if let Some(p) =
+        inputs.pinned.get(svc.name.as_str()).cloned().or_else(|| prebuilt_digest(inputs, svc.name.as_str()))
+    {
+        return ImagePin { name, new_name: p.repository, digest: Some(p.digest) };
+    }
+    ImagePin { new_name: format!("{}/{name}", config.registry_host()), name, digest: None }
+}
+
+/// A `--image` given by digest is already pinned (`repo[:tag]@sha256:…`).
+pub fn prebuilt_digest(inputs: &Inputs, service: &str) -> Option<Pinned> {
+    let reference = inputs.images.get(service)?;
+    let (repository, digest) = reference.split_once('@').filter(|(_, d)| d.starts_with("sha256:"))?;
+    // A tag before the digest is informational only.
+    let repository = match repository.rsplit_once(':') {
+        Some((r, tag)) if !tag.contains('/') => r,
+        _ => repository,
+    };
+    Some(Pinned { repository: repository.to_owned(), digest: digest.to_owned() })
 }
 
 /// The whole plan.
@@ -164,11 +196,7 @@ pub fn plan(config: &Config, env: &Environment, observed: &Observed, inputs: &In
                     reason: format!("no `build:` for `{name}`; pass `--image {name}=REF`"),
                 },
             };
-            let image = ImagePin {
-                name: svc.repository.as_str().to_owned(),
-                new_name: format!("{registry}/{}", svc.repository),
-                digest: inputs.digests.get(&name).cloned(),
-            };
+            let image = pin_for(config, svc, inputs);
             let render = match observed.renders.get(&name) {
                 Some(Ok(Rendered::Kubernetes { objects })) => RenderPlan::Kubernetes {
                     overlay: svc

@@ -294,6 +294,9 @@ impl Sink for Github {
                 self.set_output("result", result);
                 self.finish_release();
             }
+            Event::Table { title, columns, rows } => {
+                write_to(&self.out, &super::table_text(title, columns, rows));
+            }
             Event::Started { .. } => {}
         }
     }

@@ -45,6 +45,7 @@ impl Sink for Human {
     fn emit(&self, event: &Event) {
         match event {
             Event::Planned { plan } => write_to(&self.out, &plan::render::text(plan)),
+            Event::Table { title, columns, rows } => write_to(&self.out, &table_text(title, columns, rows)),
             Event::Validated { product, environments, services } => write_to(
                 &self.out,
                 &format!(
@@ -164,4 +165,35 @@ impl Sink for JsonLines {
 /// The current time as RFC 3339 (UTC).
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// A plain-text table with aligned columns.
+pub fn table_text(title: &str, columns: &[String], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join("  ");
+        l.truncate(l.trim_end().len());
+        l + "\n"
+    };
+    let mut out = format!("{title}\n");
+    out.push_str(&line(columns));
+    for r in rows {
+        out.push_str(&line(r));
+    }
+    if rows.is_empty() {
+        out.push_str("(none)\n");
+    }
+    out
 }

@@ -195,7 +195,10 @@ impl RunState {
                     problems: problems.clone(),
                 });
             }
-            Event::Service { .. } | Event::Unobserved { .. } | Event::Validated { .. } => {
+            Event::Service { .. }
+            | Event::Unobserved { .. }
+            | Event::Validated { .. }
+            | Event::Table { .. } => {
                 self.revision = before;
             }
         }

@@ -159,10 +159,13 @@ impl Eks {
     }
 
     async fn lock(&self, holder: &str, wait: Duration, events: &dyn Sink) -> Result<Lock, EksError> {
-        events.emit(&Event::PhaseStarted { phase: Phase::Lock });
-        let lock = Lock::acquire(&self.client, &self.namespace, &self.lease_name(), holder, wait).await;
-        events.emit(&Event::PhaseFinished { phase: Phase::Lock, ok: lock.is_ok(), elapsed_ms: 0 });
-        let lock = lock?;
+        let lock = timed(
+            events,
+            Phase::Lock,
+            Lock::acquire(&self.client, &self.namespace, &self.lease_name(), holder, wait),
+            Result::is_ok,
+        )
+        .await?;
         if let Some(prev) = &lock.took_over_from {
             events.emit(&Event::Warning {
                 message: format!(
@@ -245,12 +248,27 @@ impl Eks {
             }
         };
         records.save(&rel).await?;
+        events.emit(&Event::ReleaseStarted {
+            release_id: rel.id.clone(),
+            product: self.product.clone(),
+            environment: self.environment.clone(),
+            git_sha: rel.git_sha.clone().unwrap_or_default(),
+            services: rel.services.keys().cloned().collect(),
+            strategy: Some(if req.blue_green.is_some() { "blue-green" } else { "rolling" }.to_owned()),
+        });
         let final_objects: Vec<Value> =
             rel.services.values().flat_map(|s| s.manifests.iter().cloned()).collect();
         let first = stage1.as_deref().unwrap_or(&final_objects);
         let outcome = self.roll_out(&rel, first, &final_objects, colors, req, lock, events).await;
         let (service, failure) = match outcome {
             Ok(WatchOutcome::Healthy) => {
+                for service in rel.services.keys() {
+                    events.emit(&Event::HealthVerdict {
+                        service: service.clone(),
+                        verdict: crate::events::Verdict::Healthy,
+                    });
+                }
+                // After the bake (and, blue-green, the scale-down delay): what left goes.
                 let previous = target.as_ref().map(all_refs).unwrap_or_default();
                 self.prune(&previous, &all_refs(&rel), events).await?;
                 rel.status = ReleaseStatus::Succeeded;
@@ -278,11 +296,7 @@ impl Eks {
             ),
         };
         rel.failure = Some(failure.to_string());
-        events.emit(&Event::Service {
-            service: service.clone(),
-            phase: Phase::Health,
-            message: format!("failed: {failure}"),
-        });
+        events.emit(&Event::HealthVerdict { service: service.clone(), verdict: verdict_of(&failure) });
         let rollback = match &target {
             None => Err(EksError::NothingToRollBackTo),
             Some(t) => self.return_to(t, &rel, req, events).await,
@@ -406,17 +420,29 @@ impl Eks {
         req: &DeployRequest,
         events: &dyn Sink,
     ) -> Result<(), EksError> {
+        let start = std::time::Instant::now();
         events.emit(&Event::PhaseStarted { phase: Phase::Rollback });
+        events.emit(&Event::RollbackStarted {
+            to_release: Some(target.id.clone()),
+            reason: from.failure.clone().unwrap_or_else(|| format!("rollback from {} requested", from.id)),
+            digests: digests_of(target),
+        });
         let objects: Vec<Value> =
             target.services.values().flat_map(|s| s.manifests.iter().cloned()).collect();
         // Our own earlier state: take fields back from whoever holds them now.
         self.apply(&objects, true, events).await?;
         self.prune(&all_refs(from), &all_refs(target), events).await?;
         let outcome = self.watch_release(target, req.rollout_timeout, Duration::ZERO, events).await;
-        events.emit(&Event::PhaseFinished {
-            phase: Phase::Rollback,
-            ok: outcome == WatchOutcome::Healthy,
-            elapsed_ms: 0,
+        let ok = outcome == WatchOutcome::Healthy;
+        events.emit(&Event::PhaseFinished { phase: Phase::Rollback, ok, elapsed_ms: elapsed_ms(start) });
+        events.emit(&Event::RollbackFinished {
+            to_release: Some(target.id.clone()),
+            ok,
+            digests: digests_of(target),
+            message: match &outcome {
+                WatchOutcome::Healthy => None,
+                WatchOutcome::Failed { failure, .. } => Some(failure.to_string()),
+            },
         });
         match outcome {
             WatchOutcome::Healthy => Ok(()),
@@ -480,11 +506,9 @@ impl Eks {
     }
 
     async fn apply(&self, objects: &[Value], force: bool, events: &dyn Sink) -> Result<(), EksError> {
-        events.emit(&Event::PhaseStarted { phase: Phase::Apply });
         let mut resolver = Resolver::default();
-        let r = apply::apply_all(&self.client, &mut resolver, objects, &self.namespace, force).await;
-        events.emit(&Event::PhaseFinished { phase: Phase::Apply, ok: r.is_ok(), elapsed_ms: 0 });
-        r.map(|_| ())
+        let apply = apply::apply_all(&self.client, &mut resolver, objects, &self.namespace, force);
+        timed(events, Phase::Apply, apply, Result::is_ok).await.map(|_| ())
     }
 
     async fn prune(
@@ -525,14 +549,55 @@ impl Eks {
                 })
             })
             .collect();
+        let start = std::time::Instant::now();
         let outcome = watch::watch(&self.client, &workloads, timeout, bake, events).await;
         events.emit(&Event::PhaseFinished {
             phase: Phase::Health,
             ok: outcome == WatchOutcome::Healthy,
-            elapsed_ms: 0,
+            elapsed_ms: elapsed_ms(start),
         });
         outcome
     }
+}
+
+/// Runs `fut` as a phase with start/finish events and its real duration.
+async fn timed<T, F: Future<Output = T>>(
+    events: &dyn Sink,
+    phase: Phase,
+    fut: F,
+    ok: impl Fn(&T) -> bool,
+) -> T {
+    let start = std::time::Instant::now();
+    events.emit(&Event::PhaseStarted { phase });
+    let r = fut.await;
+    events.emit(&Event::PhaseFinished { phase, ok: ok(&r), elapsed_ms: elapsed_ms(start) });
+    r
+}
+
+fn elapsed_ms(start: std::time::Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Service → digest of a release (for reports).
+pub fn digests_of(rel: &Release) -> BTreeMap<String, String> {
+    rel.services
+        .iter()
+        .map(|(s, r)| {
+            (s.clone(), r.image.rsplit_once('@').map_or_else(|| r.image.clone(), |(_, d)| d.to_owned()))
+        })
+        .collect()
+}
+
+/// The report form of a failure.
+pub fn verdict_of(f: &Failure) -> crate::events::Verdict {
+    crate::events::Verdict::Failed(Box::new(crate::events::HealthFailure {
+        workload: f.workload.clone(),
+        pod: f.pod.clone(),
+        container: f.container.clone(),
+        reason: f.reason.clone(),
+        restart_count: f.restart_count.and_then(|n| u32::try_from(n).ok()),
+        message: (!f.message.is_empty()).then(|| f.message.clone()),
+    }))
 }
 
 fn check_failed(what: &str, message: String) -> WatchOutcome {

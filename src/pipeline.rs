@@ -1,0 +1,419 @@
+//! The executors of `deploy`, `rollback`, `status` and `history`: identity → approval guard →
+//! images → render → platform → report. Every step reports through the one event stream;
+//! failures map to the documented exit codes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::{Config, Environment, StrategyKind, Target};
+use crate::error::Error;
+use crate::events::{Event, Outcome, Phase, PhaseTiming, Sink};
+use crate::identity::guard::{self, Action, Invocation, Prompt};
+use crate::identity::{self, AwsSession, Masker};
+use crate::observe::{self, RenderedService, VarFn};
+use crate::plan::{Inputs, Pinned};
+use crate::platform::eks::{DeployOutcome, DeployRequest, Eks, EksError};
+use crate::release::Release;
+
+/// What every executor needs.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub env: &'a Environment,
+    pub var: VarFn<'a>,
+    pub events: &'a dyn Sink,
+    /// Secrets to mask (in Actions its lines reach stdout before anything else is printed).
+    pub masker: Arc<Masker>,
+}
+
+/// Flags of `deploy` / `rollback`.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub yes: bool,
+    pub force_conflicts: bool,
+}
+
+/// Records phase times relative to the release start (for the summary's timeline) and forwards.
+pub struct Timeline<'a> {
+    inner: &'a dyn Sink,
+    start: Instant,
+    open: Mutex<BTreeMap<String, u64>>,
+    done: Mutex<Vec<PhaseTiming>>,
+}
+
+impl<'a> Timeline<'a> {
+    pub fn new(inner: &'a dyn Sink) -> Self {
+        Self { inner, start: Instant::now(), open: Mutex::default(), done: Mutex::default() }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn timings(&self) -> Vec<PhaseTiming> {
+        self.done.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+}
+
+impl Sink for Timeline<'_> {
+    fn emit(&self, event: &Event) {
+        match event {
+            Event::PhaseStarted { phase } => {
+                if let Ok(mut o) = self.open.lock() {
+                    o.insert(phase.title().to_owned(), self.now_ms());
+                }
+            }
+            Event::PhaseFinished { phase, ok, .. } => {
+                let start_ms = self.open.lock().ok().and_then(|mut o| o.remove(phase.title())).unwrap_or(0);
+                let elapsed_ms = self.now_ms().saturating_sub(start_ms);
+                if let Ok(mut d) = self.done.lock() {
+                    d.push(PhaseTiming { phase: *phase, start_ms, elapsed_ms, ok: *ok });
+                }
+            }
+            _ => {}
+        }
+        self.inner.emit(event);
+    }
+}
+
+/// Runs `f` as a phase: start and finish events with the elapsed time.
+pub async fn phase<T, F: Future<Output = Result<T, Error>>>(
+    events: &dyn Sink,
+    phase: Phase,
+    f: F,
+) -> Result<T, Error> {
+    let start = Instant::now();
+    events.emit(&Event::PhaseStarted { phase });
+    let r = f.await;
+    let elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    events.emit(&Event::PhaseFinished { phase, ok: r.is_ok(), elapsed_ms });
+    r
+}
+
+impl From<EksError> for Error {
+    fn from(e: EksError) -> Self {
+        let hint = e.hint();
+        match e {
+            EksError::LockHeld { .. } => Self::LockHeld { message: e.to_string(), hint },
+            EksError::Connect(_) => Self::Auth { message: e.to_string(), hint },
+            EksError::UnknownRelease(_) | EksError::NothingToRollBackTo => {
+                Self::RollbackFailed { message: e.to_string(), hint }
+            }
+            _ => Self::Internal { message: e.to_string(), hint },
+        }
+    }
+}
+
+/// Credentials for the environment (the account check included).
+pub async fn establish(cx: &Context<'_>) -> Result<AwsSession, Error> {
+    // Decide offline first: with no credential source at all the SDK's default chain would end
+    // probing the instance-metadata endpoint for seconds (self-hosted EC2 runners opt in to it
+    // with AWS_EC2_METADATA_DISABLED=false).
+    if identity::detect(&|k| (cx.var)(k)).is_none() {
+        return Err(Error::auth("no AWS credentials found", identity::NO_CREDENTIALS_HINT));
+    }
+    // Boxed: the AWS SDK's futures are large, and every command awaits this one.
+    Box::pin(phase(cx.events, Phase::Identity, async {
+        let mut opts = identity::Options::from_env(cx.env, &|k| (cx.var)(k)).await;
+        opts.masker = cx.masker.clone();
+        let session = identity::establish(cx.env, opts).await?;
+        cx.events.emit(&Event::Service {
+            service: String::new(),
+            phase: Phase::Identity,
+            message: format!("acting as {} (account {})", session.caller.arn, session.caller.account),
+        });
+        Ok(session)
+    }))
+    .await
+}
+
+/// The approval guard for an action on the environment.
+fn confirm(
+    cx: &Context<'_>,
+    session: &AwsSession,
+    action: Action,
+    yes: bool,
+    prompt: &mut dyn Prompt,
+) -> Result<String, Error> {
+    let claim = session.claims.as_ref().and_then(|c| c.environment.as_deref());
+    let invocation = Invocation::from_env(&|k| (cx.var)(k), claim, yes, None);
+    let c = guard::guard(&cx.env.name, cx.env.approval.as_ref(), action, &invocation, prompt)?;
+    Ok(serde_json::to_value(&c).map_or_else(|_| c.by.clone(), |v| v.to_string()))
+}
+
+/// Resolves every selected service to a digest. Prebuilt `--image` references must already be
+/// digests in this build; building and pushing land with the image pipeline.
+pub fn resolve_images(cx: &Context<'_>, inputs: &Inputs) -> Result<BTreeMap<String, Pinned>, Error> {
+    let mut pinned = BTreeMap::new();
+    for svc in &cx.config.product.services {
+        let name = svc.name.as_str();
+        if !inputs.services.is_empty() && !inputs.services.iter().any(|s| s == name) {
+            continue;
+        }
+        let Some(reference) = inputs.images.get(name) else {
+            return Err(Error::Internal {
+                message: format!(
+                    "service `{name}` would have to be built and pushed, and this build cannot do that yet"
+                ),
+                hint: format!("pass a pushed image by digest: `--image {name}=REPOSITORY@sha256:…`"),
+            });
+        };
+        let Some(Pinned { repository, digest }) = crate::plan::prebuilt_digest(inputs, name) else {
+            return Err(Error::Internal {
+                message: format!(
+                    "`--image {name}={reference}` is a tag; resolving tags to digests is not in this build yet"
+                ),
+                hint: "pass the image by digest (`REPOSITORY@sha256:…`)".to_owned(),
+            });
+        };
+        cx.events.emit(&Event::ImagePushed {
+            service: name.to_owned(),
+            repository: repository.clone(),
+            digest: digest.clone(),
+        });
+        pinned.insert(name.to_owned(), Pinned { repository, digest });
+    }
+    Ok(pinned)
+}
+
+async fn eks_platform(
+    cx: &Context<'_>,
+    session: &AwsSession,
+) -> Result<(Eks, identity::eks::KubeAccess), Error> {
+    let Target::Eks(target) = &cx.env.target else {
+        return Err(Error::Internal {
+            message: format!(
+                "environment `{}` targets ECS, which this build cannot deploy to yet",
+                cx.env.name
+            ),
+            hint: "use an EKS environment, or `deployer plan` to preview ECS".to_owned(),
+        });
+    };
+    let access = identity::eks::kube_config(target, session).await?;
+    let client =
+        kube::Client::try_from(access.config.clone()).map_err(|e| EksError::Connect(e.to_string()))?;
+    Ok((Eks::new(client, &target.namespace, cx.config.product.product.as_str(), &cx.env.name), access))
+}
+
+fn holder(var: VarFn<'_>) -> String {
+    let who = match (var("GITHUB_RUN_ID"), var("GITHUB_RUN_ATTEMPT")) {
+        (Some(run), attempt) => format!("github-run-{run}-{}", attempt.unwrap_or_else(|| "1".into())),
+        (None, _) => var("HOSTNAME").or_else(|| var("USER")).unwrap_or_else(|| "local".into()),
+    };
+    format!("{who}/{}/{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+fn actor(var: VarFn<'_>) -> Option<String> {
+    var("GITHUB_ACTOR").or_else(|| var("USER")).filter(|a| !a.is_empty())
+}
+
+fn request(
+    cx: &Context<'_>,
+    services: BTreeMap<String, (String, Vec<serde_json::Value>)>,
+    flags: &Flags,
+    git_sha: Option<String>,
+    confirmation: String,
+) -> DeployRequest {
+    let env = cx.env;
+    DeployRequest {
+        services,
+        git_sha,
+        actor: actor(cx.var),
+        confirmation: Some(confirmation),
+        force_conflicts: flags.force_conflicts,
+        rollout_timeout: env.timeouts.rollout,
+        bake: env.health.bake_time.map(|d| d.0).unwrap_or_default(),
+        lock_wait: env.timeouts.lock,
+        holder: holder(cx.var),
+        blue_green: (env.strategy.kind == StrategyKind::BlueGreen).then_some(env.strategy.scale_down_delay),
+        smoke_checks: env.strategy.smoke_checks.clone(),
+        http_checks: env.health.http.clone(),
+    }
+}
+
+fn environment_url(cx: &Context<'_>) -> Option<String> {
+    cx.env.notifications.github.as_ref().and_then(|g| g.environment_url.clone())
+}
+
+/// `deployer deploy`.
+pub async fn deploy(
+    cx: &Context<'_>,
+    mut inputs: Inputs,
+    flags: &Flags,
+    git_sha: Option<String>,
+    prompt: &mut dyn Prompt,
+) -> Result<(), Error> {
+    let timeline = Timeline::new(cx.events);
+    let tcx =
+        Context { config: cx.config, env: cx.env, var: cx.var, events: &timeline, masker: cx.masker.clone() };
+    let result = Box::pin(deploy_inner(&tcx, &mut inputs, flags, git_sha, prompt)).await;
+    let (outcome, release_id) = match &result {
+        Ok(id) => (Outcome::Succeeded, Some(id.clone())),
+        Err((e, id)) => (
+            match e {
+                Error::RolledBack { .. } => Outcome::FailedRolledBack,
+                Error::RollbackFailed { .. } => Outcome::RollbackFailed,
+                Error::ScanGate { .. } => Outcome::RefusedByGate,
+                _ => Outcome::Failed,
+            },
+            id.clone(),
+        ),
+    };
+    if let Some(release_id) = release_id {
+        cx.events.emit(&Event::ReleaseFinished {
+            release_id,
+            outcome,
+            environment_url: environment_url(cx),
+            timings: timeline.timings(),
+        });
+    }
+    result.map(|_| ()).map_err(|(e, _)| e)
+}
+
+async fn deploy_inner(
+    cx: &Context<'_>,
+    inputs: &mut Inputs,
+    flags: &Flags,
+    git_sha: Option<String>,
+    prompt: &mut dyn Prompt,
+) -> Result<String, (Error, Option<String>)> {
+    let session = establish(cx).await.map_err(|e| (e, None))?;
+    let confirmation = confirm(cx, &session, Action::Deploy, flags.yes, prompt).map_err(|e| (e, None))?;
+    inputs.pinned =
+        phase(cx.events, Phase::Push, async { resolve_images(cx, inputs) }).await.map_err(|e| (e, None))?;
+    let rendered = phase(cx.events, Phase::Render, async {
+        let (_, renders) = observe::render_services(cx.config, cx.env, inputs, cx.var).await;
+        let mut out = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (svc, r) in renders {
+            match r {
+                Ok(RenderedService::Kubernetes(objs)) => {
+                    let image = inputs
+                        .pinned
+                        .get(&svc)
+                        .map(|p| format!("{}@{}", p.repository, p.digest))
+                        .unwrap_or_default();
+                    out.insert(svc, (image, objs));
+                }
+                Ok(RenderedService::Ecs(_)) => {}
+                Err(e) => errors.push(crate::config::ConfigError {
+                    file: cx.config.path.clone(),
+                    line: None,
+                    column: None,
+                    message: e.to_string(),
+                    hint: Some(e.hint()),
+                }),
+            }
+        }
+        if errors.is_empty() { Ok(out) } else { Err(Error::Config(crate::config::ConfigErrors(errors))) }
+    })
+    .await
+    .map_err(|e| (e, None))?;
+    let (eks, _access) = eks_platform(cx, &session).await.map_err(|e| (e, None))?;
+    let req = request(cx, rendered, flags, git_sha, confirmation);
+    let outcome = eks.deploy(&req, cx.events).await.map_err(|e| (e.into(), None))?;
+    match outcome {
+        DeployOutcome::Succeeded { release } => Ok(release.id),
+        DeployOutcome::RolledBack { release, to, service, failure } => Err((
+            Error::RolledBack {
+                message: format!("release {} failed and was rolled back to {to}: {}{failure}", release.id, if service.is_empty() { String::new() } else { format!("service `{service}`: ") }),
+                hint: "every service runs the previous release again; fix the failure above and deploy again".to_owned(),
+            },
+            Some(release.id),
+        )),
+        DeployOutcome::RollbackFailed { release, service, failure, rollback_error } => Err((
+            Error::RollbackFailed {
+                message: format!("release {} failed ({}{failure}) and the rollback failed: {rollback_error}", release.id, if service.is_empty() { String::new() } else { format!("service `{service}`: ") }),
+                hint: "manual action needed: inspect the cluster, then `deployer rollback --env ENV --to RELEASE`".to_owned(),
+            },
+            Some(release.id),
+        )),
+    }
+}
+
+/// `deployer rollback`.
+pub async fn rollback(
+    cx: &Context<'_>,
+    to: Option<&str>,
+    flags: &Flags,
+    prompt: &mut dyn Prompt,
+) -> Result<Release, Error> {
+    let session = establish(cx).await?;
+    let confirmation = confirm(cx, &session, Action::Rollback, flags.yes, prompt)?;
+    let (eks, _access) = eks_platform(cx, &session).await?;
+    let req = request(cx, BTreeMap::new(), flags, None, confirmation);
+    let rel = eks.rollback(to, &req, cx.events).await?;
+    cx.events.emit(&Event::Service {
+        service: String::new(),
+        phase: Phase::Rollback,
+        message: format!(
+            "{} now runs release {} (as {})",
+            cx.env.name,
+            rel.rolled_back_to.as_deref().unwrap_or("?"),
+            rel.id
+        ),
+    });
+    Ok(rel)
+}
+
+/// The release history of the environment, oldest first.
+pub async fn history(cx: &Context<'_>) -> Result<Vec<Release>, Error> {
+    let session = establish(cx).await?;
+    let (eks, _access) = eks_platform(cx, &session).await?;
+    Ok(eks.history().await?)
+}
+
+/// What runs per service, and whether it drifted from the newest succeeded release.
+pub async fn status(cx: &Context<'_>) -> Result<Vec<ServiceStatus>, Error> {
+    let session = establish(cx).await?;
+    let (eks, _access) = eks_platform(cx, &session).await?;
+    let history = eks.history().await?;
+    let Some(current) = history.iter().rev().find(|r| r.status == crate::release::ReleaseStatus::Succeeded)
+    else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (svc, rel) in &current.services {
+        let mut live = Vec::new();
+        for obj in rel.manifests.iter().filter(|o| o["kind"] == "Deployment") {
+            let ns = obj["metadata"]["namespace"].as_str().unwrap_or(&eks_namespace(cx)).to_owned();
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+            let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+                kube::Api::namespaced(eks.client().clone(), &ns);
+            let image = api
+                .get_opt(name)
+                .await
+                .map_err(|e| Error::internal(format!("read Deployment {ns}/{name}: {e}")))?
+                .and_then(|d| d.spec?.template.spec?.containers.first()?.image.clone());
+            live.push(image.unwrap_or_else(|| "(missing)".to_owned()));
+        }
+        let drifted = live.iter().any(|i| i != &rel.image);
+        out.push(ServiceStatus {
+            service: svc.clone(),
+            release: current.id.clone(),
+            since: current.finished_at.clone().unwrap_or_else(|| current.started_at.clone()),
+            recorded: rel.image.clone(),
+            live,
+            drifted,
+        });
+    }
+    Ok(out)
+}
+
+fn eks_namespace(cx: &Context<'_>) -> String {
+    match &cx.env.target {
+        Target::Eks(e) => e.namespace.clone(),
+        Target::Ecs(_) => String::new(),
+    }
+}
+
+/// One service in `deployer status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub release: String,
+    pub since: String,
+    pub recorded: String,
+    pub live: Vec<String>,
+    pub drifted: bool,
+}

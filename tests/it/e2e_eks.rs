@@ -1,0 +1,274 @@
+//! The `deployer` binary end to end on EKS, as users run it: the fake Kubernetes API server
+//! (kubeconfig context), moto for STS, and in Actions mode the fake OIDC endpoint and fake
+//! GitHub/Slack servers. Deploy, automatic rollback, history, status and manual rollback.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::support;
+use crate::support::fake_k8s::FakeK8s;
+use crate::support::moto::Moto;
+
+const SERVICES: [&str; 4] = ["user", "order", "payment", "notification"];
+
+fn digest(tag: &str) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(tag.as_bytes())))
+}
+
+/// The example product with a `local` environment on the fake cluster.
+fn product(extra_env_yaml: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    support::copy_tree(&support::root().join("examples/shop"), tmp.path());
+    std::fs::write(
+        tmp.path().join("environments/dev.yaml"),
+        format!(
+            "account_id: \"222222222222\"\nregion: eu-west-1\nrole:\n  arn: arn:aws:iam::222222222222:role/shop-deployer-dev\n\
+             target:\n  eks: {{ context: fake, namespace: shop-dev }}\ntimeouts: {{ rollout: 2m, lock: 1m }}\n\
+             health: {{ bake_time: 1s }}\n{extra_env_yaml}"
+        ),
+    )
+    .unwrap();
+    tmp
+}
+
+/// `--image` arguments pinning every service to `version` (optionally with a behaviour marker).
+fn images(version: &str, markers: &[(&str, &str)]) -> Vec<String> {
+    SERVICES
+        .iter()
+        .flat_map(|svc| {
+            let marker = markers.iter().find(|(s, _)| s == svc).map(|(_, m)| format!("{m}/"));
+            let reference = format!(
+                "registry.local/{}shop/{svc}@{}",
+                marker.unwrap_or_default(),
+                digest(&format!("{svc}-{version}"))
+            );
+            ["--image".to_owned(), format!("{svc}={reference}")]
+        })
+        .collect()
+}
+
+struct Stand {
+    fake: FakeK8s,
+    moto: Moto,
+    product: tempfile::TempDir,
+    home: tempfile::TempDir,
+}
+
+impl Stand {
+    async fn start(extra_env_yaml: &str) -> Self {
+        let fake = FakeK8s::start(0.2);
+        fake.namespace("shop-dev").await;
+        Self {
+            fake,
+            moto: Moto::start(),
+            product: product(extra_env_yaml),
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Runs the binary (blocking, off the async runtime so the fakes keep serving).
+    async fn run(&self, args: Vec<String>, env: Vec<(String, String)>) -> Output {
+        let mut cmd = support::deployer(self.home.path());
+        cmd.current_dir(self.product.path()).env("KUBECONFIG", &self.fake.kubeconfig).args(&args);
+        for (k, v) in self.moto.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+    }
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn args(cmd: &[&str], extra: Vec<String>) -> Vec<String> {
+    cmd.iter().map(|s| (*s).to_owned()).chain(extra).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_fail_roll_back_history_status_and_manual_rollback_through_the_cli() {
+    let stand = Stand::start("").await;
+    let deploy =
+        |version: &str, markers: &[(&str, &str)]| args(&["deploy", "--env", "dev"], images(version, markers));
+
+    let o = stand.run(deploy("1", &[]), vec![]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("Plan for shop → dev"), "{out}");
+
+    // A crash-looping user service: detected, every service back on release 1, exit code 5.
+    let o = stand.run(deploy("2", &[("user", "crashloop")]), vec![]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}\n{err}");
+    assert!(err.contains("error: release dev.2 failed and was rolled back to dev.1: service `user`: Deployment/user pod user-"), "{err}");
+    assert!(err.contains("CrashLoopBackOff"), "{err}");
+
+    let o = stand.run(args(&["history", "--env", "dev"], vec![]), vec![]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let rows: Vec<Vec<&str>> = out.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0][..2], ["dev.2", "rolled-back"], "{out}");
+    assert_eq!(rows[0][rows[0].len() - 2..], ["→", "dev.1"], "{out}");
+    assert_eq!(rows[1][..2], ["dev.1", "succeeded"], "{out}");
+
+    let o = stand.run(args(&["status", "--env", "dev"], vec![]), vec![]).await;
+    let (out, _) = text(&o);
+    assert_eq!(o.status.code(), Some(0));
+    for svc in SERVICES {
+        let d = digest(&format!("{svc}-1"));
+        assert!(
+            out.lines().any(|l| l.starts_with(svc) && l.contains(&d[..19]) && l.ends_with("in sync")),
+            "{svc}: {out}"
+        );
+    }
+
+    // Release 3, then a manual rollback: back to release 1, the last known-good before it.
+    assert_eq!(stand.run(deploy("3", &[]), vec![]).await.status.code(), Some(0));
+    let o = stand.run(args(&["rollback", "--env", "dev"], vec![]), vec![]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let o = stand.run(args(&["status", "--env", "dev"], vec![]), vec![]).await;
+    let (out, _) = text(&o);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("user") && l.contains(&digest("user-1")[..19]) && l.contains("dev.4")),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_gated_environment_needs_confirmation_from_a_terminal() {
+    let stand = Stand::start("approval: { required: true, github_environment: production }\n").await;
+    let o = stand.run(args(&["deploy", "--env", "dev"], images("1", &[])), vec![]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}\n{err}");
+    assert!(err.contains("--yes"), "{err}");
+    let o = stand.run(args(&["deploy", "--env", "dev", "--yes"], images("1", &[])), vec![]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+}
+
+/// Every file under `dir`, as text.
+fn files_text(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_text(&p));
+        } else if let Ok(t) = std::fs::read_to_string(&p) {
+            out.push((p, t));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_actions_no_secret_appears_anywhere() {
+    let stand = Stand::start(
+        "notifications:\n  github: { deployments: true, pr_comment: true, environment_url: \"https://dev.shop.example.com\" }\n  slack: { webhook_url_env: SLACK_WEBHOOK_URL }\n",
+    )
+    .await;
+    let oidc = support::oidc::FakeOidc::start(
+        "sts.amazonaws.com",
+        support::oidc::github_claims("sts.amazonaws.com", None),
+    )
+    .await;
+    let github = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/repos/acme/shop/deployments"))
+        .respond_with(wiremock::ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 7})))
+        .mount(&github)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/repos/acme/shop/deployments/7/statuses"))
+        .respond_with(wiremock::ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1})))
+        .mount(&github)
+        .await;
+    let slack = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+
+    let runner = tempfile::tempdir().unwrap();
+    let summary = runner.path().join("summary.md");
+    let output = runner.path().join("output");
+    let github_token = "ghs_SecretGithubToken0123456789abcdef";
+    let webhook = format!("{}/services/T0000/B0000/SecretWebhookPart0123456789", slack.uri());
+    let request = oidc.request();
+    let env: Vec<(String, String)> = [
+        ("GITHUB_ACTIONS", "true".to_owned()),
+        ("CI", "true".to_owned()),
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", request.url.clone()),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", request.bearer.clone()),
+        ("GITHUB_API_URL", github.uri()),
+        ("GITHUB_SERVER_URL", "https://github.com".to_owned()),
+        ("GITHUB_REPOSITORY", "acme/shop".to_owned()),
+        ("GITHUB_SHA", "2f6b1c0ffee0ddba11ab1eb0a710ad5ca1ab1e00".to_owned()),
+        ("GITHUB_RUN_ID", "4242".to_owned()),
+        ("GITHUB_RUN_ATTEMPT", "1".to_owned()),
+        ("GITHUB_EVENT_NAME", "push".to_owned()),
+        ("GITHUB_ACTOR", "octocat".to_owned()),
+        ("GITHUB_TOKEN", github_token.to_owned()),
+        ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
+        ("GITHUB_OUTPUT", output.display().to_string()),
+        ("SLACK_WEBHOOK_URL", webhook.clone()),
+        ("RUNNER_TEMP", runner.path().display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    // No static AWS keys in Actions: the OIDC token is the only way in.
+    let mut cmd_env = env.clone();
+    cmd_env.push(("AWS_ACCESS_KEY_ID".into(), String::new()));
+    cmd_env.push(("AWS_SECRET_ACCESS_KEY".into(), String::new()));
+    let o = stand.run(args(&["deploy", "--env", "dev"], images("1", &[])), cmd_env).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(oidc.issued() >= 1, "the OIDC token was not requested");
+
+    // What was announced for masking, and what must have been.
+    let masked: Vec<String> =
+        out.lines().filter_map(|l| l.strip_prefix("::add-mask::")).map(str::to_owned).collect();
+    for must in [github_token, webhook.as_str(), request.bearer.as_str()] {
+        assert!(masked.iter().any(|m| m == must), "not masked: {must}\n{out}");
+    }
+    assert!(
+        masked.iter().any(|m| m.matches('.').count() == 2 && m.len() > 100),
+        "the OIDC JWT was not masked"
+    );
+    assert!(masked.len() >= 6, "expected the JWT and the STS credentials masked too: {masked:?}");
+    // No secret anywhere: stdout (outside the mask commands), stderr, the summary, the outputs,
+    // and every file deployer may have written under the runner's temp and home.
+    let first_mask = out.lines().position(|l| l.starts_with("::add-mask::")).unwrap();
+    let rest: Vec<&str> = out.lines().filter(|l| !l.starts_with("::add-mask::")).collect();
+    let mut places: Vec<(String, String)> =
+        vec![("stdout".into(), rest.join("\n")), ("stderr".into(), err.clone())];
+    places.extend(files_text(runner.path()).into_iter().map(|(p, t)| (p.display().to_string(), t)));
+    places.extend(files_text(stand.home.path()).into_iter().map(|(p, t)| (p.display().to_string(), t)));
+    assert!(places.iter().any(|(p, t)| p.ends_with("summary.md") && !t.is_empty()), "no job summary written");
+    for secret in &masked {
+        for (place, t) in &places {
+            assert!(!t.contains(secret.as_str()), "secret leaked into {place}");
+        }
+    }
+    // Masks come first: nothing but masks and the first group precede them.
+    assert!(
+        out.lines().take(first_mask).all(|l| l.starts_with("::group::")
+            || l.is_empty()
+            || l.starts_with("✓")
+            || l.starts_with("::endgroup::")),
+        "{out}"
+    );
+    let outputs: BTreeMap<String, String> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    assert_eq!(outputs.get("result").map(String::as_str), Some("success"));
+    assert_eq!(outputs.get("release-id").map(String::as_str), Some("dev.1"));
+}
