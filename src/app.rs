@@ -167,14 +167,16 @@ async fn deploy(
 ) -> Result<(), Error> {
     let _ = cli;
     let inputs = inputs(cx.config, &args.images)?;
-    let (the_plan, render_errors) = compute_plan(cx.config, cx.env, &inputs, cx.events, cx.var).await?;
+    let session = pipeline::establish(cx).await?;
+    let (the_plan, render_errors) =
+        Box::pin(compute_plan(cx.config, cx.env, &inputs, cx.events, cx.var, Some(Ok(&session)))).await?;
     let git_sha = the_plan.git_sha.clone();
     cx.events.emit(&Event::Planned { plan: Box::new(the_plan) });
     if !render_errors.is_empty() {
         return Err(ConfigErrors(render_errors).into());
     }
     let flags = pipeline::Flags { yes: args.yes, force_conflicts: args.force_conflicts };
-    Box::pin(pipeline::deploy(cx, inputs, &flags, git_sha, prompt)).await
+    Box::pin(pipeline::deploy(cx, &session, inputs, &flags, git_sha, prompt)).await
 }
 
 async fn dispatch_read_only(
@@ -213,7 +215,27 @@ async fn dispatch_read_only(
         Command::Plan(args) => {
             let (config, env) = load(cli, events).await?;
             let inputs = inputs(&config, &args.images)?;
-            let (the_plan, render_errors) = compute_plan(&config, &env, &inputs, events, var).await?;
+            // With credentials the plan includes live state; a failure to get in is reported as
+            // "not observed", not as a failed plan.
+            let cx = pipeline::Context { config: &config, env: &env, var, events, masker };
+            let session = match identity::detect(&|k| var(k)) {
+                None => None,
+                Some(_) => Some(Box::pin(pipeline::establish(&cx)).await.map_err(|e| {
+                    let p = e.problems();
+                    p.first()
+                        .map(|p| format!("{} ({})", p.message, p.hint.clone().unwrap_or_default()))
+                        .unwrap_or_default()
+                })),
+            };
+            let (the_plan, render_errors) = Box::pin(compute_plan(
+                &config,
+                &env,
+                &inputs,
+                events,
+                var,
+                session.as_ref().map(|s| s.as_ref().map_err(Clone::clone)),
+            ))
+            .await?;
             if let Some(path) = &args.markdown {
                 std::fs::write(path, plan::render::markdown(&the_plan))
                     .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
@@ -334,9 +356,12 @@ async fn compute_plan(
     inputs: &Inputs,
     events: &dyn Sink,
     var: VarFn<'_>,
+    session: Option<Result<&crate::identity::AwsSession, String>>,
 ) -> Result<(plan::Plan, Vec<ConfigError>), Error> {
-    let observed =
-        phase(events, Phase::Observe, async { Ok(observe::observe(config, env, inputs, var).await) }).await?;
+    let observed = phase(events, Phase::Observe, async {
+        Ok(observe::observe(config, env, inputs, var, session).await)
+    })
+    .await?;
     for u in &observed.unobserved {
         events.emit(&Event::Unobserved { what: u.what.clone(), reason: u.reason.clone() });
     }

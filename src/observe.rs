@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{Config, Environment, Target};
-use crate::identity::{self, CredentialSource};
-use crate::plan::{Inputs, Observed, Rendered, Unobserved};
+use crate::identity;
+use crate::plan::{Inputs, Live, Observed, Rendered, Unobserved};
 use crate::render::kustomize::{self, Kustomize};
 use crate::render::{RenderError, ecs};
 
@@ -18,7 +18,13 @@ pub type VarFn<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
 /// Gathers everything the plan needs that can be read without credentials, plus live state
 /// when credentials exist.
-pub async fn observe(config: &Config, env: &Environment, inputs: &Inputs, var: VarFn<'_>) -> Observed {
+pub async fn observe(
+    config: &Config,
+    env: &Environment,
+    inputs: &Inputs,
+    var: VarFn<'_>,
+    session: Option<Result<&crate::identity::AwsSession, String>>,
+) -> Observed {
     let mut obs = Observed { git_sha: git_sha(&config.root, var).await, ..Observed::default() };
     if config
         .product
@@ -28,30 +34,76 @@ pub async fn observe(config: &Config, env: &Environment, inputs: &Inputs, var: V
     {
         obs.builder = Some(detect_builder(var).await);
     }
-    render_all(config, env, inputs, var, &mut obs).await;
-    match identity::detect(&|k| var(k)) {
+    let (kustomize, renders) = render_services(config, env, inputs, var).await;
+    obs.kustomize = kustomize;
+    match session {
         None => obs.unobserved.push(Unobserved {
             what: "live state".into(),
             reason: format!("no AWS credentials ({})", identity::NO_CREDENTIALS_HINT),
         }),
-        Some(source) => obs.unobserved.push(live_state_unavailable(&source, &env.target)),
+        Some(Err(reason)) => obs.unobserved.push(Unobserved { what: "live state".into(), reason }),
+        Some(Ok(session)) => match &env.target {
+            Target::Eks(target) => {
+                if let Err(reason) = live_eks(config, env, target, session, &renders, &mut obs).await {
+                    obs.unobserved.push(Unobserved { what: "live state".into(), reason });
+                }
+            }
+            Target::Ecs(_) => obs.unobserved.push(Unobserved {
+                what: "live state".into(),
+                reason: "this build does not read live ECS state yet".into(),
+            }),
+        },
+    }
+    for (name, r) in renders {
+        obs.renders.insert(name, r.map(|rendered| summarize(&rendered)));
     }
     obs
 }
 
-/// Live platform observation lands with the EKS and ECS platforms; until then the plan says so.
-fn live_state_unavailable(source: &CredentialSource, target: &Target) -> Unobserved {
-    let platform = match target {
-        Target::Eks(_) => "EKS",
-        Target::Ecs(_) => "ECS",
-    };
-    Unobserved {
-        what: "live state".into(),
-        reason: format!(
-            "credentials found ({}), but this build does not read live {platform} state yet",
-            source.describe()
-        ),
+/// Live EKS state for the plan: a server-side dry-run diff per object, what runs (from the
+/// last known-good release record), and what the new release would prune.
+async fn live_eks(
+    config: &Config,
+    env: &Environment,
+    target: &crate::config::EksTarget,
+    session: &crate::identity::AwsSession,
+    renders: &BTreeMap<String, Result<RenderedService, RenderError>>,
+    obs: &mut Observed,
+) -> Result<(), String> {
+    use crate::platform::eks::{Eks, diff};
+    let access = identity::eks::kube_config(target, session).await.map_err(|e| e.to_string())?;
+    let client = kube::Client::try_from(access.config.clone()).map_err(|e| e.to_string())?;
+    let eks = Eks::new(client.clone(), &target.namespace, config.product.product.as_str(), &env.name);
+    let history = eks.history().await.map_err(|e| format!("{e}; {}", e.hint()))?;
+    let current = crate::release::last_known_good(&history, None);
+    let mut rendered_refs = Vec::new();
+    for (svc, r) in renders {
+        let Ok(RenderedService::Kubernetes(objects)) = r else { continue };
+        rendered_refs.extend(objects.iter().map(kustomize::object_ref));
+        let changes = diff::plan_changes(&client, objects, &target.namespace)
+            .await
+            .map_err(|e| format!("{e}; {}", e.hint()))?;
+        let all_new = changes.iter().all(|c| matches!(c, diff::ObjectChange::Create { .. }));
+        let live = match current.and_then(|c| c.services.get(svc).map(|s| (c, s))) {
+            Some((rel, s)) => Live::Running { image: s.image.clone(), release: Some(rel.id.clone()) },
+            None if all_new => Live::Absent,
+            None => Live::Running { image: "unknown (not deployed by deployer)".into(), release: None },
+        };
+        obs.live.insert(svc.clone(), live);
+        obs.changes.insert(svc.clone(), changes);
     }
+    if let Some(current) = current {
+        let same = |a: &crate::render::ObjectRef, b: &crate::render::ObjectRef| {
+            a.kind == b.kind && a.name == b.name && a.namespace == b.namespace
+        };
+        obs.prune = current
+            .services
+            .values()
+            .flat_map(|s| s.manifests.iter().map(kustomize::object_ref))
+            .filter(|o| !rendered_refs.iter().any(|n| same(o, n)))
+            .collect();
+    }
+    Ok(())
 }
 
 /// A service rendered in full: what deploy applies.
@@ -160,27 +212,16 @@ pub async fn render_services(
     }
 }
 
-/// Renders for a plan: what each service would produce, by identity.
-pub async fn render_all(
-    config: &Config,
-    env: &Environment,
-    inputs: &Inputs,
-    var: VarFn<'_>,
-    obs: &mut Observed,
-) {
-    let (kustomize, renders) = render_services(config, env, inputs, var).await;
-    obs.kustomize = kustomize;
-    for (name, r) in renders {
-        let r = r.map(|rendered| match rendered {
-            RenderedService::Kubernetes(objs) => {
-                Rendered::Kubernetes { objects: objs.iter().map(kustomize::object_ref).collect() }
-            }
-            RenderedService::Ecs(td) => Rendered::Ecs {
-                family: td.get("family").and_then(|f| f.as_str()).unwrap_or_default().to_owned(),
-                images: ecs::images_of(&td),
-            },
-        });
-        obs.renders.insert(name, r);
+/// What a plan shows of a rendered service.
+fn summarize(rendered: &RenderedService) -> Rendered {
+    match rendered {
+        RenderedService::Kubernetes(objs) => {
+            Rendered::Kubernetes { objects: objs.iter().map(kustomize::object_ref).collect() }
+        }
+        RenderedService::Ecs(td) => Rendered::Ecs {
+            family: td.get("family").and_then(|f| f.as_str()).unwrap_or_default().to_owned(),
+            images: ecs::images_of(td),
+        },
     }
 }
 

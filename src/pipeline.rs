@@ -238,6 +238,7 @@ fn environment_url(cx: &Context<'_>) -> Option<String> {
 /// `deployer deploy`.
 pub async fn deploy(
     cx: &Context<'_>,
+    session: &AwsSession,
     mut inputs: Inputs,
     flags: &Flags,
     git_sha: Option<String>,
@@ -246,7 +247,7 @@ pub async fn deploy(
     let timeline = Timeline::new(cx.events);
     let tcx =
         Context { config: cx.config, env: cx.env, var: cx.var, events: &timeline, masker: cx.masker.clone() };
-    let result = Box::pin(deploy_inner(&tcx, &mut inputs, flags, git_sha, prompt)).await;
+    let result = Box::pin(deploy_inner(&tcx, session, &mut inputs, flags, git_sha, prompt)).await;
     let (outcome, release_id) = match &result {
         Ok(id) => (Outcome::Succeeded, Some(id.clone())),
         Err((e, id)) => (
@@ -272,13 +273,13 @@ pub async fn deploy(
 
 async fn deploy_inner(
     cx: &Context<'_>,
+    session: &AwsSession,
     inputs: &mut Inputs,
     flags: &Flags,
     git_sha: Option<String>,
     prompt: &mut dyn Prompt,
 ) -> Result<String, (Error, Option<String>)> {
-    let session = establish(cx).await.map_err(|e| (e, None))?;
-    let confirmation = confirm(cx, &session, Action::Deploy, flags.yes, prompt).map_err(|e| (e, None))?;
+    let confirmation = confirm(cx, session, Action::Deploy, flags.yes, prompt).map_err(|e| (e, None))?;
     inputs.pinned =
         phase(cx.events, Phase::Push, async { resolve_images(cx, inputs) }).await.map_err(|e| (e, None))?;
     let rendered = phase(cx.events, Phase::Render, async {
@@ -309,7 +310,7 @@ async fn deploy_inner(
     })
     .await
     .map_err(|e| (e, None))?;
-    let (eks, _access) = eks_platform(cx, &session).await.map_err(|e| (e, None))?;
+    let (eks, _access) = eks_platform(cx, session).await.map_err(|e| (e, None))?;
     let req = request(cx, rendered, flags, git_sha, confirmation);
     let outcome = eks.deploy(&req, cx.events).await.map_err(|e| (e.into(), None))?;
     match outcome {

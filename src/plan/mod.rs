@@ -27,6 +27,10 @@ pub struct Observed {
     pub live: BTreeMap<String, Live>,
     /// Whole parts that could not be observed (`live state`, `registry`, …) and why.
     pub unobserved: Vec<Unobserved>,
+    /// Per service: what applying would change, object by object (EKS dry-run diff).
+    pub changes: BTreeMap<String, Vec<crate::platform::eks::diff::ObjectChange>>,
+    /// Objects of the running release that the new one no longer has.
+    pub prune: Vec<ObjectRef>,
 }
 
 /// A rendered service.
@@ -114,6 +118,9 @@ pub struct Plan {
     pub services: Vec<ServicePlan>,
     pub gates: Gates,
     pub unobserved: Vec<Unobserved>,
+    /// Objects the release would delete (they left the overlays).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prune: Vec<ObjectRef>,
 }
 
 /// One service's part of the plan.
@@ -124,6 +131,9 @@ pub struct ServicePlan {
     pub image: ImagePin,
     pub render: RenderPlan,
     pub change: Change,
+    /// Object by object, when live state was observed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<crate::platform::eks::diff::ObjectChange>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }
@@ -219,12 +229,14 @@ pub fn plan(config: &Config, env: &Environment, observed: &Observed, inputs: &In
                 Some(Live::Running { image, .. }) => Change::Update { from: image.clone() },
                 None => Change::Unknown,
             };
+            let objects = observed.changes.get(&name).cloned().unwrap_or_default();
             ServicePlan {
                 name,
                 build,
                 image,
                 render,
                 change,
+                objects,
                 depends_on: svc.depends_on.iter().map(|d| d.as_str().to_owned()).collect(),
             }
         })
@@ -241,6 +253,7 @@ pub fn plan(config: &Config, env: &Environment, observed: &Observed, inputs: &In
         services,
         gates: gates(env),
         unobserved: observed.unobserved.clone(),
+        prune: observed.prune.clone(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use super::{BuildPlan, Change, Plan, RenderPlan};
 use crate::config::StrategyKind;
+use crate::platform::eks::diff::ObjectChange;
 
 fn strategy_name(s: StrategyKind) -> &'static str {
     match s {
@@ -62,8 +63,30 @@ pub fn text(plan: &Plan) -> String {
             }
         }
         let _ = writeln!(s, "  apply:  {}", change_line(&svc.change));
+        for c in &svc.objects {
+            match c {
+                ObjectChange::Create { object } => {
+                    let _ = writeln!(s, "          + create {object}");
+                }
+                ObjectChange::Unchanged { object } => {
+                    let _ = writeln!(s, "          = unchanged {object}");
+                }
+                ObjectChange::Update { object, diff } => {
+                    let _ = writeln!(s, "          ~ update {object}");
+                    for line in diff.lines() {
+                        let _ = writeln!(s, "              {line}");
+                    }
+                }
+            }
+        }
         if !svc.depends_on.is_empty() {
             let _ = writeln!(s, "  after:  {}", svc.depends_on.join(", "));
+        }
+    }
+    if !plan.prune.is_empty() {
+        let _ = writeln!(s, "\nprune (no longer in the overlays)");
+        for o in &plan.prune {
+            let _ = writeln!(s, "  - delete {o}");
         }
     }
     let _ = writeln!(s, "\ngates");
@@ -121,7 +144,22 @@ pub fn markdown(plan: &Plan) -> String {
                 let _ = writeln!(s, "- render: **failed**\n\n```text\n{error}\n```");
             }
         }
+        for c in &svc.objects {
+            match c {
+                ObjectChange::Create { object } => {
+                    let _ = writeln!(s, "- create `{object}`");
+                }
+                ObjectChange::Unchanged { .. } => {}
+                ObjectChange::Update { object, diff } => {
+                    let _ = writeln!(s, "- update `{object}`\n\n```diff\n{}\n```", diff.trim_end());
+                }
+            }
+        }
         let _ = writeln!(s, "\n</details>\n");
+    }
+    if !plan.prune.is_empty() {
+        let list: Vec<String> = plan.prune.iter().map(|o| format!("`{o}`")).collect();
+        let _ = writeln!(s, "**Prune** (left the overlays): {}\n", list.join(", "));
     }
     let _ = writeln!(
         s,

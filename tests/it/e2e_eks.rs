@@ -272,3 +272,52 @@ async fn in_actions_no_secret_appears_anywhere() {
     assert_eq!(outputs.get("result").map(String::as_str), Some("success"));
     assert_eq!(outputs.get("release-id").map(String::as_str), Some("dev.1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_the_live_diff_of_each_object() {
+    let stand = Stand::start("").await;
+    // Before anything runs: every object is a create, the change is a first deploy.
+    let o = stand.run(args(&["plan", "--env", "dev"], images("1", &[])), vec![]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("apply:  first deploy\n          + create ConfigMap/user-config-6tc6d4c9hd (shop-dev)"),
+        "{out}"
+    );
+    assert_eq!(
+        stand.run(args(&["deploy", "--env", "dev"], images("1", &[])), vec![]).await.status.code(),
+        Some(0)
+    );
+
+    // Release 2 changes only the images: the plan shows exactly that, object by object.
+    let md = stand.product.path().join("plan.md");
+    let o = stand
+        .run(args(&["plan", "--env", "dev", "--markdown", md.to_str().unwrap()], images("2", &[])), vec![])
+        .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let user_old = format!("registry.local/shop/user@{}", digest("user-1"));
+    let user_new = format!("registry.local/shop/user@{}", digest("user-2"));
+    assert!(out.contains(&format!("apply:  update from {user_old}")), "{out}");
+    assert!(out.contains("= unchanged ConfigMap/user-config-6tc6d4c9hd (shop-dev)"), "{out}");
+    assert!(out.contains("= unchanged Service/user (shop-dev)"), "{out}");
+    assert!(out.contains("~ update Deployment/user (shop-dev)"), "{out}");
+    assert!(out.contains(&format!("-        image: {user_old}")), "{out}");
+    assert!(out.contains(&format!("+        image: {user_new}")), "{out}");
+    // Only the image line changes in the whole diff (defaulted fields are on both sides).
+    // Diff lines are the ones indented under "~ update".
+    let changed: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("              "))
+        .filter(|l| {
+            (l.starts_with('-') || l.starts_with('+')) && !l.starts_with("---") && !l.starts_with("+++")
+        })
+        .collect();
+    assert_eq!(changed.len(), 8, "{changed:#?}");
+    assert!(changed.iter().all(|l| l.contains("image: registry.local/shop/")), "{changed:#?}");
+    let markdown = std::fs::read_to_string(&md).unwrap();
+    assert!(
+        markdown.contains("- update `Deployment/user (shop-dev)`\n\n```diff\n--- live/Deployment/user"),
+        "{markdown}"
+    );
+}

@@ -40,7 +40,11 @@ pub fn normalize(mut obj: Value) -> Value {
 }
 
 fn yaml(v: &Value) -> String {
-    serde_saphyr::to_string(v).unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default())
+    // One line per scalar: a folded image reference would split the line a reviewer looks for.
+    let mut opts = serde_saphyr::SerializerOptions::default();
+    opts.prefer_block_scalars = false;
+    serde_saphyr::to_string_with_options(v, opts)
+        .unwrap_or_else(|_| serde_json::to_string_pretty(v).unwrap_or_default())
 }
 
 /// A unified diff of two normalised objects (empty when equal).
