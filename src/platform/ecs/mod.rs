@@ -1,0 +1,709 @@
+//! Amazon ECS: register task definitions, update services, follow each deployment by its id,
+//! turn what ECS reports into health samples, record releases, roll back.
+//!
+//! Library API:
+//! - [`EcsPlatform::new`]`(&SdkConfig, &Config, &Environment)` → implements
+//!   [`Platform`](super::Platform); [`EcsPlatform::release_plan`] renders the task definitions
+//!   for images pinned by digest; then [`super::deploy`] runs apply → watch → record → rollback.
+//! - [`rollback`]`(&platform, to, actor, &policy, &sink)`: manual rollback to a recorded release.
+//! - [`history`], [`status`]: the release records and what runs, read-only.
+//! - [`bluegreen`]: ALB listener/rule switch and switch-back primitives.
+//!
+//! How a rollout is followed: `UpdateService` creates a new PRIMARY deployment; its id is the
+//! handle. Every [`EcsPlatform::poll`] (1 s by default: ECS has no watch API, so a failure is seen
+//! at most one interval plus one round of API calls after ECS reports it) the watcher reads
+//! `deployments[]` (state of OUR deployment, see [`classify`]), the service's stopped tasks
+//! started by our deployment (`stopCode`, `stoppedReason`, container exit codes: one failed
+//! task fails the release at once, without waiting for the circuit breaker), the named
+//! CloudWatch alarms, and, once every rollout is complete, the HTTP checks. Service events are
+//! passed on as progress. [`crate::health::assess`] decides.
+//!
+//! Deployer never creates services or changes their deployment configuration (circuit breaker,
+//! alarms, strategy, bake time stay as configured) and never deregisters task definitions, so a
+//! definition that runs or is a rollback target cannot disappear.
+
+pub mod bluegreen;
+pub mod classify;
+pub mod records;
+pub mod taskdef;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_sdk_ecs::types::{DesiredStatus, Service, Tag};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use serde_json::Value;
+
+use self::classify::{DeploymentView, TaskView};
+use super::{
+    Applied, AppliedService, Desired, LiveService, LiveState, Outcome, Platform, PlatformError, ReleaseId,
+    ReleasePlan, ServiceRelease,
+};
+use crate::config::{Config, Environment, Target};
+use crate::events::{Event, Phase, Sink};
+use crate::health::{self, HealthPolicy, Observation, RolloutState, Sample, Verdict};
+
+/// One deployer service in this ECS environment.
+#[derive(Debug, Clone)]
+struct EcsService {
+    name: String,
+    /// ECS service name.
+    target: String,
+    template: Option<std::path::PathBuf>,
+}
+
+/// ECS as a [`Platform`].
+#[derive(Debug, Clone)]
+pub struct EcsPlatform {
+    ecs: aws_sdk_ecs::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    cw: aws_sdk_cloudwatch::Client,
+    http: reqwest::Client,
+    cluster: String,
+    services: Vec<EcsService>,
+    vars: BTreeMap<&'static str, String>,
+    poll: Duration,
+}
+
+impl EcsPlatform {
+    /// The platform of an ECS environment. Clients are built from `sdk` (the identity step's
+    /// credentials and endpoint).
+    pub fn new(sdk: &aws_types::SdkConfig, config: &Config, env: &Environment) -> Result<Self, PlatformError> {
+        let Target::Ecs(target) = &env.target else {
+            return Err(PlatformError::setup(
+                format!("environment `{}` does not target ECS", env.name),
+                "use the EKS platform for `target: eks` environments",
+            ));
+        };
+        let product = config.product.product.as_str();
+        let services = config
+            .product
+            .services
+            .iter()
+            .map(|s| EcsService {
+                name: s.name.as_str().to_owned(),
+                target: crate::plan::ecs_service_name(config, env, s.name.as_str()),
+                template: s.ecs.as_ref().map(|e| config.root.join(&e.task_definition.value)),
+            })
+            .collect();
+        let vars = BTreeMap::from([
+            ("env", env.name.clone()),
+            ("region", env.region.as_str().to_owned()),
+            ("account_id", env.account_id.as_str().to_owned()),
+            ("log_group", target.log_group.clone().unwrap_or_else(|| format!("/ecs/{product}-{}", env.name))),
+        ]);
+        Ok(Self {
+            ecs: aws_sdk_ecs::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            cw: aws_sdk_cloudwatch::Client::new(sdk),
+            http: reqwest::Client::new(),
+            cluster: target.cluster.clone(),
+            services,
+            vars,
+            poll: Duration::from_secs(1),
+        })
+    }
+
+    /// Changes the poll interval (default 1 s).
+    #[must_use]
+    pub const fn with_poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// The poll interval.
+    pub const fn poll(&self) -> Duration {
+        self.poll
+    }
+
+    /// The ELBv2 client (for [`bluegreen`]).
+    pub const fn elb(&self) -> &aws_sdk_elasticloadbalancingv2::Client {
+        &self.elb
+    }
+
+    /// The ECS service name of a deployer service.
+    pub fn target_of(&self, service: &str) -> Option<&str> {
+        self.services.iter().find(|s| s.name == service).map(|s| s.target.as_str())
+    }
+
+    /// Renders the task definitions of a release. `images` maps service → image reference
+    /// pinned by digest (`…@sha256:…`); services not listed are not part of the release.
+    pub fn release_plan(
+        &self,
+        id: ReleaseId,
+        actor: &str,
+        images: &BTreeMap<String, String>,
+    ) -> Result<ReleasePlan, PlatformError> {
+        let mut services = Vec::new();
+        for (name, image) in images {
+            let svc = self.services.iter().find(|s| &s.name == name).ok_or_else(|| {
+                PlatformError::setup(
+                    format!("unknown service `{name}`"),
+                    format!("known services: {}", self.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")),
+                )
+            })?;
+            if !image.contains("@sha256:") {
+                return Err(PlatformError::setup(
+                    format!("image `{image}` for `{name}` is not pinned by digest"),
+                    "deploy images by digest (`repo@sha256:…`) so every task runs exactly what was tested",
+                ));
+            }
+            let template = svc.template.as_ref().ok_or_else(|| {
+                PlatformError::setup(
+                    format!("service `{name}` has no ECS task-definition template"),
+                    "add `ecs: {task_definition: <file>}` to the service in deployer.yaml",
+                )
+            })?;
+            let text = std::fs::read_to_string(template).map_err(|e| {
+                PlatformError::setup(format!("cannot read {}: {e}", template.display()), "check the `ecs.task_definition` path")
+            })?;
+            let mut vars = self.vars.clone();
+            vars.insert("image", image.clone());
+            let doc = crate::render::ecs::render_task_definition(&text, &vars, name)
+                .map_err(|e| PlatformError::setup(e.to_string(), "fix the task-definition template"))?;
+            services.push(ServiceRelease { service: name.clone(), image: image.clone(), desired: Desired::Spec(doc) });
+        }
+        Ok(ReleasePlan { id, actor: actor.to_owned(), services })
+    }
+
+    async fn describe(&self, targets: &[&str]) -> Result<HashMap<String, Service>, PlatformError> {
+        let mut out = HashMap::new();
+        for chunk in targets.chunks(10) {
+            let resp = self
+                .ecs
+                .describe_services()
+                .cluster(&self.cluster)
+                .set_services(Some(chunk.iter().map(|s| (*s).to_owned()).collect()))
+                .send()
+                .await
+                .map_err(|e| PlatformError::api("DescribeServices", DisplayErrorContext(&e)))?;
+            for s in resp.services() {
+                if let Some(name) = s.service_name() {
+                    out.insert(name.to_owned(), s.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn service_or_err<'a>(
+        &self,
+        found: &'a HashMap<String, Service>,
+        target: &str,
+    ) -> Result<&'a Service, PlatformError> {
+        found.get(target).filter(|s| s.status() == Some("ACTIVE")).ok_or_else(|| {
+            PlatformError::setup(
+                format!("ECS service `{target}` does not exist (or is not ACTIVE) in cluster `{}`", self.cluster),
+                "create the service (with its load balancer and deployment configuration) first: \
+                 deployer updates services, it does not create them; or set `target.ecs.services` in the environment file",
+            )
+        })
+    }
+
+    async fn tags(&self, arn: &str) -> Result<Vec<(String, String)>, PlatformError> {
+        let out = self
+            .ecs
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(|e| PlatformError::api("ListTagsForResource", DisplayErrorContext(&e)))?;
+        Ok(out
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value().unwrap_or_default().to_owned())))
+            .collect())
+    }
+
+    /// Stopped tasks of `target` not yet in `seen`, started by deployment `handle`.
+    async fn new_stopped_tasks(
+        &self,
+        target: &str,
+        handle: &str,
+        seen: &mut BTreeSet<String>,
+    ) -> Result<Vec<TaskView>, PlatformError> {
+        // serviceName + desiredStatus, then startedBy from the task itself: ListTasks refuses
+        // startedBy combined with other filters.
+        let mut arns = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .ecs
+                .list_tasks()
+                .cluster(&self.cluster)
+                .service_name(target)
+                .desired_status(DesiredStatus::Stopped)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| PlatformError::api("ListTasks", DisplayErrorContext(&e)))?;
+            arns.extend(out.task_arns().iter().filter(|a| !seen.contains(*a)).cloned());
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut views = Vec::new();
+        for chunk in arns.chunks(100) {
+            let out = self
+                .ecs
+                .describe_tasks()
+                .cluster(&self.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| PlatformError::api("DescribeTasks", DisplayErrorContext(&e)))?;
+            for t in out.tasks() {
+                // Only tasks that really stopped are final; STOPPING ones are read next time.
+                if t.last_status() != Some("STOPPED") {
+                    continue;
+                }
+                let arn = t.task_arn().unwrap_or_default().to_owned();
+                seen.insert(arn.clone());
+                if t.started_by() != Some(handle) {
+                    continue;
+                }
+                views.push(TaskView {
+                    id: arn.rsplit('/').next().unwrap_or_default().to_owned(),
+                    started_by: t.started_by().map(str::to_owned),
+                    stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
+                    stopped_reason: t.stopped_reason().map(str::to_owned),
+                    containers: t
+                        .containers()
+                        .iter()
+                        .map(|c| (c.name().unwrap_or_default().to_owned(), c.exit_code(), c.reason().map(str::to_owned)))
+                        .collect(),
+                });
+            }
+        }
+        Ok(views)
+    }
+
+    async fn alarm_samples(&self, names: &[String]) -> Result<Vec<Sample>, PlatformError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .cw
+            .describe_alarms()
+            .set_alarm_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| PlatformError::api("DescribeAlarms", DisplayErrorContext(&e)))?;
+        let mut found: HashMap<String, Sample> = HashMap::new();
+        for a in out.metric_alarms() {
+            let name = a.alarm_name().unwrap_or_default().to_owned();
+            let in_alarm = a.state_value().is_some_and(|s| s.as_str() == "ALARM");
+            let reason = a.state_reason().unwrap_or_default().to_owned();
+            found.insert(name.clone(), Sample::Alarm { name, in_alarm, reason });
+        }
+        for a in out.composite_alarms() {
+            let name = a.alarm_name().unwrap_or_default().to_owned();
+            let in_alarm = a.state_value().is_some_and(|s| s.as_str() == "ALARM");
+            let reason = a.state_reason().unwrap_or_default().to_owned();
+            found.insert(name.clone(), Sample::Alarm { name, in_alarm, reason });
+        }
+        // A named alarm that does not exist would silently turn the check off: it fails.
+        Ok(names
+            .iter()
+            .map(|n| {
+                found.remove(n).unwrap_or_else(|| Sample::Alarm {
+                    name: n.clone(),
+                    in_alarm: true,
+                    reason: "no such alarm in this account and region (fix `health.alarms`)".to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    async fn http_sample(&self, check: &crate::config::HttpCheck, failures: &mut u32) -> Sample {
+        let timeout = check.timeout.map_or(Duration::from_secs(5), |t| t.0);
+        let last = match self.http.get(&check.url).timeout(timeout).send().await {
+            Ok(r) if r.status().as_u16() == check.expect_status => None,
+            Ok(r) => Some(format!("status {} (expected {})", r.status().as_u16(), check.expect_status)),
+            Err(e) => Some(e.to_string()),
+        };
+        match last {
+            None => {
+                *failures = 0;
+                Sample::Http { url: check.url.clone(), consecutive_failures: 0, last: "ok".to_owned() }
+            }
+            Some(why) => {
+                *failures += 1;
+                Sample::Http { url: check.url.clone(), consecutive_failures: *failures, last: why }
+            }
+        }
+    }
+}
+
+fn deployment_views(s: &Service) -> Vec<DeploymentView> {
+    s.deployments()
+        .iter()
+        .map(|d| DeploymentView {
+            id: d.id().unwrap_or_default().to_owned(),
+            status: d.status().unwrap_or_default().to_owned(),
+            rollout_state: d.rollout_state().map(|r| r.as_str().to_owned()),
+            reason: d.rollout_state_reason().map(str::to_owned),
+            task_definition: d.task_definition().unwrap_or_default().to_owned(),
+            running: u32::try_from(d.running_count()).unwrap_or(0),
+            desired: u32::try_from(d.desired_count()).unwrap_or(0),
+            failed: u32::try_from(d.failed_tasks()).unwrap_or(0),
+        })
+        .collect()
+}
+
+fn primary_id(s: &Service) -> Option<String> {
+    s.deployments().iter().find(|d| d.status() == Some("PRIMARY")).and_then(|d| d.id()).map(str::to_owned)
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+impl Platform for EcsPlatform {
+    async fn observe(&self) -> Result<LiveState, PlatformError> {
+        let targets: Vec<&str> = self.services.iter().map(|s| s.target.as_str()).collect();
+        let found = self.describe(&targets).await?;
+        let mut services = BTreeMap::new();
+        let mut entries = Vec::new();
+        for svc in &self.services {
+            let Some(s) = found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")) else {
+                continue;
+            };
+            let tags = self.tags(s.service_arn().unwrap_or_default()).await?;
+            let known_good = tags.iter().find(|(k, _)| k == records::KNOWN_GOOD).map(|(_, v)| v.clone());
+            for (k, v) in &tags {
+                if let Some((id, e)) = records::decode(k, v) {
+                    entries.push((svc.name.clone(), id, e));
+                }
+            }
+            let rollout = primary_id(s).map(|p| classify::rollout_state(&deployment_views(s), &p));
+            services.insert(
+                svc.name.clone(),
+                LiveService {
+                    target: svc.target.clone(),
+                    revision: s.task_definition().map(str::to_owned),
+                    known_good,
+                    rollout,
+                    running: u32::try_from(s.running_count()).unwrap_or(0),
+                    desired: u32::try_from(s.desired_count()).unwrap_or(0),
+                },
+            );
+        }
+        Ok(LiveState { services, releases: records::merge(entries) })
+    }
+
+    async fn apply(&self, plan: &ReleasePlan) -> Result<Applied, PlatformError> {
+        let mut wanted = Vec::new();
+        for s in &plan.services {
+            let target = self.target_of(&s.service).ok_or_else(|| {
+                PlatformError::setup(format!("unknown service `{}`", s.service), "check the release's service names")
+            })?;
+            wanted.push((s, target));
+        }
+        let targets: Vec<&str> = wanted.iter().map(|(_, t)| *t).collect();
+        let found = self.describe(&targets).await?;
+        // Check every service before changing any: a missing one must not leave half a release.
+        for (_, target) in &wanted {
+            self.service_or_err(&found, target)?;
+        }
+        let mut applied = Vec::new();
+        for (s, target) in wanted {
+            let svc = self.service_or_err(&found, target)?;
+            let current = svc.task_definition().map(str::to_owned);
+            let revision = match &s.desired {
+                Desired::Revision(r) => r.clone(),
+                Desired::Spec(doc) => {
+                    let live: Option<Value> = match &current {
+                        Some(arn) => Some(taskdef::describe(&self.ecs, arn).await?),
+                        None => None,
+                    };
+                    match (live, &current) {
+                        (Some(live), Some(arn)) if taskdef::same(doc, &live) => arn.clone(),
+                        _ => taskdef::register(&self.ecs, doc).await?,
+                    }
+                }
+            };
+            let unchanged = current
+                .as_deref()
+                .is_some_and(|c| taskdef::family_revision(c) == taskdef::family_revision(&revision));
+            let (handle, revision) = if unchanged {
+                // Nothing to start: follow what ECS is doing (COMPLETED, or the deployment still
+                // rolling out, e.g. ECS's own rollback).
+                (primary_id(svc).unwrap_or_default(), current.clone().unwrap_or(revision))
+            } else {
+                // Only the task definition changes: the deployment configuration (circuit
+                // breaker, alarms, strategy) stays as the service has it.
+                let out = self
+                    .ecs
+                    .update_service()
+                    .cluster(&self.cluster)
+                    .service(target)
+                    .task_definition(&revision)
+                    .send()
+                    .await
+                    .map_err(|e| PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e)))?;
+                let updated = out.service().ok_or_else(|| PlatformError::api("UpdateService", "no service in the response"))?;
+                let id = primary_id(updated).ok_or_else(|| {
+                    PlatformError::api("UpdateService", "the service has no PRIMARY deployment after the update")
+                })?;
+                let td = updated
+                    .deployments()
+                    .iter()
+                    .find(|d| d.id() == Some(id.as_str()))
+                    .and_then(|d| d.task_definition())
+                    .map_or(revision, str::to_owned);
+                (id, td)
+            };
+            applied.push(AppliedService {
+                service: s.service.clone(),
+                target: target.to_owned(),
+                image: s.image.clone(),
+                revision,
+                previous: current,
+                handle,
+                changed: !unchanged,
+            });
+        }
+        Ok(Applied { release: plan.id.clone(), services: applied })
+    }
+
+    async fn watch(&self, applied: &Applied, policy: &HealthPolicy, events: &dyn Sink) -> Result<Verdict, PlatformError> {
+        let start = Instant::now();
+        let since = SystemTime::now() - Duration::from_secs(10);
+        let mut complete_at: Option<Instant> = None;
+        let mut seen_tasks: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let mut failed_units: Vec<Sample> = Vec::new();
+        let mut seen_events: BTreeSet<String> = BTreeSet::new();
+        let mut http_failures = vec![0_u32; policy.http.len()];
+        let mut last_progress: HashMap<String, String> = HashMap::new();
+        let targets: Vec<&str> = applied.services.iter().map(|a| a.target.as_str()).collect();
+        loop {
+            let found = self.describe(&targets).await?;
+            let mut samples = Vec::new();
+            for a in &applied.services {
+                let svc = self.service_or_err(&found, &a.target)?;
+                let state = classify::rollout_state(&deployment_views(svc), &a.handle);
+                for e in svc.events() {
+                    let fresh = e
+                        .created_at()
+                        .and_then(|t| SystemTime::try_from(*t).ok())
+                        .is_some_and(|t| t >= since);
+                    if fresh && seen_events.insert(e.id().unwrap_or_default().to_owned()) {
+                        events.emit(&Event::Service {
+                            service: a.service.clone(),
+                            phase: Phase::Health,
+                            message: format!("ecs: {}", e.message().unwrap_or_default()),
+                        });
+                    }
+                }
+                if a.changed {
+                    let seen = seen_tasks.entry(a.target.clone()).or_default();
+                    for t in self.new_stopped_tasks(&a.target, &a.handle, seen).await? {
+                        if let Some(reason) = classify::task_failure(&t) {
+                            failed_units.push(Sample::UnitFailed {
+                                service: a.service.clone(),
+                                unit: format!("task {}", t.id),
+                                reason,
+                            });
+                        }
+                    }
+                }
+                let progress = format!("{state:?}");
+                if last_progress.get(&a.service) != Some(&progress) {
+                    events.emit(&Event::Service {
+                        service: a.service.clone(),
+                        phase: Phase::Health,
+                        message: match &state {
+                            RolloutState::InProgress { running, desired, failed_tasks } => format!(
+                                "deployment {}: {running}/{desired} running, {failed_tasks} failed",
+                                a.handle
+                            ),
+                            RolloutState::Complete => format!("deployment {} completed", a.handle),
+                            RolloutState::Failed { reason } => format!("deployment {} failed: {reason}", a.handle),
+                            RolloutState::RolledBackByPlatform { reason, to } => {
+                                format!("deployment {} failed and ECS rolled back to {to}: {reason}", a.handle)
+                            }
+                        },
+                    });
+                    last_progress.insert(a.service.clone(), progress);
+                }
+                samples.push(Sample::Rollout { service: a.service.clone(), state });
+            }
+            samples.extend(failed_units.iter().cloned());
+            samples.extend(self.alarm_samples(&policy.alarms).await?);
+            if health::rollouts_complete(&samples) {
+                if complete_at.is_none() {
+                    complete_at = Some(Instant::now());
+                    if !policy.bake_time.is_zero() {
+                        events.emit(&Event::PhaseStarted { phase: Phase::Bake });
+                    }
+                }
+                for (check, failures) in policy.http.iter().zip(http_failures.iter_mut()) {
+                    samples.push(self.http_sample(check, failures).await);
+                }
+            }
+            let verdict = health::assess(
+                policy,
+                &Observation { elapsed: start.elapsed(), since_complete: complete_at.map(|t| t.elapsed()), samples: &samples },
+            );
+            if !matches!(verdict, Verdict::Progressing { .. }) {
+                return Ok(verdict);
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
+    async fn record(&self, plan: &ReleasePlan, applied: &Applied, outcome: Outcome) -> Result<(), PlatformError> {
+        let targets: Vec<&str> = applied.services.iter().map(|a| a.target.as_str()).collect();
+        let found = self.describe(&targets).await?;
+        let at = now_rfc3339();
+        for a in &applied.services {
+            let svc = self.service_or_err(&found, &a.target)?;
+            let arn = svc.service_arn().unwrap_or_default();
+            let entry = records::Entry {
+                outcome,
+                at: at.clone(),
+                actor: plan.actor.clone(),
+                revision: taskdef::family_revision(&a.revision).to_owned(),
+                digest: records::digest_of(&a.image),
+            };
+            let (key, value) = records::encode(&plan.id, &entry);
+            let mut tags = vec![Tag::builder().key(key).value(value).build()];
+            if outcome == Outcome::Succeeded {
+                tags.push(Tag::builder().key(records::KNOWN_GOOD).value(&a.revision).build());
+                tags.push(Tag::builder().key(records::KNOWN_GOOD_RELEASE).value(plan.id.as_str()).build());
+            }
+            self.ecs
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(|e| PlatformError::api("TagResource", DisplayErrorContext(&e)))?;
+            let existing = self.tags(arn).await?;
+            let old = records::prune(existing.iter().map(|(k, _)| k.as_str()));
+            if !old.is_empty() {
+                self.ecs
+                    .untag_resource()
+                    .resource_arn(arn)
+                    .set_tag_keys(Some(old))
+                    .send()
+                    .await
+                    .map_err(|e| PlatformError::api("UntagResource", DisplayErrorContext(&e)))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a manual rollback did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RollbackReport {
+    /// The release rolled back to.
+    pub to: ReleaseId,
+    /// The rollback itself, recorded as a release.
+    pub applied: Applied,
+}
+
+/// Rolls the environment back to release `to`, or (None) to the newest succeeded release that
+/// differs from what runs now. Services go to the task definitions recorded for that release
+/// (never "revision − 1"); the rollback is watched like a deploy (without bake) and recorded as
+/// a release of its own, which becomes the known-good one. A rollback that does not become
+/// healthy is [`PlatformError::RollbackFailed`] (exit 6).
+pub async fn rollback(
+    platform: &EcsPlatform,
+    to: Option<&ReleaseId>,
+    actor: &str,
+    policy: &HealthPolicy,
+    events: &dyn Sink,
+) -> Result<RollbackReport, PlatformError> {
+    let live = platform.observe().await?;
+    let succeeded: Vec<&super::ReleaseRecord> =
+        live.releases.iter().filter(|r| r.outcome == Outcome::Succeeded).collect();
+    let list = || succeeded.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ");
+    let target = match to {
+        Some(id) => {
+            let rec = live.releases.iter().find(|r| &r.id == id).ok_or_else(|| {
+                PlatformError::setup(format!("no release `{id}` is recorded"), format!("recorded releases that succeeded: {}", list()))
+            })?;
+            if rec.outcome != Outcome::Succeeded {
+                return Err(PlatformError::setup(
+                    format!("release `{id}` {} and is not a safe target", rec.outcome.as_str()),
+                    format!("pick a release that succeeded: {}", list()),
+                ));
+            }
+            rec
+        }
+        None => succeeded
+            .iter()
+            .copied()
+            .find(|r| {
+                r.services.iter().any(|(svc, rs)| {
+                    live.services.get(svc).and_then(|l| l.revision.as_deref()).map(taskdef::family_revision)
+                        != Some(rs.revision.as_str())
+                })
+            })
+            .ok_or_else(|| {
+                PlatformError::setup(
+                    "no earlier succeeded release to roll back to",
+                    "`deployer history` lists the recorded releases; pass `--to <release>`",
+                )
+            })?,
+    };
+    let plan = ReleasePlan {
+        id: ReleaseId::new(time::OffsetDateTime::now_utc(), "rollback"),
+        actor: actor.to_owned(),
+        services: target
+            .services
+            .iter()
+            .filter(|(svc, _)| platform.target_of(svc).is_some())
+            .map(|(svc, rs)| ServiceRelease {
+                service: svc.clone(),
+                image: rs.digest.as_ref().map(|d| format!("@{d}")).unwrap_or_default(),
+                desired: Desired::Revision(rs.revision.clone()),
+            })
+            .collect(),
+    };
+    events.emit(&Event::PhaseStarted { phase: Phase::Rollback });
+    let applied = platform.apply(&plan).await?;
+    for a in &applied.services {
+        events.emit(&Event::Service {
+            service: a.service.clone(),
+            phase: Phase::Rollback,
+            message: format!("rolling {} back to {} (release {})", a.target, a.revision, target.id),
+        });
+    }
+    let verdict = platform.watch(&applied, &policy.for_rollback(), events).await;
+    match verdict {
+        Ok(Verdict::Healthy) => {
+            platform.record(&plan, &applied, Outcome::Succeeded).await?;
+            Ok(RollbackReport { to: target.id.clone(), applied })
+        }
+        other => {
+            platform.record(&plan, &applied, Outcome::RollbackFailed).await?;
+            let (reason, failures) = match other {
+                Ok(v) => (
+                    v.failures().iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+                    v.failures().to_vec(),
+                ),
+                Err(e) => (e.to_string(), Vec::new()),
+            };
+            Err(PlatformError::RollbackFailed { release: plan.id, reason, failures })
+        }
+    }
+}
+
+/// The environment's release history, newest first.
+pub async fn history(platform: &EcsPlatform) -> Result<Vec<super::ReleaseRecord>, PlatformError> {
+    Ok(platform.observe().await?.releases)
+}
+
+/// What runs now per service, with the known-good revisions and the history.
+pub async fn status(platform: &EcsPlatform) -> Result<LiveState, PlatformError> {
+    platform.observe().await
+}
