@@ -189,7 +189,8 @@ pub fn assess(policy: &HealthPolicy, obs: &Observation<'_>) -> Verdict {
                     reason: format!("{reason} (the platform rolled back to {to})"),
                 }),
                 RolloutState::InProgress { running, desired, failed_tasks } => {
-                    let failed = if *failed_tasks > 0 { format!(", {failed_tasks} failed") } else { String::new() };
+                    let failed =
+                        if *failed_tasks > 0 { format!(", {failed_tasks} failed") } else { String::new() };
                     waiting.push(format!("{service} {running}/{desired} running{failed}"));
                 }
                 RolloutState::Complete => {}
@@ -199,15 +200,16 @@ pub fn assess(policy: &HealthPolicy, obs: &Observation<'_>) -> Verdict {
                 cause: Cause::Alarm,
                 reason: format!("alarm `{name}` is in ALARM: {reason}"),
             }),
-            Sample::Alarm { .. } => {}
-            Sample::Http { url, consecutive_failures, last } if *consecutive_failures > policy.http_failure_limit => {
+            Sample::Http { url, consecutive_failures, last }
+                if *consecutive_failures > policy.http_failure_limit =>
+            {
                 failures.push(Failure {
                     service: None,
                     cause: Cause::Http,
                     reason: format!("GET {url} failed {consecutive_failures} times in a row: {last}"),
                 });
             }
-            Sample::Http { .. } => {}
+            Sample::Alarm { .. } | Sample::Http { .. } => {}
         }
     }
     if !failures.is_empty() {
@@ -233,8 +235,10 @@ pub fn assess(policy: &HealthPolicy, obs: &Observation<'_>) -> Verdict {
     }
     let baked = obs.since_complete.unwrap_or(Duration::ZERO);
     if baked < policy.bake_time {
-        let left = Duration::from_secs((policy.bake_time - baked).as_secs());
-        return Verdict::Progressing { waiting_for: format!("bake time, {} left", humantime::format_duration(left)) };
+        let left = Duration::from_secs(policy.bake_time.saturating_sub(baked).as_secs());
+        return Verdict::Progressing {
+            waiting_for: format!("bake time, {} left", humantime::format_duration(left)),
+        };
     }
     Verdict::Healthy
 }
@@ -276,7 +280,10 @@ mod tests {
         assert_eq!(at(5, None, &rolling), Verdict::Progressing { waiting_for: "user 1/2 running".into() });
         let done = [rollout("user", RolloutState::Complete), rollout("order", RolloutState::Complete)];
         assert_eq!(at(6, Some(0), &done), Verdict::Progressing { waiting_for: "bake time, 30s left".into() });
-        assert_eq!(at(30, Some(29), &done), Verdict::Progressing { waiting_for: "bake time, 1s left".into() });
+        assert_eq!(
+            at(30, Some(29), &done),
+            Verdict::Progressing { waiting_for: "bake time, 1s left".into() }
+        );
         assert_eq!(at(36, Some(30), &done), Verdict::Healthy);
     }
 
@@ -323,15 +330,22 @@ mod tests {
     #[test]
     fn alarm_in_alarm_fails_during_rollout_and_bake() {
         let alarm = Sample::Alarm { name: "5xx".into(), in_alarm: true, reason: "threshold crossed".into() };
-        assert_eq!(at(1, None, &[rollout("user", IN_PROGRESS), alarm.clone()]).failures()[0].cause, Cause::Alarm);
-        assert_eq!(at(9, Some(5), &[rollout("user", RolloutState::Complete), alarm]).failures()[0].cause, Cause::Alarm);
+        assert_eq!(
+            at(1, None, &[rollout("user", IN_PROGRESS), alarm.clone()]).failures()[0].cause,
+            Cause::Alarm
+        );
+        assert_eq!(
+            at(9, Some(5), &[rollout("user", RolloutState::Complete), alarm]).failures()[0].cause,
+            Cause::Alarm
+        );
         let ok = Sample::Alarm { name: "5xx".into(), in_alarm: false, reason: String::new() };
         assert_eq!(at(99, Some(40), &[rollout("user", RolloutState::Complete), ok]), Verdict::Healthy);
     }
 
     #[test]
     fn http_failures_tolerated_up_to_the_limit() {
-        let http = |n| Sample::Http { url: "http://x/healthz".into(), consecutive_failures: n, last: "503".into() };
+        let http =
+            |n| Sample::Http { url: "http://x/healthz".into(), consecutive_failures: n, last: "503".into() };
         let done = rollout("user", RolloutState::Complete);
         assert!(matches!(at(10, Some(5), &[done.clone(), http(2)]), Verdict::Progressing { .. }));
         let v = at(10, Some(5), &[done, http(3)]);

@@ -38,7 +38,8 @@ impl ReleaseId {
     /// `[A-Za-z0-9-]` are dropped so the id fits in tag keys and label values.
     pub fn new(now: time::OffsetDateTime, suffix: &str) -> Self {
         let t = now.to_offset(time::UtcOffset::UTC);
-        let clean: String = suffix.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(12).collect();
+        let clean: String =
+            suffix.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(12).collect();
         Self(format!(
             "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{}",
             t.year(),
@@ -261,9 +262,11 @@ impl PlatformError {
                 "the known-good release runs again ({}); fix the cause above and deploy again",
                 restored.join(", ")
             ),
-            Self::RollbackFailed { .. } => "the environment may run a broken version: check `deployer status`, \
+            Self::RollbackFailed { .. } => {
+                "the environment may run a broken version: check `deployer status`, \
                 then `deployer rollback --to <release>` or fix the services by hand"
-                .to_owned(),
+                    .to_owned()
+            }
         }
     }
 }
@@ -309,9 +312,18 @@ pub fn rollback_plan(
                 let image = live
                     .releases
                     .iter()
-                    .find_map(|r| r.services.get(&a.service).filter(|s| s.revision == rev).and_then(|s| s.digest.clone()))
+                    .find_map(|r| {
+                        r.services
+                            .get(&a.service)
+                            .filter(|s| s.revision == rev)
+                            .and_then(|s| s.digest.clone())
+                    })
                     .unwrap_or_default();
-                services.push(ServiceRelease { service: a.service.clone(), image, desired: Desired::Revision(rev) });
+                services.push(ServiceRelease {
+                    service: a.service.clone(),
+                    image,
+                    desired: Desired::Revision(rev),
+                });
             }
             None => impossible.push(a.service.clone()),
         }
@@ -409,7 +421,9 @@ pub async fn restore<P: Platform>(
         });
     }
     match platform.watch(&applied, &policy.for_rollback(), events).await {
-        Ok(Verdict::Healthy) => Ok(applied.services.iter().map(|a| format!("{} → {}", a.service, a.revision)).collect()),
+        Ok(Verdict::Healthy) => {
+            Ok(applied.services.iter().map(|a| format!("{} → {}", a.service, a.revision)).collect())
+        }
         Ok(v) => Err(format!("the rollback did not become healthy: {}", join(v.failures()))),
         Err(e) => Err(format!("could not watch the rollback: {e}")),
     }
@@ -463,14 +477,20 @@ mod tests {
     #[test]
     fn rollback_targets_the_recorded_known_good_not_revision_minus_one() {
         // td/user:2 ran before, but the record says td/user:1 is the last known-good.
-        let (plan, impossible) = rollback_plan(&ReleaseId("r2".into()), "me", &applied(Some("td/user:2")), &live(Some("td/user:1")));
+        let (plan, impossible) = rollback_plan(
+            &ReleaseId("r2".into()),
+            "me",
+            &applied(Some("td/user:2")),
+            &live(Some("td/user:1")),
+        );
         assert!(impossible.is_empty());
         assert!(matches!(&plan.services[0].desired, Desired::Revision(r) if r == "td/user:1"));
     }
 
     #[test]
     fn rollback_falls_back_to_what_ran_before_and_reports_first_deploys() {
-        let (plan, _) = rollback_plan(&ReleaseId("r2".into()), "me", &applied(Some("td/user:2")), &live(None));
+        let (plan, _) =
+            rollback_plan(&ReleaseId("r2".into()), "me", &applied(Some("td/user:2")), &live(None));
         assert!(matches!(&plan.services[0].desired, Desired::Revision(r) if r == "td/user:2"));
         let (plan, impossible) = rollback_plan(&ReleaseId("r2".into()), "me", &applied(None), &live(None));
         assert!(plan.services.is_empty());

@@ -10,4 +10,5 @@ mod fakes;
 
 mod cli;
 mod config;
+mod ecs;
 mod plan;

@@ -100,7 +100,11 @@ async fn set(elb: &Client, sw: &TrafficSwitch, forward: &Forward) -> Result<(), 
 }
 
 /// Sends all traffic to `target_group`; returns what served before (for [`restore`]).
-pub async fn switch_to(elb: &Client, sw: &TrafficSwitch, target_group: &str) -> Result<Forward, PlatformError> {
+pub async fn switch_to(
+    elb: &Client,
+    sw: &TrafficSwitch,
+    target_group: &str,
+) -> Result<Forward, PlatformError> {
     let before = serving(elb, sw).await?;
     let mut next: Forward = vec![(target_group.to_owned(), 100)];
     // Keep the other groups in the action at weight 0: the switch-back is one call.

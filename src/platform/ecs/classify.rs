@@ -29,7 +29,16 @@ fn rolling_back(reason: Option<&str>) -> bool {
 }
 
 /// The state of deployment `ours` among `deployments` (newest first, as ECS lists them).
-pub fn rollout_state(deployments: &[DeploymentView], ours: &str) -> RolloutState {
+/// `previous` is the task definition the service ran before our update; `events` are the
+/// service's event messages (newest first). Once ECS finished its own rollback, our FAILED
+/// deployment is no longer listed: a PRIMARY on the previous task definition, or an event
+/// saying our deployment failed, still makes it a failure.
+pub fn rollout_state(
+    deployments: &[DeploymentView],
+    ours: &str,
+    previous: Option<&str>,
+    events: &[&str],
+) -> RolloutState {
     let primary = deployments.iter().find(|d| d.status == "PRIMARY");
     let mine = deployments.iter().find(|d| d.id == ours);
     let other_primary = primary.filter(|p| p.id != ours);
@@ -48,10 +57,23 @@ pub fn rollout_state(deployments: &[DeploymentView], ours: &str) -> RolloutState
             _ => RolloutState::InProgress { running: d.running, desired: d.desired, failed_tasks: d.failed },
         },
         _ => match other_primary {
-            Some(p) if rolling_back(p.reason.as_deref()) => RolloutState::RolledBackByPlatform {
-                reason: p.reason.clone().unwrap_or_default(),
-                to: p.task_definition.clone(),
-            },
+            Some(p)
+                if rolling_back(p.reason.as_deref())
+                    || previous.is_some_and(|prev| same_revision(prev, &p.task_definition))
+                    || failed_event(events, ours).is_some() =>
+            {
+                RolloutState::RolledBackByPlatform {
+                    reason: failed_event(events, ours)
+                        .map(str::to_owned)
+                        .or_else(|| p.reason.clone().filter(|r| rolling_back(Some(r))))
+                        .unwrap_or_else(|| {
+                            format!(
+                                "deployment {ours} is gone and ECS runs the previous task definition again"
+                            )
+                        }),
+                    to: p.task_definition.clone(),
+                }
+            }
             Some(p) => RolloutState::Failed {
                 reason: format!(
                     "deployment {ours} was replaced by deployment {} ({}): someone else updated the service",
@@ -61,6 +83,15 @@ pub fn rollout_state(deployments: &[DeploymentView], ours: &str) -> RolloutState
             None => RolloutState::Failed { reason: format!("deployment {ours} is no longer listed by ECS") },
         },
     }
+}
+
+fn same_revision(a: &str, b: &str) -> bool {
+    super::taskdef::family_revision(a) == super::taskdef::family_revision(b)
+}
+
+/// The service event that says deployment `ours` failed.
+fn failed_event<'a>(events: &[&'a str], ours: &str) -> Option<&'a str> {
+    events.iter().copied().find(|m| m.contains(ours) && m.to_ascii_lowercase().contains("failed"))
 }
 
 /// The fields of a stopped task that matter.
@@ -124,9 +155,12 @@ mod tests {
     #[test]
     fn follows_our_deployment_by_id() {
         let deps = [dep("new", "PRIMARY", "IN_PROGRESS", "td:2"), dep("old", "ACTIVE", "COMPLETED", "td:1")];
-        assert_eq!(rollout_state(&deps, "new"), RolloutState::InProgress { running: 1, desired: 2, failed_tasks: 0 });
+        assert_eq!(
+            rollout_state(&deps, "new", None, &[]),
+            RolloutState::InProgress { running: 1, desired: 2, failed_tasks: 0 }
+        );
         let done = [dep("new", "PRIMARY", "COMPLETED", "td:2")];
-        assert_eq!(rollout_state(&done, "new"), RolloutState::Complete);
+        assert_eq!(rollout_state(&done, "new", None, &[]), RolloutState::Complete);
     }
 
     #[test]
@@ -136,25 +170,48 @@ mod tests {
         let mut failed = dep("new", "ACTIVE", "FAILED", "td:2");
         failed.reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
         assert_eq!(
-            rollout_state(&[back.clone(), failed], "new"),
+            rollout_state(&[back.clone(), failed], "new", Some("td:1"), &[]),
             RolloutState::RolledBackByPlatform {
                 reason: "ECS deployment circuit breaker: tasks failed to start.".into(),
                 to: "td:1".into()
             }
         );
-        // Later our FAILED deployment is gone and the rollback COMPLETED: still not success.
+        // Later our FAILED deployment is gone and the rollback COMPLETED: still not success,
+        // whether the previous task definition or the service events tell.
         back.rollout_state = Some("COMPLETED".into());
-        assert!(matches!(rollout_state(&[back], "new"), RolloutState::RolledBackByPlatform { .. }));
+        back.reason = Some("ECS deployment back completed.".into());
+        assert!(matches!(
+            rollout_state(
+                std::slice::from_ref(&back),
+                "new",
+                Some("arn:aws:ecs:r:1:task-definition/td:1"),
+                &[]
+            ),
+            RolloutState::RolledBackByPlatform { .. }
+        ));
+        let msg = "(service user) (deployment new) deployment failed: tasks failed to start.";
+        assert_eq!(
+            rollout_state(
+                std::slice::from_ref(&back),
+                "new",
+                Some("td:0"),
+                &["(service user) has reached a steady state.", msg]
+            ),
+            RolloutState::RolledBackByPlatform { reason: msg.into(), to: "td:1".into() }
+        );
     }
 
     #[test]
     fn failed_without_rollback_and_superseded() {
         let mut f = dep("new", "PRIMARY", "FAILED", "td:2");
         f.reason = Some("alarm".into());
-        assert_eq!(rollout_state(&[f], "new"), RolloutState::Failed { reason: "alarm".into() });
-        let deps = [dep("other", "PRIMARY", "IN_PROGRESS", "td:3"), dep("new", "ACTIVE", "IN_PROGRESS", "td:2")];
-        assert!(matches!(rollout_state(&deps, "new"), RolloutState::Failed { reason } if reason.contains("someone else")));
-        assert!(matches!(rollout_state(&[], "new"), RolloutState::Failed { .. }));
+        assert_eq!(rollout_state(&[f], "new", None, &[]), RolloutState::Failed { reason: "alarm".into() });
+        let deps =
+            [dep("other", "PRIMARY", "IN_PROGRESS", "td:3"), dep("new", "ACTIVE", "IN_PROGRESS", "td:2")];
+        assert!(
+            matches!(rollout_state(&deps, "new", Some("td:1"), &[]), RolloutState::Failed { reason } if reason.contains("someone else"))
+        );
+        assert!(matches!(rollout_state(&[], "new", None, &[]), RolloutState::Failed { .. }));
     }
 
     #[test]
@@ -170,10 +227,17 @@ mod tests {
         let pull = TaskView {
             stop_code: Some("TaskFailedToStart".into()),
             stopped_reason: Some("CannotPullContainerError: pull image manifest has been retried".into()),
-            containers: vec![("user".into(), None, Some("CannotPullContainerError: pull image manifest has been retried".into()))],
+            containers: vec![(
+                "user".into(),
+                None,
+                Some("CannotPullContainerError: pull image manifest has been retried".into()),
+            )],
             ..TaskView::default()
         };
-        assert_eq!(task_failure(&pull).unwrap(), "CannotPullContainerError: pull image manifest has been retried");
+        assert_eq!(
+            task_failure(&pull).unwrap(),
+            "CannotPullContainerError: pull image manifest has been retried"
+        );
         let scaled = TaskView {
             stop_code: Some("ServiceSchedulerInitiated".into()),
             stopped_reason: Some("Scaling activity initiated by (deployment ecs-svc/2)".into()),

@@ -68,7 +68,11 @@ pub struct EcsPlatform {
 impl EcsPlatform {
     /// The platform of an ECS environment. Clients are built from `sdk` (the identity step's
     /// credentials and endpoint).
-    pub fn new(sdk: &aws_types::SdkConfig, config: &Config, env: &Environment) -> Result<Self, PlatformError> {
+    pub fn new(
+        sdk: &aws_types::SdkConfig,
+        config: &Config,
+        env: &Environment,
+    ) -> Result<Self, PlatformError> {
         let Target::Ecs(target) = &env.target else {
             return Err(PlatformError::setup(
                 format!("environment `{}` does not target ECS", env.name),
@@ -139,7 +143,10 @@ impl EcsPlatform {
             let svc = self.services.iter().find(|s| &s.name == name).ok_or_else(|| {
                 PlatformError::setup(
                     format!("unknown service `{name}`"),
-                    format!("known services: {}", self.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "known services: {}",
+                        self.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
                 )
             })?;
             if !image.contains("@sha256:") {
@@ -155,13 +162,20 @@ impl EcsPlatform {
                 )
             })?;
             let text = std::fs::read_to_string(template).map_err(|e| {
-                PlatformError::setup(format!("cannot read {}: {e}", template.display()), "check the `ecs.task_definition` path")
+                PlatformError::setup(
+                    format!("cannot read {}: {e}", template.display()),
+                    "check the `ecs.task_definition` path",
+                )
             })?;
             let mut vars = self.vars.clone();
             vars.insert("image", image.clone());
             let doc = crate::render::ecs::render_task_definition(&text, &vars, name)
                 .map_err(|e| PlatformError::setup(e.to_string(), "fix the task-definition template"))?;
-            services.push(ServiceRelease { service: name.clone(), image: image.clone(), desired: Desired::Spec(doc) });
+            services.push(ServiceRelease {
+                service: name.clone(),
+                image: image.clone(),
+                desired: Desired::Spec(doc),
+            });
         }
         Ok(ReleasePlan { id, actor: actor.to_owned(), services })
     }
@@ -271,7 +285,13 @@ impl EcsPlatform {
                     containers: t
                         .containers()
                         .iter()
-                        .map(|c| (c.name().unwrap_or_default().to_owned(), c.exit_code(), c.reason().map(str::to_owned)))
+                        .map(|c| {
+                            (
+                                c.name().unwrap_or_default().to_owned(),
+                                c.exit_code(),
+                                c.reason().map(str::to_owned),
+                            )
+                        })
                         .collect(),
                 });
             }
@@ -381,7 +401,7 @@ impl Platform for EcsPlatform {
                     entries.push((svc.name.clone(), id, e));
                 }
             }
-            let rollout = primary_id(s).map(|p| classify::rollout_state(&deployment_views(s), &p));
+            let rollout = primary_id(s).map(|p| classify::rollout_state(&deployment_views(s), &p, None, &[]));
             services.insert(
                 svc.name.clone(),
                 LiveService {
@@ -401,7 +421,10 @@ impl Platform for EcsPlatform {
         let mut wanted = Vec::new();
         for s in &plan.services {
             let target = self.target_of(&s.service).ok_or_else(|| {
-                PlatformError::setup(format!("unknown service `{}`", s.service), "check the release's service names")
+                PlatformError::setup(
+                    format!("unknown service `{}`", s.service),
+                    "check the release's service names",
+                )
             })?;
             wanted.push((s, target));
         }
@@ -446,10 +469,17 @@ impl Platform for EcsPlatform {
                     .task_definition(&revision)
                     .send()
                     .await
-                    .map_err(|e| PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e)))?;
-                let updated = out.service().ok_or_else(|| PlatformError::api("UpdateService", "no service in the response"))?;
+                    .map_err(|e| {
+                        PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e))
+                    })?;
+                let updated = out
+                    .service()
+                    .ok_or_else(|| PlatformError::api("UpdateService", "no service in the response"))?;
                 let id = primary_id(updated).ok_or_else(|| {
-                    PlatformError::api("UpdateService", "the service has no PRIMARY deployment after the update")
+                    PlatformError::api(
+                        "UpdateService",
+                        "the service has no PRIMARY deployment after the update",
+                    )
                 })?;
                 let td = updated
                     .deployments()
@@ -472,7 +502,12 @@ impl Platform for EcsPlatform {
         Ok(Applied { release: plan.id.clone(), services: applied })
     }
 
-    async fn watch(&self, applied: &Applied, policy: &HealthPolicy, events: &dyn Sink) -> Result<Verdict, PlatformError> {
+    async fn watch(
+        &self,
+        applied: &Applied,
+        policy: &HealthPolicy,
+        events: &dyn Sink,
+    ) -> Result<Verdict, PlatformError> {
         let start = Instant::now();
         let since = SystemTime::now() - Duration::from_secs(10);
         let mut complete_at: Option<Instant> = None;
@@ -487,7 +522,13 @@ impl Platform for EcsPlatform {
             let mut samples = Vec::new();
             for a in &applied.services {
                 let svc = self.service_or_err(&found, &a.target)?;
-                let state = classify::rollout_state(&deployment_views(svc), &a.handle);
+                let messages: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
+                let state = classify::rollout_state(
+                    &deployment_views(svc),
+                    &a.handle,
+                    a.previous.as_deref(),
+                    &messages,
+                );
                 for e in svc.events() {
                     let fresh = e
                         .created_at()
@@ -524,9 +565,14 @@ impl Platform for EcsPlatform {
                                 a.handle
                             ),
                             RolloutState::Complete => format!("deployment {} completed", a.handle),
-                            RolloutState::Failed { reason } => format!("deployment {} failed: {reason}", a.handle),
+                            RolloutState::Failed { reason } => {
+                                format!("deployment {} failed: {reason}", a.handle)
+                            }
                             RolloutState::RolledBackByPlatform { reason, to } => {
-                                format!("deployment {} failed and ECS rolled back to {to}: {reason}", a.handle)
+                                format!(
+                                    "deployment {} failed and ECS rolled back to {to}: {reason}",
+                                    a.handle
+                                )
                             }
                         },
                     });
@@ -549,7 +595,11 @@ impl Platform for EcsPlatform {
             }
             let verdict = health::assess(
                 policy,
-                &Observation { elapsed: start.elapsed(), since_complete: complete_at.map(|t| t.elapsed()), samples: &samples },
+                &Observation {
+                    elapsed: start.elapsed(),
+                    since_complete: complete_at.map(|t| t.elapsed()),
+                    samples: &samples,
+                },
             );
             if !matches!(verdict, Verdict::Progressing { .. }) {
                 return Ok(verdict);
@@ -558,7 +608,12 @@ impl Platform for EcsPlatform {
         }
     }
 
-    async fn record(&self, plan: &ReleasePlan, applied: &Applied, outcome: Outcome) -> Result<(), PlatformError> {
+    async fn record(
+        &self,
+        plan: &ReleasePlan,
+        applied: &Applied,
+        outcome: Outcome,
+    ) -> Result<(), PlatformError> {
         let targets: Vec<&str> = applied.services.iter().map(|a| a.target.as_str()).collect();
         let found = self.describe(&targets).await?;
         let at = now_rfc3339();
@@ -629,7 +684,10 @@ pub async fn rollback(
     let target = match to {
         Some(id) => {
             let rec = live.releases.iter().find(|r| &r.id == id).ok_or_else(|| {
-                PlatformError::setup(format!("no release `{id}` is recorded"), format!("recorded releases that succeeded: {}", list()))
+                PlatformError::setup(
+                    format!("no release `{id}` is recorded"),
+                    format!("recorded releases that succeeded: {}", list()),
+                )
             })?;
             if rec.outcome != Outcome::Succeeded {
                 return Err(PlatformError::setup(

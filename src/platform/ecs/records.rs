@@ -48,7 +48,13 @@ pub fn encode(id: &ReleaseId, e: &Entry) -> (String, String) {
     let digest = e.digest.as_deref().map_or_else(|| "-".to_owned(), |d| clean(d, 80));
     (
         format!("{RELEASE_PREFIX}{}", clean(id.as_str(), 100)),
-        format!("{} {} {} {} {digest}", e.outcome.as_str(), clean(&e.at, 30), clean(&e.actor, 39), clean(&e.revision, 100)),
+        format!(
+            "{} {} {} {} {digest}",
+            e.outcome.as_str(),
+            clean(&e.at, 30),
+            clean(&e.actor, 39),
+            clean(&e.revision, 100)
+        ),
     )
 }
 

@@ -112,7 +112,9 @@ pub async fn register(ecs: &Client, doc: &Value) -> Result<String, PlatformError
     let family = doc
         .get("family")
         .and_then(Value::as_str)
-        .ok_or_else(|| PlatformError::setup("the task definition has no `family`", "add `family` to the template"))?
+        .ok_or_else(|| {
+            PlatformError::setup("the task definition has no `family`", "add `family` to the template")
+        })?
         .to_owned();
     let body = serde_json::to_vec(doc).map_err(|e| PlatformError::api("RegisterTaskDefinition", e))?;
     let out = ecs
@@ -126,7 +128,9 @@ pub async fn register(ecs: &Client, doc: &Value) -> Result<String, PlatformError
         })
         .send()
         .await
-        .map_err(|e| PlatformError::api(format!("RegisterTaskDefinition {family}"), DisplayErrorContext(&e)))?;
+        .map_err(|e| {
+            PlatformError::api(format!("RegisterTaskDefinition {family}"), DisplayErrorContext(&e))
+        })?;
     out.task_definition()
         .and_then(|t| t.task_definition_arn())
         .map(str::to_owned)
@@ -225,7 +229,10 @@ mod tests {
 
     #[test]
     fn family_revision_of_arns() {
-        assert_eq!(family_revision("arn:aws:ecs:eu-west-1:1:task-definition/shop-user-dev:7"), "shop-user-dev:7");
+        assert_eq!(
+            family_revision("arn:aws:ecs:eu-west-1:1:task-definition/shop-user-dev:7"),
+            "shop-user-dev:7"
+        );
         assert_eq!(family_revision("shop-user-dev:7"), "shop-user-dev:7");
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
+pub mod ecs_env;
 pub mod moto;
 use std::time::Duration;
 
