@@ -266,3 +266,27 @@ async fn listener_switches_to_the_green_target_group_and_back() {
             .unwrap_err();
     assert!(err.to_string().contains("0 of 1 targets healthy"), "{err}");
 }
+
+#[tokio::test]
+async fn native_blue_green_is_followed_by_deployment_id_through_the_bake() {
+    let env = EcsEnv::start(Options { blue_green: Some("user"), ..Options::default() }).await;
+    let (green, rule) = env.blue_green.clone().unwrap();
+    let p = platform(&env);
+    let mut one = BTreeMap::new();
+    one.insert("user".to_owned(), image("user", None, 2));
+    let report = deploy(&env, &p, &id(1), &one).await.unwrap();
+    let a = &report.applied.services[0];
+    // Returned only once ECS finished ITS bake: our deployment is the only one, COMPLETED.
+    let s = env.service("shop-user").await;
+    assert_eq!(s.deployments().len(), 1, "{:?}", s.deployments());
+    assert_eq!(s.deployments()[0].id(), Some(a.handle.as_str()));
+    assert_eq!(
+        s.deployments()[0].rollout_state().map(aws_sdk_ecs::types::DeploymentRolloutState::as_str),
+        Some("COMPLETED")
+    );
+    // ECS shifted production traffic to green.
+    let sw = bluegreen::TrafficSwitch { listener_arn: env.listener.clone(), rule_arn: Some(rule) };
+    let serving = bluegreen::serving(p.elb(), &sw).await.unwrap();
+    assert_eq!(bluegreen::live_group(&serving), Some(green.as_str()), "{serving:?}");
+    assert_eq!(env.tags("shop-user").await["deployer:known-good"], a.revision);
+}

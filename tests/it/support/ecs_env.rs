@@ -31,11 +31,16 @@ pub struct Options {
     pub desired: i32,
     /// `health:` block of the environment file (YAML flow mapping).
     pub health: String,
+    /// This service uses native ECS blue/green (BLUE_GREEN, bake 1 min × scale, a production
+    /// listener rule and an alternate target group).
+    pub blue_green: Option<&'static str>,
+    /// moto's time scale (0.2 in tests: rollouts five times faster than real ECS).
+    pub scale: f64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { circuit_breaker: None, desired: 2, health: "{ bake_time: 1s }".into() }
+        Self { circuit_breaker: None, desired: 2, health: "{ bake_time: 1s }".into(), blue_green: None, scale: 0.2 }
     }
 }
 
@@ -56,6 +61,8 @@ pub struct EcsEnv {
     pub target_groups: BTreeMap<String, String>,
     /// service → the task definition the fixture created it with.
     pub initial: BTreeMap<String, String>,
+    /// Native blue/green: (green target group, production listener rule).
+    pub blue_green: Option<(String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -75,7 +82,7 @@ pub fn images(n: u8) -> BTreeMap<String, String> {
 
 impl EcsEnv {
     pub async fn start(opts: Options) -> Self {
-        let moto = Moto::start();
+        let moto = Moto::start_scaled(opts.scale);
         let sdk = moto.sdk_config().await;
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&root().join("examples/shop"), dir.path());
@@ -142,11 +149,16 @@ impl EcsEnv {
             listener,
             target_groups,
             initial: BTreeMap::new(),
+            blue_green: None,
             dir,
         };
         for s in SERVICES {
             let td = me.register_plain(s, &image(s, None, 1)).await;
-            me.create_service(s, &td, &opts, None).await;
+            if opts.blue_green == Some(s) {
+                me.blue_green = Some(me.create_blue_green_service(s, &td, &opts).await);
+            } else {
+                me.create_service(s, &td, &opts, None).await;
+            }
             me.initial.insert(s.to_owned(), td);
         }
         for s in SERVICES {
@@ -226,6 +238,71 @@ impl EcsEnv {
             .send()
             .await
             .unwrap();
+    }
+
+    /// Creates `service` with native ECS blue/green: production traffic through a listener rule
+    /// on the blue target group, green as the alternate. Returns (green, rule).
+    pub async fn create_blue_green_service(
+        &self,
+        service: &str,
+        task_definition: &str,
+        opts: &Options,
+    ) -> (String, String) {
+        let green = target_group(&self.elb, &self.vpc, &format!("shop-test-{service}-green")).await;
+        let blue = &self.target_groups[service];
+        let rule = self
+            .elb
+            .create_rule()
+            .listener_arn(&self.listener)
+            .priority(10)
+            .conditions(
+                aws_sdk_elasticloadbalancingv2::types::RuleCondition::builder()
+                    .field("path-pattern")
+                    .values(format!("/{service}/*"))
+                    .build(),
+            )
+            .actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(blue).build())
+            .send()
+            .await
+            .unwrap()
+            .rules()[0]
+            .rule_arn()
+            .unwrap()
+            .to_owned();
+        let mut cfg = DeploymentConfiguration::builder()
+            .strategy(aws_sdk_ecs::types::DeploymentStrategy::BlueGreen)
+            .bake_time_in_minutes(1)
+            .build();
+        if let Some((enable, rollback)) = opts.circuit_breaker {
+            cfg.deployment_circuit_breaker =
+                Some(DeploymentCircuitBreaker::builder().enable(enable).rollback(rollback).build());
+        }
+        self.ecs
+            .create_service()
+            .cluster(CLUSTER)
+            .service_name(format!("shop-{service}"))
+            .task_definition(task_definition)
+            .desired_count(opts.desired)
+            .launch_type(LaunchType::Fargate)
+            .load_balancers(
+                LoadBalancer::builder()
+                    .target_group_arn(blue)
+                    .container_name(service)
+                    .container_port(8080)
+                    .advanced_configuration(
+                        aws_sdk_ecs::types::AdvancedConfiguration::builder()
+                            .alternate_target_group_arn(&green)
+                            .production_listener_rule(&rule)
+                            .role_arn("arn:aws:iam::123456789012:role/ecs-blue-green")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .deployment_configuration(cfg)
+            .send()
+            .await
+            .unwrap();
+        (green, rule)
     }
 
     /// A deployment configuration with ECS deployment alarms (ECS itself rolls back on ALARM).
