@@ -61,7 +61,8 @@ async fn settle(env: &EcsEnv, ecs_name: &str, td: &str) {
         let d = s.deployments();
         if d.len() == 1
             && d[0].task_definition() == Some(td)
-            && d[0].rollout_state().map(aws_sdk_ecs::types::DeploymentRolloutState::as_str) == Some("COMPLETED")
+            && d[0].rollout_state().map(aws_sdk_ecs::types::DeploymentRolloutState::as_str)
+                == Some("COMPLETED")
         {
             return;
         }
@@ -170,7 +171,8 @@ async fn main() {
     drop(env);
 
     // Scenario B: no circuit breaker: ECS retries the crashing tasks forever.
-    let env = EcsEnv::start(Options { scale: 1.0, health: "{ bake_time: 0s }".into(), ..Options::default() }).await;
+    let env =
+        EcsEnv::start(Options { scale: 1.0, health: "{ bake_time: 0s }".into(), ..Options::default() }).await;
     let p = EcsPlatform::new(&env.sdk, &env.config, &env.env).unwrap();
     let good = env.service("shop-user").await.task_definition().unwrap().to_owned();
     let mut ours_b = Vec::new();
@@ -179,21 +181,39 @@ async fn main() {
         let (lat, v) = ours(&env, &p, 10 + n as u8).await;
         ours_b.push(lat);
         ours_b_verdict = v;
-        env.ecs.update_service().cluster(CLUSTER).service("shop-user").task_definition(&good).send().await.unwrap();
+        env.ecs
+            .update_service()
+            .cluster(CLUSTER)
+            .service("shop-user")
+            .task_definition(&good)
+            .send()
+            .await
+            .unwrap();
         settle(&env, "shop-user", &good).await;
     }
 
     let (oa, pa, ob) = (median(ours_a.clone()), median(peer_a.clone()), median(ours_b.clone()));
-    println!("| scenario (moto + ECS controller, time scale 1.0, {RUNS} runs, median) | tool | verdict | first task stopped → verdict |");
+    println!(
+        "| scenario (moto + ECS controller, time scale 1.0, {RUNS} runs, median) | tool | verdict | first task stopped → verdict |"
+    );
     println!("|---|---|---|---|");
-    println!("| crashloop, circuit breaker + rollback | deployer (poll {:?}) | {ours_verdict} | {oa:.1} s |", p.poll());
+    println!(
+        "| crashloop, circuit breaker + rollback | deployer (poll {:?}) | {ours_verdict} | {oa:.1} s |",
+        p.poll()
+    );
     println!(
         "| crashloop, circuit breaker + rollback | ServicesStable waiter (boto3 defaults, 15 s × 40) | {peer_verdict} | {pa:.1} s (update → return {peer_total:.1} s) |"
     );
-    println!("| crashloop, no circuit breaker | deployer (poll {:?}) | {ours_b_verdict} | {ob:.1} s |", p.poll());
+    println!(
+        "| crashloop, no circuit breaker | deployer (poll {:?}) | {ours_b_verdict} | {ob:.1} s |",
+        p.poll()
+    );
     println!(
         "| crashloop, no circuit breaker | ServicesStable waiter | never stable: WaiterError after 40 × 15 s (computed, not run) | ≈ 600 s |"
     );
     println!();
-    println!("ratio (circuit breaker case): waiter / deployer = {:.1}×; raw: deployer {ours_a:.2?}, waiter {peer_a:.2?}, no-CB deployer {ours_b:.2?}", pa / oa);
+    println!(
+        "ratio (circuit breaker case): waiter / deployer = {:.1}×; raw: deployer {ours_a:.2?}, waiter {peer_a:.2?}, no-CB deployer {ours_b:.2?}",
+        pa / oa
+    );
 }

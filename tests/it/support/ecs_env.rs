@@ -40,7 +40,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { circuit_breaker: None, desired: 2, health: "{ bake_time: 1s }".into(), blue_green: None, scale: 0.2 }
+        Self {
+            circuit_breaker: None,
+            desired: 2,
+            health: "{ bake_time: 1s }".into(),
+            blue_green: None,
+            scale: 0.2,
+        }
     }
 }
 
