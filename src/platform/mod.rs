@@ -107,6 +107,24 @@ pub struct AppliedService {
     pub handle: String,
     /// False when the service already ran exactly this (nothing was started).
     pub changed: bool,
+    /// Deployer-driven blue/green: traffic to move once `target` is healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+}
+
+/// Deployer-driven blue/green: `target` is the idle colour being deployed; once it is healthy
+/// the switch moves production traffic from `from_group` to `to_group`, and after the bake the
+/// other colour (`other`) is scaled down. A rollback is the same move in reverse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Traffic {
+    /// ALB listener ARN.
+    pub listener: String,
+    /// Listener rule ARN; None = the listener's default action.
+    pub rule: Option<String>,
+    pub from_group: String,
+    pub to_group: String,
+    /// The colour serving now (ECS service name).
+    pub other: String,
 }
 
 /// What `apply` did.
@@ -453,6 +471,7 @@ mod tests {
                 previous: prev.map(str::to_owned),
                 handle: "ecs-svc/1".into(),
                 changed: true,
+                traffic: None,
             }],
         }
     }

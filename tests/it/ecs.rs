@@ -290,3 +290,106 @@ async fn native_blue_green_is_followed_by_deployment_id_through_the_bake() {
     assert_eq!(bluegreen::live_group(&serving), Some(green.as_str()), "{serving:?}");
     assert_eq!(env.tags("shop-user").await["deployer:known-good"], a.revision);
 }
+
+async fn rule_serves(env: &EcsEnv, rule: &str) -> String {
+    let sw = bluegreen::TrafficSwitch { listener_arn: env.listener.clone(), rule_arn: Some(rule.to_owned()) };
+    let serving = bluegreen::serving(&env.elb, &sw).await.unwrap();
+    bluegreen::live_group(&serving).unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn deployer_blue_green_switches_once_green_is_healthy_then_scales_blue_down() {
+    let env = EcsEnv::start(Options { colours: Some("user"), ..Options::default() }).await;
+    let (blue_group, green_group, rule) = env.colours.clone().unwrap();
+    assert_eq!(rule_serves(&env, &rule).await, blue_group);
+    let p = platform(&env);
+    // One release: `user` blue/green by deployer, the other three rolling.
+    let report = deploy(&env, &p, &id(1), &images(2)).await.unwrap();
+    let user = report.applied.services.iter().find(|a| a.service == "user").unwrap();
+    assert_eq!(user.target, "shop-user-green");
+    let traffic = user.traffic.as_ref().unwrap();
+    assert_eq!(
+        (traffic.from_group.as_str(), traffic.to_group.as_str()),
+        (blue_group.as_str(), green_group.as_str())
+    );
+    assert_eq!(rule_serves(&env, &rule).await, green_group);
+    assert_eq!(env.service("shop-user-green").await.task_definition(), Some(user.revision.as_str()));
+    assert_eq!(env.service("shop-user-blue").await.desired_count(), 0);
+    // Records on both colours; the next deploy goes to blue.
+    assert_eq!(env.tags("shop-user-blue").await["deployer:known-good"], user.revision);
+    assert_eq!(env.tags("shop-user-green").await["deployer:known-good"], user.revision);
+    let next = deploy(&env, &p, &id(2), &images(3)).await.unwrap();
+    let user = next.applied.services.iter().find(|a| a.service == "user").unwrap();
+    assert_eq!(user.target, "shop-user-blue");
+    assert_eq!(rule_serves(&env, &rule).await, blue_group);
+    assert_eq!(ecs::status(&p).await.unwrap().services["user"].target, "shop-user-blue");
+    assert_nothing_in_use_deregistered(&env, &p).await;
+}
+
+#[tokio::test]
+async fn deployer_blue_green_rollback_switches_back_to_the_kept_colour() {
+    let env = EcsEnv::start(Options {
+        colours: Some("user"),
+        health: format!("{{ bake_time: 60s, alarms: [{ALARM}] }}"),
+        ..Options::default()
+    })
+    .await;
+    env.alarm(ALARM).await;
+    let (blue_group, green_group, rule) = env.colours.clone().unwrap();
+    let blue_before = env.service("shop-user-blue").await;
+    let blue_deployment = blue_before.deployments()[0].id().unwrap().to_owned();
+    let p = platform(&env);
+    // Fire the alarm once traffic is on green, i.e. during the bake.
+    let trigger = {
+        let elb = env.elb.clone();
+        let cw = env.cw.clone();
+        let sw =
+            bluegreen::TrafficSwitch { listener_arn: env.listener.clone(), rule_arn: Some(rule.clone()) };
+        let green_group = green_group.clone();
+        tokio::spawn(async move {
+            loop {
+                let serving = bluegreen::serving(&elb, &sw).await.unwrap();
+                if bluegreen::live_group(&serving) == Some(green_group.as_str()) {
+                    cw.set_alarm_state()
+                        .alarm_name(ALARM)
+                        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+                        .state_reason("5xx after the switch")
+                        .send()
+                        .await
+                        .unwrap();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut one = BTreeMap::new();
+    one.insert("user".to_owned(), image("user", None, 2));
+    let err = deploy(&env, &p, &id(1), &one).await.unwrap_err();
+    trigger.await.unwrap();
+    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
+    assert_eq!(failures[0].cause, Cause::Alarm, "{failures:?}");
+    // Switched back to blue, whose tasks were kept: same deployment, no new tasks.
+    assert_eq!(rule_serves(&env, &rule).await, blue_group);
+    let blue = env.service("shop-user-blue").await;
+    assert_eq!(blue.deployments().len(), 1);
+    assert_eq!(blue.deployments()[0].id(), Some(blue_deployment.as_str()));
+    assert_eq!(blue.task_definition(), Some(env.initial["user"].as_str()));
+    assert_eq!(env.service("shop-user-green").await.desired_count(), 0);
+    assert_eq!(ecs::history(&p).await.unwrap()[0].outcome, Outcome::RolledBack);
+}
+
+#[tokio::test]
+async fn deployer_blue_green_crashloop_never_gets_traffic() {
+    let env = EcsEnv::start(Options { colours: Some("user"), ..Options::default() }).await;
+    let (blue_group, _, rule) = env.colours.clone().unwrap();
+    let p = platform(&env);
+    let mut one = BTreeMap::new();
+    one.insert("user".to_owned(), image("user", Some("crashloop"), 2));
+    let err = deploy(&env, &p, &id(1), &one).await.unwrap_err();
+    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
+    assert_eq!(failures[0].cause, Cause::UnitFailed, "{failures:?}");
+    assert_eq!(rule_serves(&env, &rule).await, blue_group);
+    assert_eq!(env.service("shop-user-green").await.desired_count(), 0);
+    assert_eq!(env.service("shop-user-blue").await.task_definition(), Some(env.initial["user"].as_str()));
+}

@@ -5,6 +5,11 @@
 //! the rule itself and [`super::EcsPlatform`] follows the deployment by id like a rolling one.
 //! These primitives are for the deployer-driven variant (two target groups, the listener
 //! switched by deployer, switch-back as the rollback) and for inspecting what serves.
+//! The deployer-driven variant uses two ECS services per deployer service, `<name>-blue` and
+//! `<name>-green`, each on its own target group (see [`super::EcsPlatform`]). Two services
+//! rather than task sets: task sets need the EXTERNAL deployment controller, which gives up
+//! ECS's own deployments, circuit breaker and events; two ordinary services keep all of it,
+//! and each colour's rollout is followed by deployment id like any other.
 //! A switch always forwards 100 % to one group; [`switch_to`] returns the previous forward
 //! configuration so that [`restore`] puts back exactly what was there.
 
@@ -115,6 +120,50 @@ pub async fn switch_to(
     }
     set(elb, sw, &next).await?;
     Ok(before)
+}
+
+/// Finds where production traffic to any of `groups` is decided: a (non-default) listener rule
+/// forwarding to one of them, else a listener whose default action does, on the load balancers
+/// the first group is attached to.
+pub async fn find_switch(elb: &Client, groups: &[&str]) -> Result<Option<TrafficSwitch>, PlatformError> {
+    let Some(first) = groups.first() else { return Ok(None) };
+    let tgs = elb
+        .describe_target_groups()
+        .target_group_arns(*first)
+        .send()
+        .await
+        .map_err(|e| PlatformError::api("DescribeTargetGroups", DisplayErrorContext(&e)))?;
+    let lbs: Vec<String> = tgs.target_groups().iter().flat_map(|t| t.load_balancer_arns().to_vec()).collect();
+    let hits = |f: &Forward| f.iter().any(|(t, _)| groups.contains(&t.as_str()));
+    for lb in lbs {
+        let listeners = elb
+            .describe_listeners()
+            .load_balancer_arn(&lb)
+            .send()
+            .await
+            .map_err(|e| PlatformError::api("DescribeListeners", DisplayErrorContext(&e)))?;
+        for l in listeners.listeners() {
+            let Some(listener) = l.listener_arn() else { continue };
+            let rules = elb
+                .describe_rules()
+                .listener_arn(listener)
+                .send()
+                .await
+                .map_err(|e| PlatformError::api("DescribeRules", DisplayErrorContext(&e)))?;
+            for r in rules.rules() {
+                if r.is_default() != Some(true) && hits(&forward_of(r.actions())) {
+                    return Ok(Some(TrafficSwitch {
+                        listener_arn: listener.to_owned(),
+                        rule_arn: r.rule_arn().map(str::to_owned),
+                    }));
+                }
+            }
+            if hits(&forward_of(l.default_actions())) {
+                return Ok(Some(TrafficSwitch { listener_arn: listener.to_owned(), rule_arn: None }));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Puts back a forward configuration returned by [`switch_to`].

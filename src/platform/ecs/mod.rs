@@ -63,6 +63,18 @@ pub struct EcsPlatform {
     services: Vec<EcsService>,
     vars: BTreeMap<&'static str, String>,
     poll: Duration,
+    /// `strategy: blue-green`: services with `-blue`/`-green` colours are switched by deployer.
+    blue_green: bool,
+}
+
+/// A deployer-driven blue/green pair as found in ECS and on the ALB.
+#[derive(Debug, Clone)]
+struct Colours {
+    live: Service,
+    idle: Service,
+    live_group: String,
+    idle_group: String,
+    switch: bluegreen::TrafficSwitch,
 }
 
 impl EcsPlatform {
@@ -105,6 +117,7 @@ impl EcsPlatform {
             services,
             vars,
             poll: Duration::from_secs(1),
+            blue_green: env.strategy.kind == crate::config::StrategyKind::BlueGreen,
         })
     }
 
@@ -212,6 +225,174 @@ impl EcsPlatform {
                  deployer updates services, it does not create them; or set `target.ecs.services` in the environment file",
             )
         })
+    }
+
+    /// The blue/green pair of `target` (`<target>-blue` and `<target>-green`, both ACTIVE, each
+    /// with a target group, and a listener forwarding to one of them), when the environment
+    /// asks for blue-green. None: the service deploys as one ECS service (rolling, or ECS's
+    /// native BLUE_GREEN, which ECS switches itself).
+    async fn colours(&self, target: &str) -> Result<Option<Colours>, PlatformError> {
+        if !self.blue_green {
+            return Ok(None);
+        }
+        let (blue, green) = (format!("{target}-blue"), format!("{target}-green"));
+        let found = self.describe(&[blue.as_str(), green.as_str()]).await?;
+        let active = |n: &str| found.get(n).filter(|s| s.status() == Some("ACTIVE")).cloned();
+        let (Some(blue), Some(green)) = (active(&blue), active(&green)) else {
+            return Ok(None);
+        };
+        let group =
+            |s: &Service| s.load_balancers().first().and_then(|l| l.target_group_arn()).map(str::to_owned);
+        let (Some(blue_group), Some(green_group)) = (group(&blue), group(&green)) else {
+            return Err(PlatformError::setup(
+                format!("blue/green services of `{target}` need a load balancer target group each"),
+                "attach `-blue` and `-green` to their own ALB target groups",
+            ));
+        };
+        let switch = bluegreen::find_switch(&self.elb, &[blue_group.as_str(), green_group.as_str()])
+            .await?
+            .ok_or_else(|| {
+            PlatformError::setup(
+                format!("no ALB listener or rule forwards to the target groups of `{target}-blue`/`-green`"),
+                "forward a listener (default action) or a listener rule to the blue target group",
+            )
+        })?;
+        let serving = bluegreen::serving(&self.elb, &switch).await?;
+        let green_live = bluegreen::live_group(&serving) == Some(green_group.as_str());
+        Ok(Some(if green_live {
+            Colours { live: green, idle: blue, live_group: green_group, idle_group: blue_group, switch }
+        } else {
+            Colours { live: blue, idle: green, live_group: blue_group, idle_group: green_group, switch }
+        }))
+    }
+
+    /// Deploys `revision` to the idle colour (or, if the live colour runs it already, only
+    /// scales the idle one down).
+    async fn apply_colours(
+        &self,
+        s: &ServiceRelease,
+        c: Colours,
+        revision: String,
+    ) -> Result<AppliedService, PlatformError> {
+        let name = |svc: &Service| svc.service_name().unwrap_or_default().to_owned();
+        let live_td = c.live.task_definition().map(str::to_owned);
+        let same = |a: Option<&str>| {
+            a.is_some_and(|a| taskdef::family_revision(a) == taskdef::family_revision(&revision))
+        };
+        if same(live_td.as_deref()) {
+            if c.idle.desired_count() > 0 {
+                self.scale(&name(&c.idle), 0).await?;
+            }
+            return Ok(AppliedService {
+                service: s.service.clone(),
+                target: name(&c.live),
+                image: s.image.clone(),
+                revision: live_td.clone().unwrap_or(revision),
+                previous: live_td,
+                handle: primary_id(&c.live).unwrap_or_default(),
+                changed: false,
+                traffic: None,
+            });
+        }
+        let desired = c.live.desired_count().max(1);
+        let traffic = Some(super::Traffic {
+            listener: c.switch.listener_arn.clone(),
+            rule: c.switch.rule_arn.clone(),
+            from_group: c.live_group.clone(),
+            to_group: c.idle_group.clone(),
+            other: name(&c.live),
+        });
+        // The idle colour still runs this revision (kept through the bake of the release being
+        // rolled back): switching back needs no new tasks.
+        if same(c.idle.task_definition())
+            && c.idle.running_count() >= desired
+            && c.idle.desired_count() >= desired
+        {
+            return Ok(AppliedService {
+                service: s.service.clone(),
+                target: name(&c.idle),
+                image: s.image.clone(),
+                revision: c.idle.task_definition().unwrap_or_default().to_owned(),
+                previous: live_td,
+                handle: primary_id(&c.idle).unwrap_or_default(),
+                changed: false,
+                traffic,
+            });
+        }
+        let target = name(&c.idle);
+        let out = self
+            .ecs
+            .update_service()
+            .cluster(&self.cluster)
+            .service(&target)
+            .task_definition(&revision)
+            .desired_count(desired)
+            .force_new_deployment(true)
+            .send()
+            .await
+            .map_err(|e| PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e)))?;
+        let updated =
+            out.service().ok_or_else(|| PlatformError::api("UpdateService", "no service in the response"))?;
+        let handle = primary_id(updated).ok_or_else(|| {
+            PlatformError::api("UpdateService", "the service has no PRIMARY deployment after the update")
+        })?;
+        Ok(AppliedService {
+            service: s.service.clone(),
+            target,
+            image: s.image.clone(),
+            revision: updated.task_definition().map_or(revision, str::to_owned),
+            previous: live_td,
+            handle,
+            changed: true,
+            traffic,
+        })
+    }
+
+    /// The task definition to run for `doc`: `current` when it is the same (normalised), else a
+    /// newly registered revision.
+    async fn revision_for(&self, doc: &Value, current: Option<&str>) -> Result<String, PlatformError> {
+        if let Some(arn) = current {
+            let live = taskdef::describe(&self.ecs, arn).await?;
+            if taskdef::same(doc, &live) {
+                return Ok(arn.to_owned());
+            }
+        }
+        taskdef::register(&self.ecs, doc).await
+    }
+
+    async fn scale(&self, target: &str, desired: i32) -> Result<(), PlatformError> {
+        self.ecs
+            .update_service()
+            .cluster(&self.cluster)
+            .service(target)
+            .desired_count(desired)
+            .send()
+            .await
+            .map_err(|e| PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e)))?;
+        Ok(())
+    }
+
+    /// For a blue/green service whose new colour completed: true once its target group has
+    /// `desired` healthy targets and none unhealthy.
+    async fn targets_ready(&self, group: &str, desired: u32) -> Result<bool, PlatformError> {
+        let out = self
+            .elb
+            .describe_target_health()
+            .target_group_arn(group)
+            .send()
+            .await
+            .map_err(|e| PlatformError::api("DescribeTargetHealth", DisplayErrorContext(&e)))?;
+        let states: Vec<&str> = out
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                d.target_health()?
+                    .state()
+                    .map(aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum::as_str)
+            })
+            .collect();
+        let healthy = states.iter().filter(|s| **s == "healthy").count();
+        Ok(healthy >= desired as usize && !states.contains(&"unhealthy"))
     }
 
     async fn tags(&self, arn: &str) -> Result<Vec<(String, String)>, PlatformError> {
@@ -384,28 +565,73 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+// The SDK's futures are large: each trait method boxes its body so callers' futures stay small.
 impl Platform for EcsPlatform {
     async fn observe(&self) -> Result<LiveState, PlatformError> {
+        Box::pin(self.observe_impl()).await
+    }
+
+    async fn apply(&self, plan: &ReleasePlan) -> Result<Applied, PlatformError> {
+        Box::pin(self.apply_impl(plan)).await
+    }
+
+    async fn watch(
+        &self,
+        applied: &Applied,
+        policy: &HealthPolicy,
+        events: &dyn Sink,
+    ) -> Result<Verdict, PlatformError> {
+        Box::pin(self.watch_impl(applied, policy, events)).await
+    }
+
+    async fn record(
+        &self,
+        plan: &ReleasePlan,
+        applied: &Applied,
+        outcome: Outcome,
+    ) -> Result<(), PlatformError> {
+        Box::pin(self.record_impl(plan, applied, outcome)).await
+    }
+}
+
+impl EcsPlatform {
+    async fn observe_impl(&self) -> Result<LiveState, PlatformError> {
         let targets: Vec<&str> = self.services.iter().map(|s| s.target.as_str()).collect();
         let found = self.describe(&targets).await?;
         let mut services = BTreeMap::new();
         let mut entries = Vec::new();
         for svc in &self.services {
-            let Some(s) = found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")) else {
-                continue;
+            // Blue/green: the live colour is what runs; records are on both colours.
+            let (s, holders) = match self.colours(&svc.target).await? {
+                Some(c) => (c.live.clone(), vec![c.live, c.idle]),
+                None => match found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")) {
+                    Some(s) => (s.clone(), vec![s.clone()]),
+                    None => continue,
+                },
             };
-            let tags = self.tags(s.service_arn().unwrap_or_default()).await?;
-            let known_good = tags.iter().find(|(k, _)| k == records::KNOWN_GOOD).map(|(_, v)| v.clone());
-            for (k, v) in &tags {
-                if let Some((id, e)) = records::decode(k, v) {
-                    entries.push((svc.name.clone(), id, e));
+            let s = &s;
+            let mut known_good: Option<(String, String)> = None;
+            for h in &holders {
+                let tags = self.tags(h.service_arn().unwrap_or_default()).await?;
+                let get = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+                if let Some(kg) = get(records::KNOWN_GOOD) {
+                    let release = get(records::KNOWN_GOOD_RELEASE).unwrap_or_default();
+                    if known_good.as_ref().is_none_or(|(r, _)| *r < release) {
+                        known_good = Some((release, kg));
+                    }
+                }
+                for (k, v) in &tags {
+                    if let Some((id, e)) = records::decode(k, v) {
+                        entries.push((svc.name.clone(), id, e));
+                    }
                 }
             }
+            let known_good = known_good.map(|(_, kg)| kg);
             let rollout = primary_id(s).map(|p| classify::rollout_state(&deployment_views(s), &p, None, &[]));
             services.insert(
                 svc.name.clone(),
                 LiveService {
-                    target: svc.target.clone(),
+                    target: s.service_name().unwrap_or(&svc.target).to_owned(),
                     revision: s.task_definition().map(str::to_owned),
                     known_good,
                     rollout,
@@ -417,7 +643,7 @@ impl Platform for EcsPlatform {
         Ok(LiveState { services, releases: records::merge(entries) })
     }
 
-    async fn apply(&self, plan: &ReleasePlan) -> Result<Applied, PlatformError> {
+    async fn apply_impl(&self, plan: &ReleasePlan) -> Result<Applied, PlatformError> {
         let mut wanted = Vec::new();
         for s in &plan.services {
             let target = self.target_of(&s.service).ok_or_else(|| {
@@ -430,26 +656,33 @@ impl Platform for EcsPlatform {
         }
         let targets: Vec<&str> = wanted.iter().map(|(_, t)| *t).collect();
         let found = self.describe(&targets).await?;
+        let mut colours = HashMap::new();
         // Check every service before changing any: a missing one must not leave half a release.
         for (_, target) in &wanted {
-            self.service_or_err(&found, target)?;
+            match self.colours(target).await? {
+                Some(c) => {
+                    colours.insert((*target).to_owned(), c);
+                }
+                None => {
+                    self.service_or_err(&found, target)?;
+                }
+            }
         }
         let mut applied = Vec::new();
         for (s, target) in wanted {
+            if let Some(c) = colours.remove(target) {
+                let revision = match &s.desired {
+                    Desired::Revision(r) => r.clone(),
+                    Desired::Spec(doc) => self.revision_for(doc, c.live.task_definition()).await?,
+                };
+                applied.push(self.apply_colours(s, c, revision).await?);
+                continue;
+            }
             let svc = self.service_or_err(&found, target)?;
             let current = svc.task_definition().map(str::to_owned);
             let revision = match &s.desired {
                 Desired::Revision(r) => r.clone(),
-                Desired::Spec(doc) => {
-                    let live: Option<Value> = match &current {
-                        Some(arn) => Some(taskdef::describe(&self.ecs, arn).await?),
-                        None => None,
-                    };
-                    match (live, &current) {
-                        (Some(live), Some(arn)) if taskdef::same(doc, &live) => arn.clone(),
-                        _ => taskdef::register(&self.ecs, doc).await?,
-                    }
-                }
+                Desired::Spec(doc) => self.revision_for(doc, current.as_deref()).await?,
             };
             let unchanged = current
                 .as_deref()
@@ -497,12 +730,13 @@ impl Platform for EcsPlatform {
                 previous: current,
                 handle,
                 changed: !unchanged,
+                traffic: None,
             });
         }
         Ok(Applied { release: plan.id.clone(), services: applied })
     }
 
-    async fn watch(
+    async fn watch_impl(
         &self,
         applied: &Applied,
         policy: &HealthPolicy,
@@ -516,6 +750,7 @@ impl Platform for EcsPlatform {
         let mut seen_events: BTreeSet<String> = BTreeSet::new();
         let mut http_failures = vec![0_u32; policy.http.len()];
         let mut last_progress: HashMap<String, String> = HashMap::new();
+        let mut switched: BTreeSet<String> = BTreeSet::new();
         let targets: Vec<&str> = applied.services.iter().map(|a| a.target.as_str()).collect();
         loop {
             let found = self.describe(&targets).await?;
@@ -523,12 +758,41 @@ impl Platform for EcsPlatform {
             for a in &applied.services {
                 let svc = self.service_or_err(&found, &a.target)?;
                 let messages: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
-                let state = classify::rollout_state(
+                let mut state = classify::rollout_state(
                     &deployment_views(svc),
                     &a.handle,
                     a.previous.as_deref(),
                     &messages,
                 );
+                if let (Some(t), RolloutState::Complete) = (&a.traffic, &state)
+                    && !switched.contains(&a.service)
+                {
+                    // Blue/green: the new colour is complete; traffic moves once its targets
+                    // are healthy, and only then does the bake start.
+                    let desired = u32::try_from(svc.desired_count()).unwrap_or(0);
+                    if self.targets_ready(&t.to_group, desired).await? {
+                        let sw = bluegreen::TrafficSwitch {
+                            listener_arn: t.listener.clone(),
+                            rule_arn: t.rule.clone(),
+                        };
+                        bluegreen::switch_to(&self.elb, &sw, &t.to_group).await?;
+                        switched.insert(a.service.clone());
+                        events.emit(&Event::Service {
+                            service: a.service.clone(),
+                            phase: Phase::Health,
+                            message: format!(
+                                "traffic switched to {} ({}); {} kept for the bake",
+                                a.target, t.to_group, t.other
+                            ),
+                        });
+                    } else {
+                        state = RolloutState::InProgress {
+                            running: u32::try_from(svc.running_count()).unwrap_or(0),
+                            desired,
+                            failed_tasks: 0,
+                        };
+                    }
+                }
                 for e in svc.events() {
                     let fresh = e
                         .created_at()
@@ -601,6 +865,19 @@ impl Platform for EcsPlatform {
                     samples: &samples,
                 },
             );
+            if verdict.is_healthy() {
+                // The bake passed: the other colour is no longer needed for a switch-back.
+                for a in applied.services.iter().filter(|a| switched.contains(&a.service)) {
+                    if let Some(t) = &a.traffic {
+                        self.scale(&t.other, 0).await?;
+                        events.emit(&Event::Service {
+                            service: a.service.clone(),
+                            phase: Phase::Health,
+                            message: format!("{} scaled down", t.other),
+                        });
+                    }
+                }
+            }
             if !matches!(verdict, Verdict::Progressing { .. }) {
                 return Ok(verdict);
             }
@@ -608,17 +885,31 @@ impl Platform for EcsPlatform {
         }
     }
 
-    async fn record(
+    async fn record_impl(
         &self,
         plan: &ReleasePlan,
         applied: &Applied,
         outcome: Outcome,
     ) -> Result<(), PlatformError> {
-        let targets: Vec<&str> = applied.services.iter().map(|a| a.target.as_str()).collect();
+        let mut targets: Vec<&str> = Vec::new();
+        for a in &applied.services {
+            targets.push(&a.target);
+            if let Some(t) = &a.traffic {
+                targets.push(&t.other);
+            }
+        }
         let found = self.describe(&targets).await?;
         let at = now_rfc3339();
+        // Blue/green: both colours carry the records, so either one found later has them.
+        let mut holders: Vec<(&AppliedService, &str)> = Vec::new();
         for a in &applied.services {
-            let svc = self.service_or_err(&found, &a.target)?;
+            holders.push((a, a.target.as_str()));
+            if let Some(t) = &a.traffic {
+                holders.push((a, t.other.as_str()));
+            }
+        }
+        for (a, holder) in holders {
+            let svc = self.service_or_err(&found, holder)?;
             let arn = svc.service_arn().unwrap_or_default();
             let entry = records::Entry {
                 outcome,

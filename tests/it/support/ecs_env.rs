@@ -36,6 +36,10 @@ pub struct Options {
     pub blue_green: Option<&'static str>,
     /// moto's time scale (0.2 in tests: rollouts five times faster than real ECS).
     pub scale: f64,
+    /// This service is a deployer-driven blue/green pair `shop-<s>-blue` (live, on its target
+    /// group behind listener rule `/<s>/*`) and `shop-<s>-green` (idle, 0 tasks, own group);
+    /// the environment gets `strategy: blue-green`.
+    pub colours: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -46,6 +50,7 @@ impl Default for Options {
             health: "{ bake_time: 1s }".into(),
             blue_green: None,
             scale: 0.2,
+            colours: None,
         }
     }
 }
@@ -69,6 +74,8 @@ pub struct EcsEnv {
     pub initial: BTreeMap<String, String>,
     /// Native blue/green: (green target group, production listener rule).
     pub blue_green: Option<(String, String)>,
+    /// Deployer-driven blue/green: (blue group, green group, listener rule).
+    pub colours: Option<(String, String, String)>,
     dir: tempfile::TempDir,
 }
 
@@ -96,8 +103,9 @@ impl EcsEnv {
             dir.path().join("environments/test.yaml"),
             format!(
                 "account_id: \"123456789012\"\nregion: {REGION}\ntarget:\n  ecs: {{ cluster: {CLUSTER} }}\n\
-                 timeouts: {{ rollout: 60s }}\nhealth: {}\n",
-                opts.health
+                 timeouts: {{ rollout: 60s }}\nhealth: {}\n{}",
+                opts.health,
+                if opts.colours.is_some() { "strategy: { type: blue-green }\n" } else { "" }
             ),
         )
         .unwrap();
@@ -156,19 +164,26 @@ impl EcsEnv {
             target_groups,
             initial: BTreeMap::new(),
             blue_green: None,
+            colours: None,
             dir,
         };
         for s in SERVICES {
             let td = me.register_plain(s, &image(s, None, 1)).await;
             if opts.blue_green == Some(s) {
                 me.blue_green = Some(me.create_blue_green_service(s, &td, &opts).await);
+            } else if opts.colours == Some(s) {
+                me.colours = Some(me.create_colours(s, &td, &opts).await);
             } else {
                 me.create_service(s, &td, &opts, None).await;
             }
             me.initial.insert(s.to_owned(), td);
         }
         for s in SERVICES {
-            me.wait_completed(&format!("shop-{s}")).await;
+            if opts.colours == Some(s) {
+                me.wait_completed(&format!("shop-{s}-blue")).await;
+            } else {
+                me.wait_completed(&format!("shop-{s}")).await;
+            }
         }
         me
     }
@@ -244,6 +259,56 @@ impl EcsEnv {
             .send()
             .await
             .unwrap();
+    }
+
+    /// Creates the deployer-driven pair `shop-<service>-blue` (live) / `-green` (idle, 0 tasks).
+    pub async fn create_colours(
+        &self,
+        service: &str,
+        task_definition: &str,
+        opts: &Options,
+    ) -> (String, String, String) {
+        let blue = self.target_groups[service].clone();
+        let green = target_group(&self.elb, &self.vpc, &format!("shop-test-{service}-green")).await;
+        let rule = self
+            .elb
+            .create_rule()
+            .listener_arn(&self.listener)
+            .priority(20)
+            .conditions(
+                aws_sdk_elasticloadbalancingv2::types::RuleCondition::builder()
+                    .field("path-pattern")
+                    .values(format!("/{service}/*"))
+                    .build(),
+            )
+            .actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&blue).build())
+            .send()
+            .await
+            .unwrap()
+            .rules()[0]
+            .rule_arn()
+            .unwrap()
+            .to_owned();
+        for (colour, group, desired) in [("blue", &blue, opts.desired), ("green", &green, 0)] {
+            self.ecs
+                .create_service()
+                .cluster(CLUSTER)
+                .service_name(format!("shop-{service}-{colour}"))
+                .task_definition(task_definition)
+                .desired_count(desired)
+                .launch_type(LaunchType::Fargate)
+                .load_balancers(
+                    LoadBalancer::builder()
+                        .target_group_arn(group)
+                        .container_name(service)
+                        .container_port(8080)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        (blue, green, rule)
     }
 
     /// Creates `service` with native ECS blue/green: production traffic through a listener rule
