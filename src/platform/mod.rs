@@ -250,8 +250,12 @@ pub enum PlatformError {
     #[error("release {release} failed and was rolled back: {}", join(.failures))]
     RolledBack { release: ReleaseId, failures: Vec<Failure>, restored: Vec<String> },
     /// The release failed and the rollback did not restore the known-good release.
-    #[error("release {release} failed and its rollback failed too: {reason}")]
+    #[error("release {release} failed{} and its rollback failed too: {reason}", parens(.failures))]
     RollbackFailed { release: ReleaseId, reason: String, failures: Vec<Failure> },
+}
+
+fn parens(f: &[Failure]) -> String {
+    if f.is_empty() { String::new() } else { format!(" ({})", join(f)) }
 }
 
 fn join(f: &[Failure]) -> String {
@@ -514,5 +518,35 @@ mod tests {
         let (plan, impossible) = rollback_plan(&ReleaseId("r2".into()), "me", &applied(None), &live(None));
         assert!(plan.services.is_empty());
         assert_eq!(impossible, vec!["user"]);
+    }
+
+    #[test]
+    fn what_users_read_when_a_release_fails() {
+        use crate::health::Cause;
+        let failures = vec![
+            Failure {
+                service: Some("user".into()),
+                cause: Cause::UnitFailed,
+                reason: "task 5c3b stopped: Essential container in task exited (user: exit code 1)".into(),
+            },
+            Failure {
+                service: None,
+                cause: Cause::Alarm,
+                reason: "alarm `shop-prod-5xx` is in ALARM: threshold crossed".into(),
+            },
+        ];
+        let rolled_back = crate::Error::from(PlatformError::RolledBack {
+            release: ReleaseId("20261123T070512Z-1a2b3c4".into()),
+            failures: failures.clone(),
+            restored: vec!["user → arn:aws:ecs:eu-west-1:1:task-definition/shop-user-prod:41".into()],
+        });
+        assert_eq!(rolled_back.exit_code(), crate::ExitCode::RolledBack);
+        let failed = crate::Error::from(PlatformError::RollbackFailed {
+            release: ReleaseId("20261123T070512Z-1a2b3c4".into()),
+            reason: "no known-good revision to return to for user (first deploy)".into(),
+            failures,
+        });
+        assert_eq!(failed.exit_code(), crate::ExitCode::RollbackFailed);
+        insta::assert_snapshot!(format!("{}\n{}", rolled_back.problems()[0], failed.problems()[0]));
     }
 }

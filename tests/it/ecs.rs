@@ -145,7 +145,51 @@ async fn ecs_circuit_breaker_rollback_is_reported_as_a_failure() {
     assert!(by_ecs.reason.contains(&good_user), "{by_ecs:?}");
     assert_eq!(task_definition_of(&env, "user").await, good_user);
     assert_eq!(ecs::history(&p).await.unwrap()[0].outcome, Outcome::RolledBack);
+    // Deployer changed task definitions only: the circuit breaker is configured as before.
+    let svc = env.service("shop-user").await;
+    let cb = svc.deployment_configuration().unwrap().deployment_circuit_breaker().unwrap();
+    assert!(cb.enable() && cb.rollback(), "{cb:?}");
     assert_nothing_in_use_deregistered(&env, &p).await;
+}
+
+#[tokio::test]
+async fn image_pull_failure_fails_fast() {
+    let env = EcsEnv::start(Options::default()).await;
+    let p = platform(&env);
+    let mut bad = BTreeMap::new();
+    bad.insert("order".to_owned(), image("order", Some("imagepull"), 3));
+    let err = deploy(&env, &p, &id(1), &bad).await.unwrap_err();
+    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
+    assert_eq!(failures[0].cause, Cause::UnitFailed, "{failures:?}");
+    assert!(failures[0].reason.contains("CannotPullContainerError"), "{failures:?}");
+    assert_eq!(task_definition_of(&env, "order").await, env.initial["order"]);
+}
+
+#[tokio::test]
+async fn failing_http_check_during_the_bake_rolls_back() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/healthz"))
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let env = EcsEnv::start(Options {
+        health: format!("{{ bake_time: 60s, http: [{{ url: \"{}/healthz\" }}] }}", server.uri()),
+        ..Options::default()
+    })
+    .await;
+    let p = platform(&env).with_poll_interval(Duration::from_millis(300));
+    let mut one = BTreeMap::new();
+    one.insert("payment".to_owned(), image("payment", None, 2));
+    let err = deploy(&env, &p, &id(1), &one).await.unwrap_err();
+    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
+    assert_eq!(failures[0].cause, Cause::Http, "{failures:?}");
+    assert!(
+        failures[0].reason.contains("failed 3 times in a row: status 503 (expected 200)"),
+        "{failures:?}"
+    );
+    assert_eq!(task_definition_of(&env, "payment").await, env.initial["payment"]);
+    // The check ran only once the rollout was complete: exactly the three failing samples.
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -392,4 +436,31 @@ async fn deployer_blue_green_crashloop_never_gets_traffic() {
     assert_eq!(rule_serves(&env, &rule).await, blue_group);
     assert_eq!(env.service("shop-user-green").await.desired_count(), 0);
     assert_eq!(env.service("shop-user-blue").await.task_definition(), Some(env.initial["user"].as_str()));
+}
+
+#[tokio::test]
+async fn a_rollback_that_does_not_become_healthy_is_exit_6() {
+    let env = EcsEnv::start(Options::default()).await;
+    let p = platform(&env);
+    // The recorded known-good revision no longer works (say, a secret it reads was deleted):
+    // emulated by pointing the record at a crash-looping task definition.
+    let broken = env.register_plain("user", &image("user", Some("crashloop"), 7)).await;
+    let arn = env.service("shop-user").await.service_arn().unwrap().to_owned();
+    env.ecs
+        .tag_resource()
+        .resource_arn(arn)
+        .tags(aws_sdk_ecs::types::Tag::builder().key("deployer:known-good").value(&broken).build())
+        .send()
+        .await
+        .unwrap();
+    let mut bad = BTreeMap::new();
+    bad.insert("user".to_owned(), image("user", Some("imagepull"), 3));
+    let err = deploy(&env, &p, &id(1), &bad).await.unwrap_err();
+    let PlatformError::RollbackFailed { reason, failures, .. } = &err else {
+        panic!("expected RollbackFailed, got {err:?}")
+    };
+    assert!(failures[0].reason.contains("CannotPullContainerError"), "{failures:?}");
+    assert!(reason.contains("Essential container in task exited"), "{reason}");
+    assert_eq!(deployer::Error::from(err).exit_code(), deployer::ExitCode::RollbackFailed);
+    assert_eq!(ecs::history(&p).await.unwrap()[0].outcome, Outcome::RollbackFailed);
 }
