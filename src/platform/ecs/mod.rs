@@ -1,26 +1,44 @@
 //! Amazon ECS: register task definitions, update services, follow each deployment by its id,
-//! turn what ECS reports into health samples, record releases, roll back.
+//! turn what ECS reports into health samples, switch blue/green traffic, record releases, roll
+//! back.
 //!
 //! Library API:
 //! - [`EcsPlatform::new`]`(&SdkConfig, &Config, &Environment)` → implements
-//!   [`Platform`](super::Platform); [`EcsPlatform::release_plan`] renders the task definitions
-//!   for images pinned by digest; then [`super::deploy`] runs apply → watch → record → rollback.
-//! - [`rollback`]`(&platform, to, actor, &policy, &sink)`: manual rollback to a recorded release.
-//! - [`history`], [`status`]: the release records and what runs, read-only.
+//!   [`Platform`]; [`EcsPlatform::release_plan`]`(id, actor, images)` renders
+//!   the task definitions for images pinned by digest; then
+//!   [`super::deploy`]`(&platform, &plan, &policy, &sink)` runs apply → watch → record → automatic
+//!   rollback (errors map to exit 5 rolled back / 6 rollback failed).
+//! - [`rollback`]`(&platform, to: Option<&ReleaseId>, actor, &policy, &sink)`: manual rollback to a
+//!   recorded release (None: the newest succeeded release that differs from what runs).
+//! - [`history`]`(&platform)`, [`status`]`(&platform)`: the release records and what runs, read-only.
 //! - [`bluegreen`]: ALB listener/rule switch and switch-back primitives.
 //!
-//! How a rollout is followed: `UpdateService` creates a new PRIMARY deployment; its id is the
-//! handle. Every [`EcsPlatform::poll`] (1 s by default: ECS has no watch API, so a failure is seen
-//! at most one interval plus one round of API calls after ECS reports it) the watcher reads
-//! `deployments[]` (state of OUR deployment, see [`classify`]), the service's stopped tasks
-//! started by our deployment (`stopCode`, `stoppedReason`, container exit codes: one failed
-//! task fails the release at once, without waiting for the circuit breaker), the named
-//! CloudWatch alarms, and, once every rollout is complete, the HTTP checks. Service events are
-//! passed on as progress. [`crate::health::assess`] decides.
+//! Rolling (and ECS-native BLUE_GREEN): `UpdateService` with the new task definition creates a
+//! new PRIMARY deployment; its id is the handle. The deployment configuration (circuit breaker,
+//! alarms, strategy, bake time) is left as the service has it, so native blue/green is ECS's
+//! own and is followed by id like a rolling update (COMPLETED only after ECS's bake).
 //!
-//! Deployer never creates services or changes their deployment configuration (circuit breaker,
-//! alarms, strategy, bake time stay as configured) and never deregisters task definitions, so a
-//! definition that runs or is a rollback target cannot disappear.
+//! Deployer-driven blue/green (`strategy: blue-green` and two ECS services `<name>-blue` and
+//! `<name>-green`, each on its own ALB target group, with a listener rule or default action
+//! forwarding to one of them — found from the target groups, no extra configuration): the idle
+//! colour gets the new task definition and the live colour's desired count; once its deployment
+//! is COMPLETED and its targets are healthy, the listener rule is switched to it; the other
+//! colour keeps running through the bake (instant switch-back) and is scaled to 0 when the bake
+//! passed. A rollback is the same move back to the kept colour, without new tasks. Services
+//! without both colours deploy as one service (rolling or native blue/green).
+//!
+//! Watching: ECS has no watch API, so every [`EcsPlatform::poll`] (1 s by default; a failure is
+//! seen at most one interval plus one round of API calls after ECS reports it) the watcher reads
+//! `deployments[]` (the state of OUR deployment, see [`classify`]: a deployment ECS failed or
+//! rolled back is never success, even once the service is "stable" again), the service's
+//! stopped tasks started by our deployment (`stopCode`, `stoppedReason`, container exit codes:
+//! one failed task fails the release at once, without waiting for the circuit breaker), the
+//! named CloudWatch alarms, and, once every rollout is complete, the HTTP checks. Service events
+//! are passed on as progress. [`crate::health::assess`] decides.
+//!
+//! Release records are tags on the services ([`records`]). Deployer never creates services and
+//! never deregisters task definitions, so a definition that runs or is a rollback target cannot
+//! disappear (cleanup of old revisions is left to the account's own policy).
 
 pub mod bluegreen;
 pub mod classify;
