@@ -760,147 +760,156 @@ impl EcsPlatform {
         policy: &HealthPolicy,
         events: &dyn Sink,
     ) -> Result<Verdict, PlatformError> {
-        let start = Instant::now();
-        let since = SystemTime::now() - Duration::from_secs(10);
-        let mut complete_at: Option<Instant> = None;
-        let mut seen_tasks: HashMap<String, BTreeSet<String>> = HashMap::new();
-        let mut failed_units: Vec<Sample> = Vec::new();
-        let mut seen_events: BTreeSet<String> = BTreeSet::new();
-        let mut http_failures = vec![0_u32; policy.http.len()];
-        let mut last_progress: HashMap<String, String> = HashMap::new();
-        let mut switched: BTreeSet<String> = BTreeSet::new();
-        let targets: Vec<&str> = applied.services.iter().map(|a| a.target.as_str()).collect();
+        // A throttled or failed API call (after the SDK's own retries) must not roll back a
+        // healthy release: a few in a row are tolerated and reported as warnings.
+        const MAX_API_ERRORS: u32 = 5;
+        let mut st = WatchState {
+            start: Instant::now(),
+            since: SystemTime::now() - Duration::from_secs(10),
+            http_failures: vec![0_u32; policy.http.len()],
+            ..WatchState::default()
+        };
+        let mut errors = 0;
         loop {
-            let found = self.describe(&targets).await?;
-            let mut samples = Vec::new();
-            for a in &applied.services {
-                let svc = self.service_or_err(&found, &a.target)?;
-                let messages: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
-                let mut state = classify::rollout_state(
-                    &deployment_views(svc),
-                    &a.handle,
-                    a.previous.as_deref(),
-                    &messages,
-                );
-                if let (Some(t), RolloutState::Complete) = (&a.traffic, &state)
-                    && !switched.contains(&a.service)
-                {
-                    // Blue/green: the new colour is complete; traffic moves once its targets
-                    // are healthy, and only then does the bake start.
-                    let desired = u32::try_from(svc.desired_count()).unwrap_or(0);
-                    if self.targets_ready(&t.to_group, desired).await? {
-                        let sw = bluegreen::TrafficSwitch {
-                            listener_arn: t.listener.clone(),
-                            rule_arn: t.rule.clone(),
-                        };
-                        bluegreen::switch_to(&self.elb, &sw, &t.to_group).await?;
-                        switched.insert(a.service.clone());
-                        events.emit(&Event::Service {
-                            service: a.service.clone(),
-                            phase: Phase::Health,
-                            message: format!(
-                                "traffic switched to {} ({}); {} kept for the bake",
-                                a.target, t.to_group, t.other
-                            ),
-                        });
-                    } else {
-                        state = RolloutState::InProgress {
-                            running: u32::try_from(svc.running_count()).unwrap_or(0),
-                            desired,
-                            failed_tasks: 0,
-                        };
-                    }
+            match Box::pin(self.poll_once(applied, policy, events, &mut st)).await {
+                Ok(Verdict::Progressing { .. }) => errors = 0,
+                Ok(verdict) => return Ok(verdict),
+                Err(e @ PlatformError::Api { .. }) if errors < MAX_API_ERRORS => {
+                    errors += 1;
+                    events.emit(&Event::Warning { message: format!("watching the rollout: {e} (retrying)") });
                 }
-                for e in svc.events() {
-                    let fresh = e
-                        .created_at()
-                        .and_then(|t| SystemTime::try_from(*t).ok())
-                        .is_some_and(|t| t >= since);
-                    if fresh && seen_events.insert(e.id().unwrap_or_default().to_owned()) {
-                        events.emit(&Event::Service {
-                            service: a.service.clone(),
-                            phase: Phase::Health,
-                            message: format!("ecs: {}", e.message().unwrap_or_default()),
-                        });
-                    }
-                }
-                if a.changed {
-                    let seen = seen_tasks.entry(a.target.clone()).or_default();
-                    for t in self.new_stopped_tasks(&a.target, &a.handle, seen).await? {
-                        if let Some(reason) = classify::task_failure(&t) {
-                            failed_units.push(Sample::UnitFailed {
-                                service: a.service.clone(),
-                                unit: format!("task {}", t.id),
-                                reason,
-                            });
-                        }
-                    }
-                }
-                let progress = format!("{state:?}");
-                if last_progress.get(&a.service) != Some(&progress) {
-                    events.emit(&Event::Service {
-                        service: a.service.clone(),
-                        phase: Phase::Health,
-                        message: match &state {
-                            RolloutState::InProgress { running, desired, failed_tasks } => format!(
-                                "deployment {}: {running}/{desired} running, {failed_tasks} failed",
-                                a.handle
-                            ),
-                            RolloutState::Complete => format!("deployment {} completed", a.handle),
-                            RolloutState::Failed { reason } => {
-                                format!("deployment {} failed: {reason}", a.handle)
-                            }
-                            RolloutState::RolledBackByPlatform { reason, to } => {
-                                format!(
-                                    "deployment {} failed and ECS rolled back to {to}: {reason}",
-                                    a.handle
-                                )
-                            }
-                        },
-                    });
-                    last_progress.insert(a.service.clone(), progress);
-                }
-                samples.push(Sample::Rollout { service: a.service.clone(), state });
-            }
-            samples.extend(failed_units.iter().cloned());
-            samples.extend(self.alarm_samples(&policy.alarms).await?);
-            if health::rollouts_complete(&samples) {
-                if complete_at.is_none() {
-                    complete_at = Some(Instant::now());
-                    if !policy.bake_time.is_zero() {
-                        events.emit(&Event::PhaseStarted { phase: Phase::Bake });
-                    }
-                }
-                for (check, failures) in policy.http.iter().zip(http_failures.iter_mut()) {
-                    samples.push(self.http_sample(check, failures).await);
-                }
-            }
-            let verdict = health::assess(
-                policy,
-                &Observation {
-                    elapsed: start.elapsed(),
-                    since_complete: complete_at.map(|t| t.elapsed()),
-                    samples: &samples,
-                },
-            );
-            if verdict.is_healthy() {
-                // The bake passed: the other colour is no longer needed for a switch-back.
-                for a in applied.services.iter().filter(|a| switched.contains(&a.service)) {
-                    if let Some(t) = &a.traffic {
-                        self.scale(&t.other, 0).await?;
-                        events.emit(&Event::Service {
-                            service: a.service.clone(),
-                            phase: Phase::Health,
-                            message: format!("{} scaled down", t.other),
-                        });
-                    }
-                }
-            }
-            if !matches!(verdict, Verdict::Progressing { .. }) {
-                return Ok(verdict);
+                Err(e) => return Err(e),
             }
             tokio::time::sleep(self.poll).await;
         }
+    }
+
+    /// One round of observations and the verdict on them.
+    async fn poll_once(
+        &self,
+        applied: &Applied,
+        policy: &HealthPolicy,
+        events: &dyn Sink,
+        st: &mut WatchState,
+    ) -> Result<Verdict, PlatformError> {
+        let targets: Vec<&str> = applied.services.iter().map(|a| a.target.as_str()).collect();
+        let found = self.describe(&targets).await?;
+        let mut samples = Vec::new();
+        for a in &applied.services {
+            let svc = self.service_or_err(&found, &a.target)?;
+            let messages: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
+            let mut state =
+                classify::rollout_state(&deployment_views(svc), &a.handle, a.previous.as_deref(), &messages);
+            if let (Some(t), RolloutState::Complete) = (&a.traffic, &state)
+                && !st.switched.contains(&a.service)
+            {
+                // Blue/green: the new colour is complete; traffic moves once its targets
+                // are healthy, and only then does the bake start.
+                let desired = u32::try_from(svc.desired_count()).unwrap_or(0);
+                if self.targets_ready(&t.to_group, desired).await? {
+                    let sw = bluegreen::TrafficSwitch {
+                        listener_arn: t.listener.clone(),
+                        rule_arn: t.rule.clone(),
+                    };
+                    bluegreen::switch_to(&self.elb, &sw, &t.to_group).await?;
+                    st.switched.insert(a.service.clone());
+                    events.emit(&Event::Service {
+                        service: a.service.clone(),
+                        phase: Phase::Health,
+                        message: format!(
+                            "traffic switched to {} ({}); {} kept for the bake",
+                            a.target, t.to_group, t.other
+                        ),
+                    });
+                } else {
+                    state = RolloutState::InProgress {
+                        running: u32::try_from(svc.running_count()).unwrap_or(0),
+                        desired,
+                        failed_tasks: 0,
+                    };
+                }
+            }
+            for e in svc.events() {
+                let fresh =
+                    e.created_at().and_then(|t| SystemTime::try_from(*t).ok()).is_some_and(|t| t >= st.since);
+                if fresh && st.seen_events.insert(e.id().unwrap_or_default().to_owned()) {
+                    events.emit(&Event::Service {
+                        service: a.service.clone(),
+                        phase: Phase::Health,
+                        message: format!("ecs: {}", e.message().unwrap_or_default()),
+                    });
+                }
+            }
+            if a.changed {
+                let seen = st.seen_tasks.entry(a.target.clone()).or_default();
+                for t in self.new_stopped_tasks(&a.target, &a.handle, seen).await? {
+                    if let Some(reason) = classify::task_failure(&t) {
+                        st.failed_units.push(Sample::UnitFailed {
+                            service: a.service.clone(),
+                            unit: format!("task {}", t.id),
+                            reason,
+                        });
+                    }
+                }
+            }
+            let progress = format!("{state:?}");
+            if st.last_progress.get(&a.service) != Some(&progress) {
+                events.emit(&Event::Service {
+                    service: a.service.clone(),
+                    phase: Phase::Health,
+                    message: match &state {
+                        RolloutState::InProgress { running, desired, failed_tasks } => format!(
+                            "deployment {}: {running}/{desired} running, {failed_tasks} failed",
+                            a.handle
+                        ),
+                        RolloutState::Complete => format!("deployment {} completed", a.handle),
+                        RolloutState::Failed { reason } => {
+                            format!("deployment {} failed: {reason}", a.handle)
+                        }
+                        RolloutState::RolledBackByPlatform { reason, to } => {
+                            format!("deployment {} failed and ECS rolled back to {to}: {reason}", a.handle)
+                        }
+                    },
+                });
+                st.last_progress.insert(a.service.clone(), progress);
+            }
+            samples.push(Sample::Rollout { service: a.service.clone(), state });
+        }
+        samples.extend(st.failed_units.iter().cloned());
+        samples.extend(self.alarm_samples(&policy.alarms).await?);
+        if health::rollouts_complete(&samples) {
+            if st.complete_at.is_none() {
+                st.complete_at = Some(Instant::now());
+                if !policy.bake_time.is_zero() {
+                    events.emit(&Event::PhaseStarted { phase: Phase::Bake });
+                }
+            }
+            for (check, failures) in policy.http.iter().zip(st.http_failures.iter_mut()) {
+                samples.push(self.http_sample(check, failures).await);
+            }
+        }
+        let verdict = health::assess(
+            policy,
+            &Observation {
+                elapsed: st.start.elapsed(),
+                since_complete: st.complete_at.map(|t| t.elapsed()),
+                samples: &samples,
+            },
+        );
+        if verdict.is_healthy() {
+            // The bake passed: the other colour is no longer needed for a switch-back.
+            for a in applied.services.iter().filter(|a| st.switched.contains(&a.service)) {
+                if let Some(t) = &a.traffic {
+                    self.scale(&t.other, 0).await?;
+                    events.emit(&Event::Service {
+                        service: a.service.clone(),
+                        phase: Phase::Health,
+                        message: format!("{} scaled down", t.other),
+                    });
+                }
+            }
+        }
+        Ok(verdict)
     }
 
     async fn record_impl(
@@ -962,6 +971,39 @@ impl EcsPlatform {
             }
         }
         Ok(())
+    }
+}
+
+/// What the watcher remembers between polls.
+#[derive(Debug)]
+struct WatchState {
+    start: Instant,
+    /// Service events older than this were there before the rollout.
+    since: SystemTime,
+    /// When every rollout was first seen complete (the bake starts).
+    complete_at: Option<Instant>,
+    seen_tasks: HashMap<String, BTreeSet<String>>,
+    failed_units: Vec<Sample>,
+    seen_events: BTreeSet<String>,
+    http_failures: Vec<u32>,
+    last_progress: HashMap<String, String>,
+    /// Blue/green services whose traffic was switched.
+    switched: BTreeSet<String>,
+}
+
+impl Default for WatchState {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            since: SystemTime::now(),
+            complete_at: None,
+            seen_tasks: HashMap::new(),
+            failed_units: Vec::new(),
+            seen_events: BTreeSet::new(),
+            http_failures: Vec::new(),
+            last_progress: HashMap::new(),
+            switched: BTreeSet::new(),
+        }
     }
 }
 
