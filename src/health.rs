@@ -45,6 +45,12 @@ impl HealthPolicy {
         }
     }
 
+    /// Watching a wave whose dependents come next: its rollout must complete without failures
+    /// or alarms; the bake and the HTTP checks come once, after the last wave.
+    pub fn between_waves(&self) -> Self {
+        Self { bake_time: Duration::ZERO, http: Vec::new(), ..self.clone() }
+    }
+
     /// Watching a rollback: done when the known-good version runs again. No bake, no alarms and
     /// no HTTP checks: they may still report the bad version's damage for minutes, and waiting
     /// for them would only delay restoring service.

@@ -7,7 +7,8 @@
 //! decisions are not in the platform at all: it turns API answers into samples and
 //! [`crate::health::assess`] decides.
 //!
-//! [`deploy`] is the generic deploy → watch → record → automatic rollback sequence; a rollback
+//! [`deploy`] is the generic deploy → watch → record → automatic rollback sequence (in
+//! `depends_on` waves); a rollback
 //! is just another [`ReleasePlan`] whose services point at recorded known-good revisions
 //! ([`Desired::Revision`]), never at "revision − 1".
 //!
@@ -81,6 +82,9 @@ pub struct ServiceRelease {
     /// The image, pinned by digest.
     pub image: String,
     pub desired: Desired,
+    /// Services of the same release that must be healthy before this one is applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
 }
 
 /// What a release changes.
@@ -341,10 +345,12 @@ pub fn rollback_plan(
                             .and_then(|s| s.digest.clone())
                     })
                     .unwrap_or_default();
+                // A rollback restores everything at once: the fastest way back.
                 services.push(ServiceRelease {
                     service: a.service.clone(),
                     image,
                     desired: Desired::Revision(rev),
+                    depends_on: Vec::new(),
                 });
             }
             None => impossible.push(a.service.clone()),
@@ -356,6 +362,11 @@ pub fn rollback_plan(
 /// Deploys `plan`: apply, watch with `policy`, record; on a failed verdict roll every service
 /// back to its known-good revision (watched like a deploy) and return
 /// [`PlatformError::RolledBack`] (exit 5) or [`PlatformError::RollbackFailed`] (exit 6).
+///
+/// Services are applied in waves by `depends_on` ([`waves`]): a wave starts once the previous
+/// one rolled out healthy (no bake in between); the bake and HTTP checks then cover the whole
+/// release. A failure in any wave rolls back everything applied so far; later waves are never
+/// started.
 pub async fn deploy<P: Platform>(
     platform: &P,
     plan: &ReleasePlan,
@@ -365,25 +376,53 @@ pub async fn deploy<P: Platform>(
     // Known-good revisions are read before anything changes.
     let before = platform.observe().await?;
     events.emit(&Event::PhaseStarted { phase: Phase::Apply });
-    let applied = platform.apply(plan).await?;
-    for a in &applied.services {
-        let message = if a.changed {
-            format!("updating {} to {} (deployment {})", a.target, a.revision, a.handle)
-        } else {
-            format!("{} already runs {}: nothing to roll out", a.target, a.revision)
+    let waves = waves(&plan.services);
+    let mut applied = Applied { release: plan.id.clone(), services: Vec::new() };
+    let mut early: Option<Verdict> = None;
+    for (i, wave) in waves.iter().enumerate() {
+        let sub = ReleasePlan {
+            id: plan.id.clone(),
+            actor: plan.actor.clone(),
+            services: wave.iter().map(|&k| plan.services[k].clone()).collect(),
         };
-        events.emit(&Event::Service { service: a.service.clone(), phase: Phase::Apply, message });
+        let done = match platform.apply(&sub).await {
+            Ok(done) => done,
+            // Nothing changed yet: a plain error. Later waves: what was applied is rolled back.
+            Err(e) if applied.services.is_empty() => return Err(e),
+            Err(e) => {
+                early = Some(failed(format!("could not apply {}: {e}", names(&sub))));
+                break;
+            }
+        };
+        for a in &done.services {
+            let message = if a.changed {
+                format!("updating {} to {} (deployment {})", a.target, a.revision, a.handle)
+            } else {
+                format!("{} already runs {}: nothing to roll out", a.target, a.revision)
+            };
+            events.emit(&Event::Service { service: a.service.clone(), phase: Phase::Apply, message });
+        }
+        applied.services.extend(done.services.iter().cloned());
+        if i + 1 < waves.len() {
+            // Dependencies must be healthy before their dependents start; the bake and the
+            // HTTP checks come once, after the last wave.
+            let v = platform
+                .watch(&done, &policy.between_waves(), events)
+                .await
+                .unwrap_or_else(|e| failed(format!("could not watch the rollout: {e}")));
+            if !v.is_healthy() {
+                early = Some(v);
+                break;
+            }
+        }
     }
     events.emit(&Event::PhaseStarted { phase: Phase::Health });
-    let verdict = match platform.watch(&applied, policy, events).await {
-        Ok(v) => v,
-        Err(e) => Verdict::Failed {
-            failures: vec![Failure {
-                service: None,
-                cause: crate::health::Cause::RolloutFailed,
-                reason: format!("could not watch the rollout: {e}"),
-            }],
-        },
+    let verdict = match early {
+        Some(v) => v,
+        None => platform
+            .watch(&applied, policy, events)
+            .await
+            .unwrap_or_else(|e| failed(format!("could not watch the rollout: {e}"))),
     };
     if verdict.is_healthy() {
         events.emit(&Event::PhaseStarted { phase: Phase::Record });
@@ -422,6 +461,40 @@ pub async fn deploy<P: Platform>(
             Err(PlatformError::RollbackFailed { release: plan.id.clone(), reason, failures })
         }
     }
+}
+
+fn failed(reason: String) -> Verdict {
+    Verdict::Failed {
+        failures: vec![Failure { service: None, cause: crate::health::Cause::RolloutFailed, reason }],
+    }
+}
+
+fn names(plan: &ReleasePlan) -> String {
+    plan.services.iter().map(|s| s.service.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Splits a release into waves by `depends_on` (only dependencies inside the release count:
+/// others already run). Each wave holds indices into `services`, in their order; a cycle
+/// (refused by config validation anyway) ends up in one last wave instead of looping.
+pub fn waves(services: &[ServiceRelease]) -> Vec<Vec<usize>> {
+    let names: BTreeMap<&str, usize> =
+        services.iter().enumerate().map(|(i, s)| (s.service.as_str(), i)).collect();
+    let mut placed = vec![false; services.len()];
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    while placed.iter().any(|p| !p) {
+        let wave: Vec<usize> = (0..services.len())
+            .filter(|&i| !placed[i])
+            .filter(|&i| {
+                services[i].depends_on.iter().all(|d| names.get(d.as_str()).is_none_or(|&j| placed[j]))
+            })
+            .collect();
+        let wave = if wave.is_empty() { (0..services.len()).filter(|&i| !placed[i]).collect() } else { wave };
+        for &i in &wave {
+            placed[i] = true;
+        }
+        out.push(wave);
+    }
+    out
 }
 
 /// Applies a rollback plan and watches it; Ok(restored "service → revision") or Err(reason).
@@ -548,5 +621,28 @@ mod tests {
         });
         assert_eq!(failed.exit_code(), crate::ExitCode::RollbackFailed);
         insta::assert_snapshot!(format!("{}\n{}", rolled_back.problems()[0], failed.problems()[0]));
+    }
+
+    fn svc(name: &str, deps: &[&str]) -> ServiceRelease {
+        ServiceRelease {
+            service: name.into(),
+            image: String::new(),
+            desired: Desired::Revision(String::new()),
+            depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn waves_follow_depends_on_inside_the_release() {
+        // shop: order depends on user; payment and notification are independent.
+        let shop = [svc("user", &[]), svc("order", &["user"]), svc("payment", &[]), svc("notification", &[])];
+        assert_eq!(waves(&shop), vec![vec![0, 2, 3], vec![1]]);
+        // user is not part of the release: it already runs, order goes at once.
+        assert_eq!(waves(&[svc("order", &["user"]), svc("payment", &[])]), vec![vec![0, 1]]);
+        let chain = [svc("c", &["b"]), svc("b", &["a"]), svc("a", &[])];
+        assert_eq!(waves(&chain), vec![vec![2], vec![1], vec![0]]);
+        let cycle = [svc("a", &["b"]), svc("b", &["a"]), svc("c", &[])];
+        assert_eq!(waves(&cycle), vec![vec![2], vec![0, 1]]);
+        assert!(waves(&[]).is_empty());
     }
 }

@@ -74,6 +74,14 @@ async fn healthy_rolling_deploy_of_four_services_is_recorded_as_known_good() {
         assert_eq!(td.container_definitions()[0].image(), Some(image(&a.service, None, 2).as_str()));
         assert_eq!(td.family(), Some(format!("shop-{}-test", a.service).as_str()));
     }
+    // `order` depends on `user`: its deployment started only after user's completed.
+    let handle = |s: &str| report.applied.services.iter().find(|a| a.service == s).unwrap().handle.clone();
+    let deployment = |svc: aws_sdk_ecs::types::Service, id: String| {
+        svc.deployments().iter().find(|d| d.id() == Some(id.as_str())).unwrap().clone()
+    };
+    let user = deployment(env.service("shop-user").await, handle("user"));
+    let order = deployment(env.service("shop-order").await, handle("order"));
+    assert!(order.created_at().unwrap() >= user.updated_at().unwrap(), "{user:?} {order:?}");
     let history = ecs::history(&p).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].outcome, Outcome::Succeeded);
@@ -97,6 +105,7 @@ async fn crashloop_fails_fast_and_rolls_back_to_the_known_good_task_definition()
     let p = platform(&env);
     let good = deploy(&env, &p, &id(1), &images(2)).await.unwrap();
     let good_user = good.applied.services.iter().find(|a| a.service == "user").unwrap().revision.clone();
+    let good_order = good.applied.services.iter().find(|a| a.service == "order").unwrap().handle.clone();
 
     let mut bad = images(3);
     bad.insert("user".into(), image("user", Some("crashloop"), 3));
@@ -116,6 +125,10 @@ async fn crashloop_fails_fast_and_rolls_back_to_the_known_good_task_definition()
         let s = env.service(&a.target).await;
         assert_eq!(s.deployments().len(), 1, "{:?}", s.deployments());
     }
+    // `order` depends on the failed `user`: it was never touched.
+    let order = env.service("shop-order").await;
+    assert_eq!(order.deployments().len(), 1);
+    assert_eq!(order.deployments()[0].id(), Some(good_order.as_str()));
     let history = ecs::history(&p).await.unwrap();
     assert_eq!(history[0].id.as_str(), "20261123T020000Z-r2");
     assert_eq!(history[0].outcome, Outcome::RolledBack);

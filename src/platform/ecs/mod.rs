@@ -68,6 +68,7 @@ struct EcsService {
     /// ECS service name.
     target: String,
     template: Option<std::path::PathBuf>,
+    depends_on: Vec<String>,
 }
 
 /// ECS as a [`Platform`].
@@ -118,6 +119,7 @@ impl EcsPlatform {
                 name: s.name.as_str().to_owned(),
                 target: crate::plan::ecs_service_name(config, env, s.name.as_str()),
                 template: s.ecs.as_ref().map(|e| config.root.join(&e.task_definition.value)),
+                depends_on: s.depends_on.iter().map(|d| d.as_str().to_owned()).collect(),
             })
             .collect();
         let vars = BTreeMap::from([
@@ -202,10 +204,12 @@ impl EcsPlatform {
             vars.insert("image", image.clone());
             let doc = crate::render::ecs::render_task_definition(&text, &vars, name)
                 .map_err(|e| PlatformError::setup(e.to_string(), "fix the task-definition template"))?;
+            let depends_on = svc.depends_on.iter().filter(|d| images.contains_key(*d)).cloned().collect();
             services.push(ServiceRelease {
                 service: name.clone(),
                 image: image.clone(),
                 desired: Desired::Spec(doc),
+                depends_on,
             });
         }
         Ok(ReleasePlan { id, actor: actor.to_owned(), services })
@@ -1075,6 +1079,7 @@ pub async fn rollback(
                 service: svc.clone(),
                 image: rs.digest.as_ref().map(|d| format!("@{d}")).unwrap_or_default(),
                 desired: Desired::Revision(rs.revision.clone()),
+                depends_on: Vec::new(),
             })
             .collect(),
     };
