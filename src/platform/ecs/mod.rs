@@ -624,14 +624,14 @@ impl EcsPlatform {
         let mut entries = Vec::new();
         for svc in &self.services {
             // Blue/green: the live colour is what runs; records are on both colours.
-            let (s, holders) = match self.colours(&svc.target).await? {
+            let (live, holders) = match self.colours(&svc.target).await? {
                 Some(c) => (c.live.clone(), vec![c.live, c.idle]),
                 None => match found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")) {
                     Some(s) => (s.clone(), vec![s.clone()]),
                     None => continue,
                 },
             };
-            let s = &s;
+            let s = &live;
             let mut known_good: Option<(String, String)> = None;
             for h in &holders {
                 let tags = self.tags(h.service_arn().unwrap_or_default()).await?;
