@@ -19,6 +19,10 @@ use deployer::config::{Config, Environment};
 use super::moto::{Moto, REGION};
 use super::{copy_tree, root, venv_bin};
 
+/// At most this many ECS environments (moto + controller) at once: on 2 shared cores more
+/// would starve the controllers and skew the timing checks of other tests.
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 pub const SERVICES: [&str; 4] = ["user", "order", "payment", "notification"];
 pub const CLUSTER: &str = "shop-test";
 pub const ALARM: &str = "shop-test-5xx";
@@ -77,6 +81,7 @@ pub struct EcsEnv {
     /// Deployer-driven blue/green: (blue group, green group, listener rule).
     pub colours: Option<(String, String, String)>,
     dir: tempfile::TempDir,
+    _slot: tokio::sync::SemaphorePermit<'static>,
 }
 
 /// An image of `service` pinned by digest; `marker` (crashloop, imagepull, …) goes into the tag.
@@ -95,6 +100,7 @@ pub fn images(n: u8) -> BTreeMap<String, String> {
 
 impl EcsEnv {
     pub async fn start(opts: Options) -> Self {
+        let slot = SLOTS.acquire().await.unwrap();
         let moto = Moto::start_scaled(opts.scale);
         let sdk = moto.sdk_config().await;
         let dir = tempfile::tempdir().unwrap();
@@ -166,6 +172,7 @@ impl EcsEnv {
             blue_green: None,
             colours: None,
             dir,
+            _slot: slot,
         };
         for s in SERVICES {
             let td = me.register_plain(s, &image(s, None, 1)).await;
