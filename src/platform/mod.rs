@@ -249,7 +249,12 @@ pub enum PlatformError {
     Api { operation: String, message: String, hint: String },
     /// The environment or its resources are not what the configuration says.
     #[error("{message}")]
-    Setup { message: String, hint: String },
+    Setup {
+        message: String,
+        hint: String,
+        /// The environment file the problem is about (named in the message users read).
+        file: Option<std::path::PathBuf>,
+    },
     /// The release failed its health checks and was rolled back to the known-good release.
     #[error("release {release} failed and was rolled back: {}", join(.failures))]
     RolledBack { release: ReleaseId, failures: Vec<Failure>, restored: Vec<String> },
@@ -278,7 +283,18 @@ impl PlatformError {
     }
 
     pub fn setup(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self::Setup { message: message.into(), hint: hint.into() }
+        Self::Setup { message: message.into(), hint: hint.into(), file: None }
+    }
+
+    /// Names the environment file a setup problem is about (kept if one is named already).
+    #[must_use]
+    pub fn in_file(self, path: &std::path::Path) -> Self {
+        match self {
+            Self::Setup { message, hint, file } => {
+                Self::Setup { message, hint, file: file.or_else(|| Some(path.to_path_buf())) }
+            }
+            other => other,
+        }
     }
 
     pub fn hint(&self) -> String {
@@ -304,9 +320,9 @@ impl From<PlatformError> for crate::Error {
         match e {
             PlatformError::RolledBack { .. } => Self::RolledBack { message, hint },
             PlatformError::RollbackFailed { .. } => Self::RollbackFailed { message, hint },
-            PlatformError::Setup { .. } => Self::Config(
+            PlatformError::Setup { file, .. } => Self::Config(
                 crate::config::ConfigError {
-                    file: std::path::PathBuf::new(),
+                    file: file.unwrap_or_else(|| std::path::PathBuf::from("environment")),
                     line: None,
                     column: None,
                     message,

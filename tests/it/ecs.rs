@@ -287,7 +287,11 @@ async fn manual_rollback_to_an_older_release_and_back() {
         .await
         .unwrap_err();
     assert!(unknown.to_string().contains("no release `nope`"), "{unknown}");
-    assert_eq!(deployer::Error::from(unknown).exit_code(), deployer::ExitCode::Config);
+    let unknown = deployer::Error::from(unknown);
+    assert_eq!(unknown.exit_code(), deployer::ExitCode::Config);
+    let shown = unknown.problems()[0].to_string();
+    assert!(shown.contains("environments/test.yaml: no release `nope` is recorded"), "{shown}");
+    assert!(shown.contains("hint: recorded releases that succeeded: 2026"), "{shown}");
     assert_nothing_in_use_deregistered(&env, &p).await;
 }
 

@@ -84,6 +84,8 @@ pub struct EcsPlatform {
     poll: Duration,
     /// `strategy: blue-green`: services with `-blue`/`-green` colours are switched by deployer.
     blue_green: bool,
+    /// The environment file, named in setup errors.
+    env_file: std::path::PathBuf,
 }
 
 /// A deployer-driven blue/green pair as found in ECS and on the ALB.
@@ -138,6 +140,7 @@ impl EcsPlatform {
             vars,
             poll: Duration::from_secs(1),
             blue_green: env.strategy.kind == crate::config::StrategyKind::BlueGreen,
+            env_file: env.file.clone(),
         })
     }
 
@@ -166,6 +169,15 @@ impl EcsPlatform {
     /// Renders the task definitions of a release. `images` maps service → image reference
     /// pinned by digest (`…@sha256:…`); services not listed are not part of the release.
     pub fn release_plan(
+        &self,
+        id: ReleaseId,
+        actor: &str,
+        images: &BTreeMap<String, String>,
+    ) -> Result<ReleasePlan, PlatformError> {
+        self.render_release(id, actor, images).map_err(|e| e.in_file(&self.env_file))
+    }
+
+    fn render_release(
         &self,
         id: ReleaseId,
         actor: &str,
@@ -590,11 +602,11 @@ fn now_rfc3339() -> String {
 // The SDK's futures are large: each trait method boxes its body so callers' futures stay small.
 impl Platform for EcsPlatform {
     async fn observe(&self) -> Result<LiveState, PlatformError> {
-        Box::pin(self.observe_impl()).await
+        Box::pin(self.observe_impl()).await.map_err(|e| e.in_file(&self.env_file))
     }
 
     async fn apply(&self, plan: &ReleasePlan) -> Result<Applied, PlatformError> {
-        Box::pin(self.apply_impl(plan)).await
+        Box::pin(self.apply_impl(plan)).await.map_err(|e| e.in_file(&self.env_file))
     }
 
     async fn watch(
@@ -603,7 +615,7 @@ impl Platform for EcsPlatform {
         policy: &HealthPolicy,
         events: &dyn Sink,
     ) -> Result<Verdict, PlatformError> {
-        Box::pin(self.watch_impl(applied, policy, events)).await
+        Box::pin(self.watch_impl(applied, policy, events)).await.map_err(|e| e.in_file(&self.env_file))
     }
 
     async fn record(
@@ -612,7 +624,7 @@ impl Platform for EcsPlatform {
         applied: &Applied,
         outcome: Outcome,
     ) -> Result<(), PlatformError> {
-        Box::pin(self.record_impl(plan, applied, outcome)).await
+        Box::pin(self.record_impl(plan, applied, outcome)).await.map_err(|e| e.in_file(&self.env_file))
     }
 }
 
@@ -1026,6 +1038,18 @@ pub struct RollbackReport {
 /// a release of its own, which becomes the known-good one. A rollback that does not become
 /// healthy is [`PlatformError::RollbackFailed`] (exit 6).
 pub async fn rollback(
+    platform: &EcsPlatform,
+    to: Option<&ReleaseId>,
+    actor: &str,
+    policy: &HealthPolicy,
+    events: &dyn Sink,
+) -> Result<RollbackReport, PlatformError> {
+    Box::pin(rollback_impl(platform, to, actor, policy, events))
+        .await
+        .map_err(|e| e.in_file(&platform.env_file))
+}
+
+async fn rollback_impl(
     platform: &EcsPlatform,
     to: Option<&ReleaseId>,
     actor: &str,
