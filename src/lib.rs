@@ -12,6 +12,8 @@
 //! - [`render`]: Kustomize overlays and ECS task definitions with pinned digests.
 //! - [`plan`]: the plan and its text/Markdown/JSON forms.
 //! - [`events`], [`report`]: the one event stream, its renderers and notifiers (GitHub, Slack).
+//! - [`platform`]: where services run (EKS, ECS): apply, watch, record, roll back.
+//! - [`health`]: pure health verdicts shared by the platforms.
 //! - [`error`]: the top-level error and exit codes.
 //!
 //! The library never prints: the binary hands [`app::Io`] to [`app::run`].
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod identity;
 pub mod observe;
 pub mod pipeline;

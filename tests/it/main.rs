@@ -12,6 +12,7 @@ mod action;
 mod cli;
 mod config;
 mod e2e_eks;
+mod ecs;
 mod eks;
 mod identity;
 mod notify;

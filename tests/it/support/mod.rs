@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
 pub mod fake_k8s;
+pub mod ecs_env;
 pub mod moto;
 pub mod oidc;
 use std::time::Duration;

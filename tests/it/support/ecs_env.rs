@@ -1,0 +1,513 @@
+//! An ECS "environment" on moto + the ECS controller: a copy of examples/shop with an
+//! environment file `test` targeting cluster `shop-test`, the network (via boto3: deployer has
+//! no EC2 client), an ALB with one target group per service, and the four services created
+//! with the SDK on an initial task definition and rolled out.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::{
+    AwsVpcConfiguration, ContainerDefinition, DeploymentAlarms, DeploymentCircuitBreaker,
+    DeploymentConfiguration, LaunchType, LoadBalancer, NetworkConfiguration, NetworkMode, PortMapping,
+};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, LoadBalancerTypeEnum, ProtocolEnum, TargetTypeEnum,
+};
+use deployer::config::{Config, Environment};
+
+use super::moto::{Moto, REGION};
+use super::{copy_tree, root, venv_bin};
+
+/// At most this many ECS environments (moto + controller) at once: on 2 shared cores more
+/// would starve the controllers and skew the timing checks of other tests.
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+pub const SERVICES: [&str; 4] = ["user", "order", "payment", "notification"];
+pub const CLUSTER: &str = "shop-test";
+pub const ALARM: &str = "shop-test-5xx";
+
+/// How the services are created.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// deploymentCircuitBreaker (enable, rollback).
+    pub circuit_breaker: Option<(bool, bool)>,
+    pub desired: i32,
+    /// `health:` block of the environment file (YAML flow mapping).
+    pub health: String,
+    /// This service uses native ECS blue/green (BLUE_GREEN, bake 1 min × scale, a production
+    /// listener rule and an alternate target group).
+    pub blue_green: Option<&'static str>,
+    /// moto's time scale (0.2 in tests: rollouts five times faster than real ECS).
+    pub scale: f64,
+    /// This service is a deployer-driven blue/green pair `shop-<s>-blue` (live, on its target
+    /// group behind listener rule `/<s>/*`) and `shop-<s>-green` (idle, 0 tasks, own group);
+    /// the environment gets `strategy: blue-green`.
+    pub colours: Option<&'static str>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            circuit_breaker: None,
+            desired: 2,
+            health: "{ bake_time: 1s }".into(),
+            blue_green: None,
+            scale: 0.2,
+            colours: None,
+        }
+    }
+}
+
+pub struct EcsEnv {
+    pub moto: Moto,
+    pub sdk: aws_config::SdkConfig,
+    pub config: Config,
+    pub env: Environment,
+    pub ecs: aws_sdk_ecs::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub cw: aws_sdk_cloudwatch::Client,
+    pub subnets: Vec<String>,
+    pub security_group: String,
+    pub vpc: String,
+    pub load_balancer: String,
+    pub listener: String,
+    /// service → target group ARN.
+    pub target_groups: BTreeMap<String, String>,
+    /// service → the task definition the fixture created it with.
+    pub initial: BTreeMap<String, String>,
+    /// Native blue/green: (green target group, production listener rule).
+    pub blue_green: Option<(String, String)>,
+    /// Deployer-driven blue/green: (blue group, green group, listener rule).
+    pub colours: Option<(String, String, String)>,
+    dir: tempfile::TempDir,
+    _slot: tokio::sync::SemaphorePermit<'static>,
+}
+
+/// An image of `service` pinned by digest; `marker` (crashloop, imagepull, …) goes into the tag.
+pub fn image(service: &str, marker: Option<&str>, n: u8) -> String {
+    let tag = marker.map(|m| format!(":{m}")).unwrap_or_default();
+    format!(
+        "111111111111.dkr.ecr.eu-west-1.amazonaws.com/shop/{service}{tag}@sha256:{}",
+        format!("{n:02x}").repeat(32)
+    )
+}
+
+/// All four services on version `n`.
+pub fn images(n: u8) -> BTreeMap<String, String> {
+    SERVICES.iter().map(|s| ((*s).to_owned(), image(s, None, n))).collect()
+}
+
+impl EcsEnv {
+    pub async fn start(opts: Options) -> Self {
+        let slot = SLOTS.acquire().await.unwrap();
+        let moto = Moto::start_scaled(opts.scale);
+        let sdk = moto.sdk_config().await;
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(&root().join("examples/shop"), dir.path());
+        std::fs::write(
+            dir.path().join("environments/test.yaml"),
+            format!(
+                "account_id: \"123456789012\"\nregion: {REGION}\ntarget:\n  ecs: {{ cluster: {CLUSTER} }}\n\
+                 timeouts: {{ rollout: 60s }}\nhealth: {}\n{}",
+                opts.health,
+                if opts.colours.is_some() { "strategy: { type: blue-green }\n" } else { "" }
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&dir.path().join("deployer.yaml")).unwrap();
+        let env = config.environment("test").unwrap();
+        let (vpc, subnets, sg) = network(&moto);
+        let ecs = aws_sdk_ecs::Client::new(&sdk);
+        let elb = aws_sdk_elasticloadbalancingv2::Client::new(&sdk);
+        let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+        ecs.create_cluster().cluster_name(CLUSTER).send().await.unwrap();
+        let lb = elb
+            .create_load_balancer()
+            .name("shop-test")
+            .r#type(LoadBalancerTypeEnum::Application)
+            .set_subnets(Some(subnets.clone()))
+            .security_groups(&sg)
+            .send()
+            .await
+            .unwrap();
+        let load_balancer = lb.load_balancers()[0].load_balancer_arn().unwrap().to_owned();
+        let mut target_groups = BTreeMap::new();
+        for s in SERVICES {
+            target_groups.insert(s.to_owned(), target_group(&elb, &vpc, &format!("shop-test-{s}")).await);
+        }
+        let listener = elb
+            .create_listener()
+            .load_balancer_arn(&load_balancer)
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .default_actions(
+                Action::builder()
+                    .r#type(ActionTypeEnum::Forward)
+                    .target_group_arn(&target_groups["user"])
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .listeners()[0]
+            .listener_arn()
+            .unwrap()
+            .to_owned();
+        let mut me = Self {
+            moto,
+            sdk,
+            config,
+            env,
+            ecs,
+            elb,
+            cw,
+            subnets,
+            security_group: sg,
+            vpc,
+            load_balancer,
+            listener,
+            target_groups,
+            initial: BTreeMap::new(),
+            blue_green: None,
+            colours: None,
+            dir,
+            _slot: slot,
+        };
+        for s in SERVICES {
+            let td = me.register_plain(s, &image(s, None, 1)).await;
+            if opts.blue_green == Some(s) {
+                me.blue_green = Some(me.create_blue_green_service(s, &td, &opts).await);
+            } else if opts.colours == Some(s) {
+                me.colours = Some(me.create_colours(s, &td, &opts).await);
+            } else {
+                me.create_service(s, &td, &opts, None).await;
+            }
+            me.initial.insert(s.to_owned(), td);
+        }
+        for s in SERVICES {
+            if opts.colours == Some(s) {
+                me.wait_completed(&format!("shop-{s}-blue")).await;
+            } else {
+                me.wait_completed(&format!("shop-{s}")).await;
+            }
+        }
+        me
+    }
+
+    /// Registers a minimal task definition in the family the templates render (`shop-<s>-test`).
+    pub async fn register_plain(&self, service: &str, image: &str) -> String {
+        self.ecs
+            .register_task_definition()
+            .family(format!("shop-{service}-test"))
+            .network_mode(NetworkMode::Awsvpc)
+            .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name(service)
+                    .image(image)
+                    .essential(true)
+                    .port_mappings(PortMapping::builder().container_port(8080).build())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .task_definition()
+            .unwrap()
+            .task_definition_arn()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Creates ECS service `name` for deployer service `service` (ALB target group attached).
+    pub async fn create_service(
+        &self,
+        service: &str,
+        task_definition: &str,
+        opts: &Options,
+        extra: Option<DeploymentConfiguration>,
+    ) {
+        let mut cfg = extra.unwrap_or_else(|| {
+            DeploymentConfiguration::builder().maximum_percent(200).minimum_healthy_percent(100).build()
+        });
+        if let Some((enable, rollback)) = opts.circuit_breaker {
+            cfg.deployment_circuit_breaker =
+                Some(DeploymentCircuitBreaker::builder().enable(enable).rollback(rollback).build());
+        }
+        self.ecs
+            .create_service()
+            .cluster(CLUSTER)
+            .service_name(format!("shop-{service}"))
+            .task_definition(task_definition)
+            .desired_count(opts.desired)
+            .launch_type(LaunchType::Fargate)
+            .network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(
+                        AwsVpcConfiguration::builder()
+                            .set_subnets(Some(self.subnets.clone()))
+                            .security_groups(&self.security_group)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .load_balancers(
+                LoadBalancer::builder()
+                    .target_group_arn(&self.target_groups[service])
+                    .container_name(service)
+                    .container_port(8080)
+                    .build(),
+            )
+            .deployment_configuration(cfg)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Creates the deployer-driven pair `shop-<service>-blue` (live) / `-green` (idle, 0 tasks).
+    pub async fn create_colours(
+        &self,
+        service: &str,
+        task_definition: &str,
+        opts: &Options,
+    ) -> (String, String, String) {
+        let blue = self.target_groups[service].clone();
+        let green = target_group(&self.elb, &self.vpc, &format!("shop-test-{service}-green")).await;
+        let rule = self
+            .elb
+            .create_rule()
+            .listener_arn(&self.listener)
+            .priority(20)
+            .conditions(
+                aws_sdk_elasticloadbalancingv2::types::RuleCondition::builder()
+                    .field("path-pattern")
+                    .values(format!("/{service}/*"))
+                    .build(),
+            )
+            .actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&blue).build())
+            .send()
+            .await
+            .unwrap()
+            .rules()[0]
+            .rule_arn()
+            .unwrap()
+            .to_owned();
+        for (colour, group, desired) in [("blue", &blue, opts.desired), ("green", &green, 0)] {
+            self.ecs
+                .create_service()
+                .cluster(CLUSTER)
+                .service_name(format!("shop-{service}-{colour}"))
+                .task_definition(task_definition)
+                .desired_count(desired)
+                .launch_type(LaunchType::Fargate)
+                .load_balancers(
+                    LoadBalancer::builder()
+                        .target_group_arn(group)
+                        .container_name(service)
+                        .container_port(8080)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        (blue, green, rule)
+    }
+
+    /// Creates `service` with native ECS blue/green: production traffic through a listener rule
+    /// on the blue target group, green as the alternate. Returns (green, rule).
+    pub async fn create_blue_green_service(
+        &self,
+        service: &str,
+        task_definition: &str,
+        opts: &Options,
+    ) -> (String, String) {
+        let green = target_group(&self.elb, &self.vpc, &format!("shop-test-{service}-green")).await;
+        let blue = &self.target_groups[service];
+        let rule = self
+            .elb
+            .create_rule()
+            .listener_arn(&self.listener)
+            .priority(10)
+            .conditions(
+                aws_sdk_elasticloadbalancingv2::types::RuleCondition::builder()
+                    .field("path-pattern")
+                    .values(format!("/{service}/*"))
+                    .build(),
+            )
+            .actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(blue).build())
+            .send()
+            .await
+            .unwrap()
+            .rules()[0]
+            .rule_arn()
+            .unwrap()
+            .to_owned();
+        let mut cfg = DeploymentConfiguration::builder()
+            .strategy(aws_sdk_ecs::types::DeploymentStrategy::BlueGreen)
+            .bake_time_in_minutes(1)
+            .build();
+        if let Some((enable, rollback)) = opts.circuit_breaker {
+            cfg.deployment_circuit_breaker =
+                Some(DeploymentCircuitBreaker::builder().enable(enable).rollback(rollback).build());
+        }
+        self.ecs
+            .create_service()
+            .cluster(CLUSTER)
+            .service_name(format!("shop-{service}"))
+            .task_definition(task_definition)
+            .desired_count(opts.desired)
+            .launch_type(LaunchType::Fargate)
+            .load_balancers(
+                LoadBalancer::builder()
+                    .target_group_arn(blue)
+                    .container_name(service)
+                    .container_port(8080)
+                    .advanced_configuration(
+                        aws_sdk_ecs::types::AdvancedConfiguration::builder()
+                            .alternate_target_group_arn(&green)
+                            .production_listener_rule(&rule)
+                            .role_arn("arn:aws:iam::123456789012:role/ecs-blue-green")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .deployment_configuration(cfg)
+            .send()
+            .await
+            .unwrap();
+        (green, rule)
+    }
+
+    /// A deployment configuration with ECS deployment alarms (ECS itself rolls back on ALARM).
+    pub fn alarm_config(names: &[&str]) -> DeploymentConfiguration {
+        DeploymentConfiguration::builder()
+            .alarms(
+                DeploymentAlarms::builder()
+                    .set_alarm_names(Some(names.iter().map(|s| (*s).to_owned()).collect()))
+                    .enable(true)
+                    .rollback(true)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    }
+
+    /// The service's current state.
+    pub async fn service(&self, ecs_name: &str) -> aws_sdk_ecs::types::Service {
+        self.ecs.describe_services().cluster(CLUSTER).services(ecs_name).send().await.unwrap().services()[0]
+            .clone()
+    }
+
+    /// Waits until the service has one deployment and it is COMPLETED.
+    pub async fn wait_completed(&self, ecs_name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = self.service(ecs_name).await;
+            let deps = s.deployments();
+            if deps.len() == 1
+                && deps[0].rollout_state().map(aws_sdk_ecs::types::DeploymentRolloutState::as_str)
+                    == Some("COMPLETED")
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{ecs_name} did not complete: {deps:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates the CloudWatch alarm `name` (state OK).
+    pub async fn alarm(&self, name: &str) {
+        self.cw
+            .put_metric_alarm()
+            .alarm_name(name)
+            .metric_name("HTTPCode_Target_5XX_Count")
+            .namespace("AWS/ApplicationELB")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .send()
+            .await
+            .unwrap();
+        self.set_alarm(name, "OK").await;
+    }
+
+    pub async fn set_alarm(&self, name: &str, state: &str) {
+        self.cw
+            .set_alarm_state()
+            .alarm_name(name)
+            .state_value(aws_sdk_cloudwatch::types::StateValue::from(state))
+            .state_reason(format!("set to {state} by the test"))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The status of a task definition (ACTIVE, INACTIVE, DELETE_IN_PROGRESS).
+    pub async fn task_definition_status(&self, arn: &str) -> String {
+        let out = self.ecs.describe_task_definition().task_definition(arn).send().await.unwrap();
+        out.task_definition().unwrap().status().unwrap().as_str().to_owned()
+    }
+
+    pub async fn tags(&self, ecs_name: &str) -> BTreeMap<String, String> {
+        let arn = self.service(ecs_name).await.service_arn().unwrap().to_owned();
+        let out = self.ecs.list_tags_for_resource().resource_arn(arn).send().await.unwrap();
+        out.tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_owned(), t.value().unwrap_or_default().to_owned()))
+            .collect()
+    }
+
+    pub fn product_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+async fn target_group(elb: &aws_sdk_elasticloadbalancingv2::Client, vpc: &str, name: &str) -> String {
+    elb.create_target_group()
+        .name(name)
+        .protocol(ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(vpc)
+        .target_type(TargetTypeEnum::Ip)
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_owned()
+}
+
+/// A target group in the fixture's VPC.
+pub async fn new_target_group(env: &EcsEnv, name: &str) -> String {
+    target_group(&env.elb, &env.vpc, name).await
+}
+
+/// VPC, two subnets and a security group, made with boto3 against moto.
+fn network(moto: &Moto) -> (String, Vec<String>, String) {
+    let script = r#"
+import boto3, json, sys
+ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name=sys.argv[2],
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=sys.argv[2] + az)["Subnet"]["SubnetId"]
+           for i, az in ((1, "a"), (2, "b"))]
+sg = ec2.create_security_group(GroupName="svc", Description="svc", VpcId=vpc)["GroupId"]
+print(json.dumps({"vpc": vpc, "subnets": subnets, "sg": sg}))
+"#;
+    let out = std::process::Command::new(venv_bin("python"))
+        .args(["-c", script, &moto.url, REGION])
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "network setup: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let subnets = v["subnets"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+    (v["vpc"].as_str().unwrap().to_owned(), subnets, v["sg"].as_str().unwrap().to_owned())
+}
