@@ -250,16 +250,15 @@ async fn dispatch_read_only(
             let history = Box::pin(pipeline::history(&cx)).await?;
             let rows = history
                 .iter()
-                .rev()
                 .take(args.limit)
                 .map(|r| {
                     vec![
                         r.id.clone(),
-                        r.status.as_str().to_owned(),
-                        r.started_at.clone(),
-                        r.actor.clone().unwrap_or_default(),
-                        r.git_sha.as_deref().map(|g| g[..g.len().min(12)].to_owned()).unwrap_or_default(),
-                        r.rolled_back_to.clone().map(|t| format!("→ {t}")).unwrap_or_default(),
+                        r.outcome.clone(),
+                        r.started.clone(),
+                        r.actor.clone(),
+                        r.commit.clone(),
+                        r.returned_to.clone(),
                     ]
                 })
                 .collect();

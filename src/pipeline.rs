@@ -310,6 +310,9 @@ async fn deploy_inner(
     })
     .await
     .map_err(|e| (e, None))?;
+    if matches!(cx.env.target, Target::Ecs(_)) {
+        return Box::pin(deploy_ecs(cx, session, inputs, git_sha)).await;
+    }
     let (eks, _access) = eks_platform(cx, session).await.map_err(|e| (e, None))?;
     let req = request(cx, rendered, flags, git_sha, confirmation);
     let outcome = eks.deploy(&req, cx.events).await.map_err(|e| (e.into(), None))?;
@@ -332,15 +335,91 @@ async fn deploy_inner(
     }
 }
 
+/// The ECS half of `deploy`: the platform renders the task definitions from the pinned images,
+/// applies them in `depends_on` waves, follows each deployment by id and rolls back.
+async fn deploy_ecs(
+    cx: &Context<'_>,
+    session: &AwsSession,
+    inputs: &Inputs,
+    git_sha: Option<String>,
+) -> Result<String, (Error, Option<String>)> {
+    use crate::platform::{self, ReleaseId, ecs::EcsPlatform};
+    let ecs = EcsPlatform::new(&session.config, cx.config, cx.env).map_err(|e| (e.into(), None))?;
+    let sha7: String = git_sha.as_deref().unwrap_or("release").chars().take(7).collect();
+    let id = ReleaseId::new(time::OffsetDateTime::now_utc(), &sha7);
+    let images: BTreeMap<String, String> =
+        inputs.pinned.iter().map(|(s, p)| (s.clone(), format!("{}@{}", p.repository, p.digest))).collect();
+    let actor = actor(cx.var).unwrap_or_else(|| "unknown".to_owned());
+    let plan = ecs.release_plan(id.clone(), &actor, &images).map_err(|e| (e.into(), None))?;
+    cx.events.emit(&Event::ReleaseStarted {
+        release_id: id.to_string(),
+        product: cx.config.product.product.as_str().to_owned(),
+        environment: cx.env.name.clone(),
+        git_sha: git_sha.unwrap_or_default(),
+        services: images.keys().cloned().collect(),
+        strategy: Some(
+            if cx.env.strategy.kind == StrategyKind::BlueGreen { "blue-green" } else { "rolling" }.to_owned(),
+        ),
+    });
+    let policy = crate::health::HealthPolicy::from_environment(cx.env);
+    match Box::pin(platform::deploy(&ecs, &plan, &policy, cx.events)).await {
+        Ok(_) => {
+            for service in images.keys() {
+                cx.events.emit(&Event::HealthVerdict {
+                    service: service.clone(),
+                    verdict: crate::events::Verdict::Healthy,
+                });
+            }
+            Ok(id.to_string())
+        }
+        Err(e) => {
+            if let platform::PlatformError::RolledBack { failures, .. }
+            | platform::PlatformError::RollbackFailed { failures, .. } = &e
+            {
+                for f in failures {
+                    cx.events.emit(&Event::HealthVerdict {
+                        service: f.service.clone().unwrap_or_default(),
+                        verdict: crate::events::Verdict::Failed(Box::new(crate::events::HealthFailure {
+                            workload: format!(
+                                "ECS service of {}",
+                                f.service.as_deref().unwrap_or("the release")
+                            ),
+                            pod: None,
+                            container: None,
+                            reason: format!("{:?}", f.cause),
+                            restart_count: None,
+                            message: Some(f.reason.clone()),
+                        })),
+                    });
+                }
+            }
+            Err((e.into(), Some(id.to_string())))
+        }
+    }
+}
+
 /// `deployer rollback`.
 pub async fn rollback(
     cx: &Context<'_>,
     to: Option<&str>,
     flags: &Flags,
     prompt: &mut dyn Prompt,
-) -> Result<Release, Error> {
+) -> Result<Option<Release>, Error> {
     let session = establish(cx).await?;
     let confirmation = confirm(cx, &session, Action::Rollback, flags.yes, prompt)?;
+    if matches!(cx.env.target, Target::Ecs(_)) {
+        let ecs = crate::platform::ecs::EcsPlatform::new(&session.config, cx.config, cx.env)?;
+        let to = to.map(|t| crate::platform::ReleaseId(t.to_owned()));
+        let policy = crate::health::HealthPolicy::from_environment(cx.env);
+        let actor = actor(cx.var).unwrap_or_else(|| "unknown".to_owned());
+        let report = crate::platform::ecs::rollback(&ecs, to.as_ref(), &actor, &policy, cx.events).await?;
+        cx.events.emit(&Event::Service {
+            service: String::new(),
+            phase: Phase::Rollback,
+            message: format!("{} now runs release {}", cx.env.name, report.to),
+        });
+        return Ok(None);
+    }
     let (eks, _access) = eks_platform(cx, &session).await?;
     let req = request(cx, BTreeMap::new(), flags, None, confirmation);
     let rel = eks.rollback(to, &req, cx.events).await?;
@@ -354,19 +433,81 @@ pub async fn rollback(
             rel.id
         ),
     });
-    Ok(rel)
+    Ok(Some(rel))
 }
 
-/// The release history of the environment, oldest first.
-pub async fn history(cx: &Context<'_>) -> Result<Vec<Release>, Error> {
+/// One release in `deployer history`, for either platform.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryRow {
+    pub id: String,
+    pub outcome: String,
+    pub started: String,
+    pub actor: String,
+    pub commit: String,
+    pub returned_to: String,
+}
+
+/// The release history of the environment, newest first.
+pub async fn history(cx: &Context<'_>) -> Result<Vec<HistoryRow>, Error> {
     let session = establish(cx).await?;
+    if matches!(cx.env.target, Target::Ecs(_)) {
+        let ecs = crate::platform::ecs::EcsPlatform::new(&session.config, cx.config, cx.env)?;
+        let mut rows: Vec<HistoryRow> = crate::platform::ecs::history(&ecs)
+            .await?
+            .into_iter()
+            .map(|r| HistoryRow {
+                id: r.id.to_string(),
+                outcome: r.outcome.as_str().to_owned(),
+                started: r.at,
+                actor: r.actor,
+                commit: String::new(),
+                returned_to: String::new(),
+            })
+            .collect();
+        rows.sort_by(|a, b| b.id.cmp(&a.id));
+        return Ok(rows);
+    }
     let (eks, _access) = eks_platform(cx, &session).await?;
-    Ok(eks.history().await?)
+    Ok(eks
+        .history()
+        .await?
+        .into_iter()
+        .rev()
+        .map(|r| HistoryRow {
+            id: r.id,
+            outcome: r.status.as_str().to_owned(),
+            started: r.started_at,
+            actor: r.actor.unwrap_or_default(),
+            commit: r.git_sha.map(|g| g.chars().take(12).collect()).unwrap_or_default(),
+            returned_to: r.rolled_back_to.map(|t| format!("→ {t}")).unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// What runs per service, and whether it drifted from the newest succeeded release.
 pub async fn status(cx: &Context<'_>) -> Result<Vec<ServiceStatus>, Error> {
     let session = establish(cx).await?;
+    if matches!(cx.env.target, Target::Ecs(_)) {
+        let ecs = crate::platform::ecs::EcsPlatform::new(&session.config, cx.config, cx.env)?;
+        let live = crate::platform::ecs::status(&ecs).await?;
+        let newest_ok = live.releases.iter().find(|r| r.outcome == crate::platform::Outcome::Succeeded);
+        return Ok(live
+            .services
+            .iter()
+            .map(|(svc, l)| {
+                let recorded = l.known_good.clone().unwrap_or_default();
+                let running = l.revision.clone().unwrap_or_else(|| "(none)".to_owned());
+                ServiceStatus {
+                    service: svc.clone(),
+                    release: newest_ok.map(|r| r.id.to_string()).unwrap_or_default(),
+                    since: newest_ok.map(|r| r.at.clone()).unwrap_or_default(),
+                    drifted: !recorded.is_empty() && recorded != running,
+                    recorded,
+                    live: vec![running],
+                }
+            })
+            .collect());
+    }
     let (eks, _access) = eks_platform(cx, &session).await?;
     let history = eks.history().await?;
     let Some(current) = history.iter().rev().find(|r| r.status == crate::release::ReleaseStatus::Succeeded)

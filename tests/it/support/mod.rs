@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
-pub mod fake_k8s;
 pub mod ecs_env;
+pub mod fake_k8s;
 pub mod moto;
 pub mod oidc;
 use std::time::Duration;
