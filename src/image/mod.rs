@@ -64,7 +64,8 @@ pub enum Error {
     Settings(String),
     #[error("ECR {operation} failed: {message}")]
     Ecr { operation: String, message: String },
-    #[error("scan gate refused {reference} for `{environment}`:\n{summary}")]
+    /// `summary` is [`scan::GateReport::summary`]: decision, counts, blocking findings.
+    #[error("{summary}")]
     GateRefused { reference: String, environment: String, summary: String },
     #[error("promotion of {digest} refused: {reason}")]
     PromotionRefused { digest: String, reason: String },
@@ -108,8 +109,9 @@ impl Error {
             }
             Self::Settings(_) => "fix `registry.endpoint` or the registry environment variables".into(),
             Self::Ecr { .. } => "check the role's ECR permissions and that the repository exists".into(),
-            Self::GateRefused { .. } => "fix the listed findings (upgrade the packages), or add a reviewed \
-                 entry with a reason and an expiry to `scan.ignore`"
+            Self::GateRefused { .. } => "fix the blocking findings (upgrade the packages) or add a reviewed \
+                 entry with a reason and an expiry to `scan.ignore`; if the scan did not finish, raise \
+                 `timeouts.scan`"
                 .into(),
             Self::PromotionRefused { .. } => {
                 "promote only a digest that passed the source environment's scan gate".into()

@@ -94,7 +94,7 @@ mod tests {
         assert_eq!(r.to_string(), format!("127.0.0.1:5000/shop/user:v1@{d}"));
 
         let r = Reference::parse("shop/user").unwrap();
-        assert_eq!((r.host, r.tag_or_latest()), (None, "latest"));
+        assert_eq!((r.host.as_deref(), r.tag_or_latest()), (None, "latest"));
         let r = Reference::parse("localhost/app:1.2").unwrap();
         assert_eq!((r.host.as_deref(), r.repository.as_str()), (Some("localhost"), "app"));
         assert!(Reference::parse("Shop/User").is_err());

@@ -142,7 +142,7 @@ impl Default for RegistryOptions {
             chunk_size: 32 << 20,
             concurrency: 4,
             connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(60),
+            read_timeout: Duration::from_mins(1),
         }
     }
 }
@@ -652,14 +652,17 @@ impl Registry {
             return Ok(BlobOutcome::Existed);
         }
         let mut session = None;
+        // Mount from the first candidate that has the blob (a failed mount opens a session,
+        // which is then used for the upload rather than abandoned).
         for from in mount_from.iter().filter(|f| f.as_str() != repo) {
+            if !self.blob_exists(from, digest).await? {
+                continue;
+            }
             match self.mount(repo, digest, from).await? {
                 None => return Ok(BlobOutcome::Mounted),
-                Some(location) => {
-                    session = Some(location);
-                    break;
-                }
+                Some(location) => session = Some(location),
             }
+            break;
         }
         let mut restarts = 0;
         loop {

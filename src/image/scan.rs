@@ -71,6 +71,9 @@ pub struct Finding {
     pub package: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed_in: Option<String>,
+    /// Enhanced scanning's `fixAvailable` (`YES`, `NO`, `PARTIAL`); basic scanning does not know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix_available: Option<String>,
 }
 
 /// What the scanner produced.
@@ -151,14 +154,12 @@ pub fn evaluate(policy: &ResolvedScan, outcome: &ScanOutcome, today: Date) -> Ga
     let mut counted = Vec::new();
     let mut ignored = Vec::new();
     for f in findings {
-        match policy.ignore.iter().find(|i| i.id.eq_ignore_ascii_case(&f.id) && i.expires >= today) {
-            Some(i) => {
-                ignored.push(Ignored { finding: f.clone(), reason: i.reason.clone(), expires: i.expires })
-            }
-            None => {
-                *counts.entry(f.severity).or_insert(0) += 1;
-                counted.push(f.clone());
-            }
+        if let Some(i) = policy.ignore.iter().find(|i| i.id.eq_ignore_ascii_case(&f.id) && i.expires >= today)
+        {
+            ignored.push(Ignored { finding: f.clone(), reason: i.reason.clone(), expires: i.expires });
+        } else {
+            *counts.entry(f.severity).or_insert(0) += 1;
+            counted.push(f.clone());
         }
     }
     let exceeded: Vec<Exceeded> = counts
@@ -233,8 +234,13 @@ impl GateReport {
                 if counts.is_empty() { "none".to_owned() } else { counts.join(", ") },
                 if limits.is_empty() { "none".to_owned() } else { limits.join(", ") }
             );
-            for e in &v.exceeded {
-                let _ = writeln!(s, "  over the limit: {} {} > {}", e.count, e.severity.name(), e.max);
+            if !v.exceeded.is_empty() {
+                let over: Vec<String> = v
+                    .exceeded
+                    .iter()
+                    .map(|e| format!("{} {} > {}", e.count, e.severity.name(), e.max))
+                    .collect();
+                let _ = writeln!(s, "  over the limit: {}", over.join(", "));
             }
         }
         if !v.blocking.is_empty() {
@@ -268,7 +274,8 @@ impl GateReport {
 fn describe_package(f: &Finding) -> String {
     match (&f.package, &f.fixed_in) {
         (Some(p), Some(v)) => format!("  {p} (fixed in {v})"),
-        (Some(p), None) => format!("  {p} (no fix yet)"),
+        (Some(p), None) if f.fix_available.as_deref() == Some("NO") => format!("  {p} (no fix available)"),
+        (Some(p), None) => format!("  {p}"),
         (None, _) => String::new(),
     }
 }
@@ -373,6 +380,7 @@ impl EcrScanner {
                     ),
                     package: attribute(x.attributes(), "package_name"),
                     fixed_in: None,
+                    fix_available: None,
                 }));
                 findings.extend(f.enhanced_findings().iter().map(|x| {
                     let details = x.package_vulnerability_details();
@@ -389,6 +397,7 @@ impl EcrScanner {
                             (n, _) => n.unwrap_or("unknown package").to_owned(),
                         }),
                         fixed_in: pkg.and_then(|p| p.fixed_in_version()).map(str::to_owned),
+                        fix_available: x.fix_available().map(str::to_owned),
                     }
                 }));
             }
@@ -464,6 +473,7 @@ mod tests {
             severity,
             package: Some("openssl 3.0.1".into()),
             fixed_in: Some("3.0.9".into()),
+            fix_available: Some("YES".into()),
         }
     }
 

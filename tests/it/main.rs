@@ -10,4 +10,5 @@ mod fakes;
 
 mod cli;
 mod config;
+mod image;
 mod plan;

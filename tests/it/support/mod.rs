@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
 pub mod moto;
+pub mod registry;
 use std::time::Duration;
 
 /// The repository root.
