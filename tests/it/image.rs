@@ -632,3 +632,57 @@ async fn scan_gate_starts_a_missing_scan_and_fails_closed_on_timeout() {
         scan::gate(&s, &open, "dev", "shop/order", &slow, Duration::from_secs(1), today).await.unwrap();
     assert!(report.verdict.pass && report.verdict.undecided.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_honour_args_and_target_and_report_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let builder = Builder::Buildah { storage: Some(dir.path().join("storage")) };
+    let fixtures = root().join("tests/fixtures/images");
+    let request = |service: &str, context: &str| build::BuildRequest {
+        service: service.into(),
+        context: fixtures.join(context),
+        dockerfile: "Dockerfile".into(),
+        args: BTreeMap::from([("FLAVOUR".to_owned(), "spicy".to_owned())]),
+        target: Some("release".into()),
+        platform: "linux/amd64".into(),
+        labels: labels(),
+    };
+    let built =
+        build::build_all(&builder, vec![request("args", "args")], &dir.path().join("out"), 2).await.unwrap();
+    let img = image::layout::read(&built[0].layout).unwrap();
+    assert_eq!(img.top.blobs.len(), 2, "config + the release stage's one layer");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(img.blob_path(&img.top.blobs[0].digest)).unwrap()).unwrap();
+    assert_eq!(config["config"]["Labels"]["shop.flavour"], "spicy");
+    assert_eq!(config["architecture"], "amd64");
+
+    let broken = build::BuildRequest { target: None, ..request("broken", "broken") };
+    let err = build::build_all(&builder, vec![broken], &dir.path().join("out"), 2).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("building `broken` failed (exit "), "{text}");
+    assert!(text.contains("does-not-exist.txt"), "the builder's own words are kept: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_ecr_credentials_end_in_an_auth_error_not_a_refresh_loop() {
+    let moto = Moto::start();
+    let reg = TestRegistry::start_with(Mode::TlsBasic, "AWS", "a-different-password");
+    let ecr = aws_sdk_ecr::Client::new(&moto.sdk_config().await);
+    let client = Registry::connect(
+        Endpoint::parse(&reg.endpoint).unwrap(),
+        Credentials::Ecr { client: ecr },
+        reg.options(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = synthetic_layout(dir.path(), &[2000], 31);
+    let err = tokio::time::timeout(
+        Duration::from_mins(1),
+        Pusher::new(Arc::new(client)).push_layout(&layout, "shop/order", &[], &[]),
+    )
+    .await
+    .expect("no refresh loop")
+    .unwrap_err();
+    assert!(matches!(err, image::Error::Unauthorized { .. }), "{err}");
+    assert_eq!(deployer::Error::from(err).exit_code(), deployer::ExitCode::Auth);
+}

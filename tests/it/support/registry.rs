@@ -225,8 +225,11 @@ impl TestRegistry {
         }
     }
 
+    /// Options as deployer builds them from its environment: the CA through
+    /// `DEPLOYER_REGISTRY_CA`, the documented seam.
     pub fn options(&self) -> RegistryOptions {
-        RegistryOptions { ca_bundle: self.ca.clone(), ..RegistryOptions::default() }
+        let ca = self.ca.as_ref().map(|p| p.display().to_string());
+        RegistryOptions::from_env(&|k| if k == "DEPLOYER_REGISTRY_CA" { ca.clone() } else { None })
     }
 
     pub fn client(&self) -> Registry {
