@@ -11,9 +11,11 @@ use std::sync::Arc;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
+use super::build::Built;
 use super::layout::{self, LayoutImage};
 use super::registry::{BlobOutcome, Registry};
 use super::{Digest, Error};
+use crate::config::Config;
 
 /// What a push did, for reports and for "a re-push sends nothing".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -52,6 +54,27 @@ impl Pusher {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Pushes every built service to its configured repository (two services at a time; each
+    /// sends its blobs in parallel), tagging each with `tags`. Results are in `built` order.
+    pub async fn push_all(
+        &self,
+        config: &Config,
+        built: &[Built],
+        tags: &[String],
+    ) -> Result<Vec<PushedImage>, Error> {
+        futures::stream::iter(built)
+            .map(|b| async move {
+                let repository =
+                    config.service(&b.service).map(|s| s.repository.to_string()).ok_or_else(|| {
+                        Error::Settings(format!("service `{}` is not in the configuration", b.service))
+                    })?;
+                self.push_layout(&b.layout, &repository, tags, &[]).await
+            })
+            .buffered(2)
+            .try_collect()
+            .await
     }
 
     /// Pushes the image in `layout_dir` to `repository`, then applies `tags`. `mount_from` lists

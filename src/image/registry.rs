@@ -113,6 +113,15 @@ impl Credentials {
             _ => Self::Anonymous,
         }
     }
+
+    /// What a deploy uses: explicit `DEPLOYER_REGISTRY_USERNAME`/`_PASSWORD` first, else ECR
+    /// through the AWS session when there is one, else anonymous.
+    pub fn for_deploy(aws: Option<&aws_types::SdkConfig>, var: VarFn<'_>) -> Self {
+        match (Self::from_env(var), aws) {
+            (Self::Anonymous, Some(sdk)) => Self::Ecr { client: aws_sdk_ecr::Client::new(sdk) },
+            (c, _) => c,
+        }
+    }
 }
 
 /// Client tuning.
@@ -229,6 +238,20 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The product's registry (`registry.endpoint`, else the ECR host), with
+    /// [`Credentials::for_deploy`] and [`RegistryOptions::from_env`].
+    pub fn for_config(
+        config: &crate::config::Config,
+        aws: Option<&aws_types::SdkConfig>,
+        var: VarFn<'_>,
+    ) -> Result<Self, Error> {
+        Self::connect(
+            Endpoint::parse(&config.registry_host())?,
+            Credentials::for_deploy(aws, var),
+            RegistryOptions::from_env(var),
+        )
+    }
+
     /// Builds the client; no request is made until the first call.
     pub fn connect(
         endpoint: Endpoint,
@@ -441,9 +464,14 @@ impl Registry {
                     continue;
                 }
                 let body = resp.text().await.unwrap_or_default();
+                let reason = if authorization.is_none() {
+                    "it asks for credentials and none are configured".to_owned()
+                } else {
+                    format!("HTTP 401 for {} {}: {}", req.method, path_of(&req.url), short(&body))
+                };
                 return Err(Attempt::Fatal(Error::Unauthorized {
                     registry: self.endpoint.to_string(),
-                    reason: short(&body),
+                    reason,
                 }));
             }
             if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {

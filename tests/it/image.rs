@@ -355,26 +355,46 @@ async fn prebuilt_references_resolve_to_digests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ecr_credentials_from_moto_open_the_registry() {
-    // moto's token is `AWS:<account>-auth-token`, born expired, with a fake proxyEndpoint: the
-    // registry endpoint comes from the config, and expiry never triggers a refresh loop.
+async fn the_shop_builds_and_pushes_through_its_config_with_ecr_credentials() {
+    // The integrator's path: `registry.endpoint` from deployer.yaml, ECR credentials from the AWS
+    // session (moto: `AWS:<account>-auth-token`, born expired, fake proxyEndpoint: the endpoint
+    // comes from the config and expiry never triggers a refresh loop), the CA from
+    // DEPLOYER_REGISTRY_CA.
     let moto = Moto::start();
     let reg = TestRegistry::start_with(Mode::TlsBasic, "AWS", "123456789012-auth-token");
-    let ecr = aws_sdk_ecr::Client::new(&moto.sdk_config().await);
-    let client = Registry::connect(
-        Endpoint::parse(&reg.endpoint).unwrap(),
-        Credentials::Ecr { client: ecr },
-        reg.options(),
-    )
-    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let layout = synthetic_layout(dir.path(), &[2000], 30);
-    let pushed =
-        Pusher::new(Arc::new(client)).push_layout(&layout, "shop/order", &["dev".into()], &[]).await.unwrap();
-    assert_eq!(
-        sha256_hex(&reg.skopeo_raw(&format!("shop/order@{}", pushed.digest))),
-        pushed.digest.to_string()
+    let shop = dir.path().join("shop");
+    crate::support::copy_tree(&root().join("examples/shop"), &shop);
+    let yaml = std::fs::read_to_string(shop.join("deployer.yaml")).unwrap();
+    let yaml = yaml.replacen(
+        "  region: eu-west-1\n",
+        &format!("  region: eu-west-1\n  endpoint: {}\n", reg.endpoint),
+        1,
     );
+    std::fs::write(shop.join("deployer.yaml"), yaml).unwrap();
+    let config = deployer::config::Config::load(&shop.join("deployer.yaml")).unwrap();
+
+    let ca = reg.ca.as_ref().unwrap().display().to_string();
+    let var = |k: &str| (k == "DEPLOYER_REGISTRY_CA").then(|| ca.clone());
+    let sdk = moto.sdk_config().await;
+    let client = Registry::for_config(&config, Some(&sdk), &var).unwrap();
+    assert!(matches!(Credentials::for_deploy(Some(&sdk), &var), Credentials::Ecr { .. }));
+
+    let builder = Builder::Buildah { storage: Some(dir.path().join("storage")) };
+    let built =
+        build::build_all(&builder, build::requests(&config, &[], &labels()), &dir.path().join("out"), 2)
+            .await
+            .unwrap();
+    let pushed =
+        Pusher::new(Arc::new(client)).push_all(&config, &built, &[REVISION.to_owned()]).await.unwrap();
+    assert_eq!(pushed.len(), 4);
+    for (b, p) in built.iter().zip(&pushed) {
+        assert_eq!(p.reference, format!("{}/shop/{}@{}", reg.host, b.service, b.digest));
+        assert_eq!(
+            sha256_hex(&reg.skopeo_raw(&format!("shop/{}:{REVISION}", b.service))),
+            b.digest.to_string()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
