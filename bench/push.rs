@@ -5,7 +5,8 @@
 //! and per round starts two fresh docker-registry instances on loopback so neither tool
 //! benefits from the other's blobs. Reported: median wall time of the first push for each tool,
 //! their ratio, and the re-push time (all blobs already there). Writes bench/out/push.md.
-//! Environment: `BENCH_ROUNDS` (default 5), `BENCH_MB` (default 200).
+//! Environment: `BENCH_ROUNDS` (default 5), `BENCH_MB` (default 200); for exploring only:
+//! `BENCH_CHUNK_MB`, `BENCH_CONCURRENCY` (deployer's upload chunk size and blob parallelism).
 //!
 //! Under `cargo test --all-targets` (no `--bench` argument) it only says how to run it.
 
@@ -28,6 +29,14 @@ fn main() {
     let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/out");
     let layout = out.join(format!("layout-{megabytes}mb"));
     let size = ensure_layout(&layout, megabytes);
+    // Knobs for exploring; the reported numbers use the defaults.
+    let mut options = RegistryOptions::default();
+    if let Some(mb) = std::env::var("BENCH_CHUNK_MB").ok().and_then(|v| v.parse::<usize>().ok()) {
+        options.chunk_size = mb << 20;
+    }
+    if let Some(n) = std::env::var("BENCH_CONCURRENCY").ok().and_then(|v| v.parse::<usize>().ok()) {
+        options.concurrency = n;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -46,7 +55,7 @@ fn main() {
                 let client = Registry::connect(
                     Endpoint::parse(&format!("http://{}", reg.host)).unwrap_or_else(|e| panic!("{e}")),
                     Credentials::Anonymous,
-                    RegistryOptions::default(),
+                    options.clone(),
                 )
                 .unwrap_or_else(|e| panic!("{e}"));
                 let pusher = Pusher::new(Arc::new(client));

@@ -5,17 +5,22 @@
 //! in one process and always hands on `repo@sha256:…`, never a moving tag.
 //!
 //! Library API (what the pipeline calls, in order):
-//! - [`build::build_all`]`(&Builder, Vec<BuildRequest>, out_dir, concurrency) -> Vec<Built>`: one OCI
-//!   layout directory per service (buildah, or docker buildx when a daemon answers; pick with
-//!   [`build::Builder::detect`]).
-//! - [`registry::Registry::connect`]`(Endpoint, Credentials, RegistryOptions)`: a `/v2/` client
-//!   (anonymous, basic, bearer token flow, ECR `GetAuthorizationToken`; custom CA; `http://` for
-//!   loopback registries).
-//! - [`push::Pusher::push_layout`]`(layout, repository, tags, mount_from) -> PushedImage{reference, digest, stats}`.
+//! - [`build::Builder::detect`]`(var)`, [`build::vcs_labels`]`(root, var)`,
+//!   [`build::requests`]`(&Config, only, &labels)`, then
+//!   [`build::build_all`]`(&Builder, Vec<BuildRequest>, out_dir, concurrency) -> Vec<Built>`: one
+//!   OCI layout directory per service (buildah, or docker buildx when a daemon answers).
+//! - [`Registry::for_config`]`(&Config, Option<&SdkConfig>, var)`: the `/v2/` client for
+//!   `registry.endpoint` (else the ECR host) with credentials `DEPLOYER_REGISTRY_USERNAME` /
+//!   `DEPLOYER_REGISTRY_PASSWORD`, else ECR `GetAuthorizationToken` through the AWS session; a
+//!   private CA from `DEPLOYER_REGISTRY_CA` (PEM bundle); `http://` only for loopback hosts.
+//!   [`Registry::connect`] takes explicit [`Endpoint`], [`Credentials`], [`RegistryOptions`].
+//! - [`push::Pusher::push_all`]`(&Config, &[Built], tags) -> Vec<PushedImage>` or
+//!   [`push::Pusher::push_layout`]`(layout, repository, tags, mount_from) -> PushedImage`;
+//!   `PushedImage { reference: "host/repo@sha256:…", digest, tags, stats }`.
 //! - [`resolve`]`(&Registry, &Reference) -> Resolved` for `--image service=REF` (tag or digest).
-//! - [`scan::gate`]`(&EcrScanner, &ResolvedScan, env, repository, digest, timeout, today) -> GateReport`;
+//! - [`scan::gate`]`(&EcrScanner, &ResolvedScan, env, repository, &digest, timeout, today) -> GateReport`;
 //!   a refusal is [`Error::GateRefused`] (exit code 4). [`scan::evaluate`] is the pure policy.
-//! - [`promote::promote`]`(&Registry src, &Registry dst, ..., &GateReport) -> PushedImage`.
+//! - [`promote::promote`]`(src: Location, dst: Location, &digest, &GateReport, tags, work_dir) -> PushedImage`.
 //!
 //! Every error converts into [`crate::Error`] with a hint ([`Error::hint`]).
 
