@@ -702,7 +702,7 @@ impl Registry {
                 Ok((bytes, resumed)) => {
                     return Ok(BlobOutcome::Uploaded { bytes, resumed: resumed + restarts });
                 }
-                Err(SessionEnd::Lost(reason)) => {
+                Err(SessionEnd::Lost(reason, retry_after)) => {
                     restarts += 1;
                     if restarts >= self.options.attempts {
                         return Err(Error::Unreachable {
@@ -712,11 +712,11 @@ impl Registry {
                             ),
                         });
                     }
+                    tokio::time::sleep(self.backoff(restarts, retry_after)).await;
                     // The blob may have landed before the answer was lost.
                     if self.blob_exists(repo, digest).await? {
                         return Ok(BlobOutcome::Uploaded { bytes: size, resumed: restarts });
                     }
-                    tokio::time::sleep(self.backoff(restarts, None)).await;
                 }
                 Err(SessionEnd::Fatal(e)) => return Err(e),
             }
@@ -749,10 +749,7 @@ impl Registry {
                 Ok(resp) if resp.status() == StatusCode::CREATED => Ok((size, 0)),
                 Ok(resp) => Err(self.session_status_error(resp, &format!("PUT blob {digest}")).await),
                 Err(Attempt::Fatal(e)) => Err(SessionEnd::Fatal(e)),
-                Err(Attempt::Transient { reason, retry_after }) => {
-                    tokio::time::sleep(self.backoff(1, retry_after)).await;
-                    Err(SessionEnd::Lost(reason))
-                }
+                Err(Attempt::Transient { reason, retry_after }) => Err(SessionEnd::Lost(reason, retry_after)),
             };
         }
         let mut offset = 0u64;
@@ -773,7 +770,7 @@ impl Registry {
                     continue;
                 }
                 Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
-                    return Err(SessionEnd::Lost("the upload session expired".into()));
+                    return Err(SessionEnd::Lost("the upload session expired".into(), None));
                 }
                 // Out of order (416; docker-registry says 500, caught as transient): ask where we are.
                 Ok(resp) if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE => {
@@ -787,7 +784,7 @@ impl Registry {
             };
             failures += 1;
             if failures >= self.options.attempts {
-                return Err(SessionEnd::Lost(failure.0));
+                return Err(SessionEnd::Lost(failure.0, failure.1));
             }
             tokio::time::sleep(self.backoff(failures, failure.1)).await;
             match self.upload_progress(&scopes, &location).await? {
@@ -796,7 +793,7 @@ impl Registry {
                     offset = next_offset.min(size);
                     resumed += 1;
                 }
-                None => return Err(SessionEnd::Lost(failure.0)),
+                None => return Err(SessionEnd::Lost(failure.0, None)),
             }
         }
         let req = Req::new(Method::PUT, with_digest(&location, digest));
@@ -818,7 +815,7 @@ impl Registry {
             Err(e @ (Error::Unauthorized { .. } | Error::Unreachable { .. })) => {
                 return Err(SessionEnd::Fatal(e));
             }
-            Err(e) => return Err(SessionEnd::Lost(e.to_string())),
+            Err(e) => return Err(SessionEnd::Lost(e.to_string(), None)),
         };
         if resp.status() != StatusCode::NO_CONTENT {
             return Ok(None);
@@ -836,7 +833,7 @@ impl Registry {
         let status = resp.status();
         let body = resp.text().await.unwrap_or_default();
         if status == StatusCode::NOT_FOUND {
-            return SessionEnd::Lost(format!("{what}: session gone"));
+            return SessionEnd::Lost(format!("{what}: session gone"), None);
         }
         SessionEnd::Fatal(self.status_error(what, status, &body))
     }
@@ -883,8 +880,8 @@ impl Registry {
 }
 
 enum SessionEnd {
-    /// Start a new session (the old one is gone or unusable).
-    Lost(String),
+    /// Start a new session (the old one is gone or unusable), after the `Retry-After` if any.
+    Lost(String, Option<Duration>),
     Fatal(Error),
 }
 
