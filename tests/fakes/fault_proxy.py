@@ -5,7 +5,8 @@ header kept, so the registry's Location headers point back at the proxy. Control
   POST /__proxy/faults  [rule, ...]  rules fire in order of listing, each `times` times:
       {"method": "PATCH", "path": "/blobs/uploads/", "times": 1, "status": 503, "retry_after": "1"}
       {"method": "PATCH", "path": "/blobs/uploads/", "times": 1, "drop_after": 300000}
-        (forwards that many body bytes upstream, then drops both connections)
+        (forwards that many body bytes upstream, then drops both connections;
+         with "forward": false the registry sees nothing: a cut in front of it)
       "skip": N lets the first N matching requests through before the rule fires.
   GET  /__proxy/stats   {"upload_bytes": N, "fired": N, "requests": [[method, path, status], ...]}
   POST /__proxy/reset   clears stats and rules
@@ -89,6 +90,13 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            return
+        if rule and "drop_after" in rule and not rule.get("forward", True):
+            # Cut between client and proxy: the registry never sees this request.
+            self.rfile.read(min(n, int(rule["drop_after"])))
+            self.record("dropped")
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
             return
         up = http.client.HTTPConnection(UP_HOST, int(UP_PORT), timeout=120)
         up.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)

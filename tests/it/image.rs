@@ -234,24 +234,58 @@ async fn uploads_resume_after_a_dropped_connection() {
     let dir = tempfile::tempdir().unwrap();
     let size = 5 << 20;
     let layout = synthetic_layout(dir.path(), &[size], 2);
+    let blob =
+        image::layout::read(&layout).unwrap().blobs().into_iter().find(|b| b.size == size as u64).unwrap();
     let reg = TestRegistry::start(Mode::Plain);
     let proxy = FaultProxy::start(&reg);
-    // The second chunk is cut after 300 kB: the registry keeps what it got, we continue from there.
-    proxy.add_faults(&serde_json::json!([{"method": "PATCH", "path": "/blobs/uploads/", "skip": 1, "times": 1, "drop_after": 300_000}]));
     let pusher = Pusher::new(Arc::new(proxy.client(small_chunks())));
-    let upload = pusher.push_layout(&layout, "faults/drop", &["v1".into()], &[]).await;
-    let pushed = upload.unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
+
+    // Cut in front of the registry during the second chunk: the session still stands at 1 MiB
+    // (`GET` on it says `Range: 0-1048575`) and the upload continues from there.
+    proxy.add_faults(&serde_json::json!([
+        {"method": "PATCH", "path": "/blobs/uploads/", "skip": 1, "times": 1, "drop_after": 300_000, "forward": false}
+    ]));
+    let pushed = pusher.push_layout(&layout, "faults/drop", &["v1".into()], &[]).await;
+    let pushed = pushed.unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
     let stats = proxy.stats();
-    let dropped = stats["requests"].as_array().unwrap().iter().filter(|r| r[2] == "dropped").count();
-    assert_eq!(dropped, 1, "{stats}");
-    assert!(pushed.stats.resumed >= 1, "the upload continued in its session: {:?}", pushed.stats);
+    let methods: Vec<(&str, String)> = stats["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r[0].as_str().unwrap(), r[2].to_string()))
+        .collect();
+    assert!(methods.contains(&("PATCH", "\"dropped\"".into())), "{stats}");
+    assert!(methods.contains(&("GET", "204".into())), "the session was asked where it stands: {stats}");
+    assert_eq!(pushed.stats.resumed, 1, "{:?}", pushed.stats);
+    let sent = stats["upload_bytes"].as_u64().unwrap();
+    assert_eq!(
+        sent,
+        size as u64 + pushed_config_size(&layout),
+        "each byte reached the registry once: {stats}"
+    );
     assert_eq!(
         sha256_hex(&reg.skopeo_raw(&format!("faults/drop@{}", pushed.digest))),
         pushed.digest.to_string()
     );
-    let blob =
-        image::layout::read(&layout).unwrap().blobs().into_iter().find(|b| b.size == size as u64).unwrap();
-    assert!(reg.client().blob_exists("faults/drop", &blob.digest).await.unwrap());
+
+    // Cut after the registry stored part of a chunk: docker-registry then refuses the session
+    // ("upload resumed at wrong offset"), so the blob restarts in a new one, and still lands.
+    proxy.reset();
+    proxy.add_faults(&serde_json::json!([
+        {"method": "PATCH", "path": "/blobs/uploads/", "skip": 1, "times": 1, "drop_after": 300_000}
+    ]));
+    let pushed = pusher.push_layout(&layout, "faults/drop-partial", &["v1".into()], &[]).await;
+    let pushed = pushed.unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
+    assert!(pushed.stats.resumed >= 1, "{:?}", pushed.stats);
+    assert!(reg.client().blob_exists("faults/drop-partial", &blob.digest).await.unwrap());
+    assert_eq!(
+        sha256_hex(&reg.skopeo_raw(&format!("faults/drop-partial@{}", pushed.digest))),
+        pushed.digest.to_string()
+    );
+}
+
+fn pushed_config_size(layout: &Path) -> u64 {
+    image::layout::read(layout).unwrap().top.blobs[0].size
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
