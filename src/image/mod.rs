@@ -106,8 +106,8 @@ impl Error {
             Self::NotFound { .. } => {
                 "check the `--image` reference (repository, tag or digest) and that it was pushed".into()
             }
-            Self::ImmutableTag { .. } => "tags are immutable: the same tag now names different content. \
-                 Make the build reproducible or push from a new commit"
+            Self::ImmutableTag { .. } => "tags are immutable: the same tag now names different content; \
+                 make the build reproducible or push from a new commit"
                 .into(),
             Self::BadReference { .. } => {
                 "write references as `[host/]repository[:tag][@sha256:<64 hex>]`".into()
