@@ -132,7 +132,8 @@ async fn git(root: &Path, args: &[&str]) -> Option<String> {
 }
 
 /// Builds every request, at most `concurrency` at once; layouts land in `out_dir/<service>`.
-/// Results are in request order. The first failure is returned after running builds finish.
+/// Results are in request order. The first failure is returned at once; builds still running
+/// are stopped (their processes are killed when dropped).
 pub async fn build_all(
     builder: &Builder,
     requests: Vec<BuildRequest>,

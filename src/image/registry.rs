@@ -1041,6 +1041,31 @@ mod tests {
     }
 
     #[test]
+    fn credentials_and_options_come_from_the_environment() {
+        let vars = |k: &str| match k {
+            "DEPLOYER_REGISTRY_USERNAME" => Some("ci".to_owned()),
+            "DEPLOYER_REGISTRY_PASSWORD" => Some("pw".to_owned()),
+            "DEPLOYER_REGISTRY_CA" => Some("/etc/ca.pem".to_owned()),
+            _ => None,
+        };
+        assert!(
+            matches!(Credentials::from_env(&vars), Credentials::Basic { ref username, .. } if username == "ci")
+        );
+        assert!(matches!(Credentials::from_env(&|_| None), Credentials::Anonymous));
+        assert_eq!(RegistryOptions::from_env(&vars).ca_bundle, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(RegistryOptions::from_env(&|_| None).ca_bundle, None);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds() {
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2026 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), None, "dates fall back to backoff");
+    }
+
+    #[test]
     fn upload_urls_keep_their_state() {
         let d = Digest::of(b"x");
         assert_eq!(
