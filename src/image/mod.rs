@@ -182,7 +182,20 @@ pub struct Resolved {
 }
 
 /// Resolves `--image service=REF` (tag or digest) to a digest and checks the manifest exists.
+/// A REF without a host is in `registry`; a REF naming another host is refused: what runs must
+/// come from the product's registry (promote it there first).
 pub async fn resolve(registry: &Registry, reference: &Reference) -> Result<Resolved, Error> {
+    if let Some(host) = &reference.host
+        && host != registry.endpoint().host()
+    {
+        return Err(Error::BadReference {
+            reference: reference.to_string(),
+            reason: format!(
+                "it is not in the product's registry {}; push or promote it there first",
+                registry.endpoint().host()
+            ),
+        });
+    }
     let wanted =
         reference.digest.as_ref().map_or_else(|| reference.tag_or_latest().to_owned(), ToString::to_string);
     let Some((digest, media_type)) = registry.manifest_head(&reference.repository, &wanted).await? else {

@@ -381,6 +381,9 @@ async fn prebuilt_references_resolve_to_digests() {
     let missing =
         image::resolve(&client, &Reference::parse("shop/payment:9.9.9").unwrap()).await.unwrap_err();
     assert_eq!(missing.to_string(), "shop/payment:9.9.9 not found in the registry");
+    let elsewhere =
+        image::resolve(&client, &Reference::parse("ghcr.io/acme/payment:1.4.0").unwrap()).await.unwrap_err();
+    assert!(elsewhere.to_string().contains("is not in the product's registry"), "{elsewhere}");
     let unknown_digest = Reference::parse(&format!("shop/payment@{}", Digest::of(b"nothing"))).unwrap();
     assert!(matches!(
         image::resolve(&client, &unknown_digest).await.unwrap_err(),
