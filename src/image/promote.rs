@@ -2,7 +2,7 @@
 //! registry/repository to another's, never rebuilding and never re-tagging by name.
 //!
 //! Evidence: promotion takes the [`GateReport`] the source environment's gate returned (the
-//! pipeline keeps it in the release record and can serialise it between jobs). It must be for
+//! pipeline keeps it in the release record; it round-trips through JSON between jobs). It must be for
 //! the same repository and digest, and must have passed; anything else is
 //! [`Error::PromotionRefused`] (exit code 4). Keeping the evidence a plain value rather than a
 //! registry-side marker (tag or annotation) means it cannot be forged by anyone who can push

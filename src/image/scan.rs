@@ -77,7 +77,7 @@ pub struct Finding {
 }
 
 /// What the scanner produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum ScanOutcome {
     /// Findings are available (`COMPLETE`, or `ACTIVE` for continuous enhanced scanning).
@@ -89,7 +89,7 @@ pub enum ScanOutcome {
 }
 
 /// A limit that was exceeded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exceeded {
     pub severity: Severity,
     pub count: u32,
@@ -97,7 +97,7 @@ pub struct Exceeded {
 }
 
 /// A finding hidden by an ignore entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ignored {
     pub finding: Finding,
     pub reason: String,
@@ -105,7 +105,7 @@ pub struct Ignored {
 }
 
 /// The gate's decision and everything that explains it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateVerdict {
     pub pass: bool,
     /// Counted findings per severity (after ignores).
@@ -196,7 +196,7 @@ fn undecided(policy: &ResolvedScan, expired_ignores: Vec<ScanIgnore>, why: Strin
 }
 
 /// The gate's record for one image in one environment: the evidence promotion checks.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateReport {
     pub environment: String,
     pub repository: String,
@@ -568,6 +568,29 @@ mod tests {
         );
         assert!(evaluate(&dev, &findings, date(TODAY)).pass);
         assert!(!evaluate(&prod, &findings, date(TODAY)).pass);
+    }
+
+    #[test]
+    fn gate_reports_survive_a_round_trip_through_json() {
+        let p = policy(
+            SeverityLimits { high: Some(0), ..Default::default() },
+            vec![ignore("CVE-2", "2026-01-01")],
+            OnTimeout::Fail,
+        );
+        let report = GateReport {
+            environment: "dev".into(),
+            repository: "shop/user".into(),
+            digest: Digest::of(b"m"),
+            verdict: evaluate(
+                &p,
+                &complete(vec![f("CVE-1", Severity::High), f("CVE-2", Severity::Low)]),
+                date(TODAY),
+            ),
+        };
+        let json = serde_json::to_string(&report).unwrap();
+        let back: GateReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.summary(&p), report.summary(&p));
+        assert!(!back.verdict.pass);
     }
 
     #[test]
