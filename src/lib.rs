@@ -9,6 +9,7 @@
 //! - [`cli`]: the command line (clap); [`app`]: runs a parsed command.
 //! - [`config`]: `deployer.yaml` + `environments/*.yaml`, strict validation, JSON Schema.
 //! - [`identity`]: where AWS credentials come from.
+//! - [`image`]: build, push by digest, resolve, scan gate, promotion.
 //! - [`render`]: Kustomize overlays and ECS task definitions with pinned digests.
 //! - [`plan`]: the plan and its text/Markdown/JSON forms.
 //! - [`events`], [`report`]: the one event stream, its renderers and notifiers (GitHub, Slack).
@@ -26,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod identity;
+pub mod image;
 pub mod observe;
 pub mod pipeline;
 pub mod plan;

@@ -15,6 +15,7 @@ mod e2e_eks;
 mod ecs;
 mod eks;
 mod identity;
+mod image;
 mod notify;
 mod plan;
 mod render;

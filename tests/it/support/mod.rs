@@ -14,6 +14,7 @@ pub mod ecs_env;
 pub mod fake_k8s;
 pub mod moto;
 pub mod oidc;
+pub mod registry;
 use std::time::Duration;
 
 /// The repository root.
