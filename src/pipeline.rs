@@ -141,39 +141,144 @@ fn confirm(
     Ok(serde_json::to_value(&c).map_or_else(|_| c.by.clone(), |v| v.to_string()))
 }
 
-/// Resolves every selected service to a digest. Prebuilt `--image` references must already be
-/// digests in this build; building and pushing land with the image pipeline.
-pub fn resolve_images(cx: &Context<'_>, inputs: &Inputs) -> Result<BTreeMap<String, Pinned>, Error> {
+/// Resolves every selected service to an image pinned by digest: prebuilt `--image`
+/// references are resolved (tags) and verified in the product's registry, the others are built
+/// and pushed by digest (tagged with the commit). A digest in another registry is used as given,
+/// with a warning that it was not verified.
+pub async fn resolve_images(
+    cx: &Context<'_>,
+    session: &AwsSession,
+    inputs: &Inputs,
+    git_sha: Option<&str>,
+) -> Result<BTreeMap<String, Pinned>, Error> {
+    use crate::image::{self, Reference};
+    let selected: Vec<_> = cx
+        .config
+        .product
+        .services
+        .iter()
+        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
+        .collect();
+    let registry =
+        std::sync::Arc::new(image::Registry::for_config(cx.config, Some(&session.config), cx.var)?);
+    let host = registry.endpoint().host().to_owned();
     let mut pinned = BTreeMap::new();
-    for svc in &cx.config.product.services {
+    let mut to_build = Vec::new();
+    for svc in &selected {
         let name = svc.name.as_str();
-        if !inputs.services.is_empty() && !inputs.services.iter().any(|s| s == name) {
-            continue;
+        match inputs.images.get(name) {
+            Some(reference) => {
+                let r = Reference::parse(reference)?;
+                let ours = r.host.as_deref().is_none_or(|h| h == host);
+                let p = if ours {
+                    let resolved = image::resolve(&registry, &r).await?;
+                    Pinned {
+                        repository: format!("{host}/{}", r.repository),
+                        digest: resolved.digest.to_string(),
+                    }
+                } else if let Some(p) = crate::plan::prebuilt_digest(inputs, name) {
+                    cx.events.emit(&Event::Warning {
+                        message: format!("`{name}` uses {reference} from another registry: pinned by digest, not verified or scanned"),
+                    });
+                    p
+                } else {
+                    return Err(Error::Config(crate::config::ConfigErrors(vec![crate::config::ConfigError {
+                        file: cx.config.path.clone(),
+                        line: None,
+                        column: None,
+                        message: format!("`--image {name}={reference}` is a tag in another registry ({host} is the product's)"),
+                        hint: Some("give that image by digest (`REPOSITORY@sha256:…`), or push it to the product's registry".into()),
+                    }])));
+                };
+                pinned.insert(name.to_owned(), p);
+            }
+            None if svc.build.is_some() => to_build.push(name.to_owned()),
+            None => {
+                return Err(Error::Config(crate::config::ConfigErrors(vec![crate::config::ConfigError {
+                    file: cx.config.path.clone(),
+                    line: None,
+                    column: None,
+                    message: format!(
+                        "service `{name}` has no `build:` and no `--image {name}=REF` was given"
+                    ),
+                    hint: Some(format!("pass the prebuilt image: `--image {name}=REPOSITORY@sha256:…`")),
+                }])));
+            }
         }
-        let Some(reference) = inputs.images.get(name) else {
-            return Err(Error::Internal {
-                message: format!(
-                    "service `{name}` would have to be built and pushed, and this build cannot do that yet"
-                ),
-                hint: format!("pass a pushed image by digest: `--image {name}=REPOSITORY@sha256:…`"),
-            });
-        };
-        let Some(Pinned { repository, digest }) = crate::plan::prebuilt_digest(inputs, name) else {
-            return Err(Error::Internal {
-                message: format!(
-                    "`--image {name}={reference}` is a tag; resolving tags to digests is not in this build yet"
-                ),
-                hint: "pass the image by digest (`REPOSITORY@sha256:…`)".to_owned(),
-            });
-        };
+    }
+    if !to_build.is_empty() {
+        let builder = image::build::Builder::detect(cx.var).await?;
+        let labels = image::build::vcs_labels(&cx.config.root, cx.var).await;
+        let requests = image::build::requests(cx.config, &to_build, &labels);
+        let out = tempfile::Builder::new()
+            .prefix("deployer-build-")
+            .tempdir()
+            .map_err(|e| Error::internal(format!("cannot create a build directory: {e}")))?;
+        let built = phase(cx.events, Phase::Build, async {
+            Ok(image::build::build_all(&builder, requests, out.path(), 2).await?)
+        })
+        .await?;
+        let tags: Vec<String> = git_sha.map(|g| g.chars().take(12).collect()).into_iter().collect();
+        let pushed = phase(cx.events, Phase::Push, async {
+            Ok(image::push::Pusher::new(registry.clone()).push_all(cx.config, &built, &tags).await?)
+        })
+        .await?;
+        for (b, p) in built.iter().zip(pushed) {
+            pinned.insert(
+                b.service.clone(),
+                Pinned { repository: p.repository.clone(), digest: p.digest.to_string() },
+            );
+        }
+    }
+    for (name, p) in &pinned {
         cx.events.emit(&Event::ImagePushed {
-            service: name.to_owned(),
-            repository: repository.clone(),
-            digest: digest.clone(),
+            service: name.clone(),
+            repository: p.repository.clone(),
+            digest: p.digest.clone(),
         });
-        pinned.insert(name.to_owned(), Pinned { repository, digest });
     }
     Ok(pinned)
+}
+
+/// The scan gate for every image in the product's registry (by digest); refuses the release
+/// (exit 4) before anything changes when one image does not pass.
+pub async fn scan_gate(
+    cx: &Context<'_>,
+    session: &AwsSession,
+    pinned: &BTreeMap<String, Pinned>,
+) -> Result<(), Error> {
+    use crate::image::{Digest, scan};
+    let host = cx.config.registry_host();
+    let scanner = scan::EcrScanner::new(aws_sdk_ecr::Client::new(&session.config));
+    let mut refused = Vec::new();
+    for (service, p) in pinned {
+        let Some(repository) = p.repository.strip_prefix(&format!("{host}/")) else {
+            continue;
+        };
+        let Some(digest) = Digest::parse(&p.digest) else { continue };
+        let report = scan::gate(
+            &scanner,
+            &cx.env.scan,
+            &cx.env.name,
+            repository,
+            &digest,
+            cx.env.timeouts.scan,
+            scan::today(),
+        )
+        .await?;
+        cx.events.emit(&Event::ScanSummary(Box::new(report.event(service))));
+        if !report.verdict.pass {
+            refused.push(report.summary(&cx.env.scan));
+        }
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::ScanGate {
+            message: refused.join("\n"),
+            hint: "fix or upgrade the vulnerable packages, or add a justified, dated entry to `scan.ignore` in the environment file".to_owned(),
+        })
+    }
 }
 
 async fn eks_platform(
@@ -281,7 +386,10 @@ async fn deploy_inner(
 ) -> Result<String, (Error, Option<String>)> {
     let confirmation = confirm(cx, session, Action::Deploy, flags.yes, prompt).map_err(|e| (e, None))?;
     inputs.pinned =
-        phase(cx.events, Phase::Push, async { resolve_images(cx, inputs) }).await.map_err(|e| (e, None))?;
+        Box::pin(resolve_images(cx, session, inputs, git_sha.as_deref())).await.map_err(|e| (e, None))?;
+    Box::pin(phase(cx.events, Phase::Scan, scan_gate(cx, session, &inputs.pinned)))
+        .await
+        .map_err(|e| (e, None))?;
     let rendered = phase(cx.events, Phase::Render, async {
         let (_, renders) = observe::render_services(cx.config, cx.env, inputs, cx.var).await;
         let mut out = BTreeMap::new();

@@ -251,7 +251,17 @@ impl Config {
     /// The registry host serving `/v2/` for the shared registry.
     pub fn registry_host(&self) -> String {
         let r = &self.product.registry;
-        r.endpoint.clone().unwrap_or_else(|| format!("{}.dkr.ecr.{}.amazonaws.com", r.account_id, r.region))
+        // Image references carry the host only: a scheme in `endpoint` says how to talk to it.
+        r.endpoint.as_deref().map_or_else(
+            || format!("{}.dkr.ecr.{}.amazonaws.com", r.account_id, r.region),
+            |e| {
+                e.trim()
+                    .trim_start_matches("http://")
+                    .trim_start_matches("https://")
+                    .trim_end_matches('/')
+                    .to_owned()
+            },
+        )
     }
 
     fn check_product(&self) -> Vec<ConfigError> {

@@ -458,6 +458,48 @@ pub fn today() -> Date {
     Date(time::OffsetDateTime::now_utc().date())
 }
 
+impl GateReport {
+    /// The report form of the gate's result (job summary, PR comment, Slack).
+    pub fn event(&self, service: &str) -> crate::events::ScanSummary {
+        let name = |s: Severity| {
+            serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+        };
+        let finding = |f: &Finding| crate::events::Finding {
+            id: f.id.clone(),
+            severity: name(f.severity),
+            package: f.package.clone(),
+            fixed_in: f.fixed_in.clone(),
+        };
+        let v = &self.verdict;
+        crate::events::ScanSummary {
+            service: service.to_owned(),
+            digest: self.digest.to_string(),
+            counts: v.counts.iter().map(|(s, n)| (name(*s), *n)).collect(),
+            passed: v.pass,
+            blocking: v.blocking.iter().map(finding).collect(),
+            ignored: v
+                .ignored
+                .iter()
+                .map(|i| crate::events::IgnoredFinding {
+                    id: i.finding.id.clone(),
+                    reason: i.reason.clone(),
+                    expires: i.expires.to_string(),
+                })
+                .collect(),
+            expired_ignores: v
+                .expired_ignores
+                .iter()
+                .map(|i| crate::events::IgnoredFinding {
+                    id: i.id.clone(),
+                    reason: i.reason.clone(),
+                    expires: i.expires.to_string(),
+                })
+                .collect(),
+            note: v.undecided.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
