@@ -303,31 +303,27 @@ async fn dispatch_read_only(
         Command::Promote(args) => {
             let config =
                 phase(events, Phase::Config, async { Ok(Config::load(&cli.global.config)?) }).await?;
-            config.environment(&args.from)?;
-            config.environment(&args.to)?;
-            require_credentials(var)?;
-            Err(not_in_this_build("promote"))
+            let from = config.environment(&args.from)?;
+            let to = config.environment(&args.to)?;
+            let from_cx =
+                pipeline::Context { config: &config, env: &from, var, events, masker: masker.clone() };
+            let to_cx = pipeline::Context { config: &config, env: &to, var, events, masker };
+            let pinned = Box::pin(pipeline::promote(&from_cx, &to_cx)).await?;
+            let lines: Vec<String> =
+                pinned.iter().map(|(s, p)| format!("{s}={}@{}", p.repository, p.digest)).collect();
+            events.emit(&Event::Table {
+                title: format!("verified in {}, promoted to {} (pass each as --image)", from.name, to.name),
+                columns: vec!["image".to_owned()],
+                rows: lines.iter().map(|l| vec![l.clone()]).collect(),
+            });
+            if let Some(path) = var("GITHUB_OUTPUT") {
+                report::github::append_output(std::path::Path::new(&path), "images", &lines.join("\n"))
+                    .map_err(|e| Error::internal(format!("cannot write GITHUB_OUTPUT: {e}")))?;
+            }
+            Ok(())
         }
         Command::Deploy(_) | Command::Rollback(_) => Ok(()),
     }
-}
-
-/// Commands whose executor is not in this build stop with a clear internal error rather than
-/// pretending to succeed.
-fn not_in_this_build(command: &str) -> Error {
-    Error::Internal {
-        message: format!(
-            "`deployer {command}` cannot change anything yet: this build has no {command} executor"
-        ),
-        hint:
-            "use `deployer plan` to see what would happen; the executor lands with the EKS/ECS platform work"
-                .to_owned(),
-    }
-}
-
-fn require_credentials(var: VarFn<'_>) -> Result<identity::CredentialSource, Error> {
-    identity::detect(&|k| var(k))
-        .ok_or_else(|| Error::auth("no AWS credentials found", identity::NO_CREDENTIALS_HINT))
 }
 
 async fn load(cli: &Cli, events: &dyn Sink) -> Result<(Config, Environment), Error> {

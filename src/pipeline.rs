@@ -667,3 +667,64 @@ pub struct ServiceStatus {
     pub live: Vec<String>,
     pub drifted: bool,
 }
+
+/// `deployer promote --from A --to B`: the digests of A's last known-good release (each passed
+/// A's scan gate before A deployed it, and A's health checks after), gated again under B's
+/// policy. With one shared registry nothing needs copying: B's deploy uses exactly these
+/// digests (`--image` lines, or the action's `images` output).
+pub async fn promote(from: &Context<'_>, to: &Context<'_>) -> Result<BTreeMap<String, Pinned>, Error> {
+    let source = establish(from).await?;
+    let host = from.config.registry_host();
+    let mut pinned = BTreeMap::new();
+    match &from.env.target {
+        Target::Ecs(_) => {
+            let ecs = crate::platform::ecs::EcsPlatform::new(&source.config, from.config, from.env)?;
+            let live = crate::platform::ecs::status(&ecs).await?;
+            let good = live
+                .releases
+                .iter()
+                .find(|r| r.outcome == crate::platform::Outcome::Succeeded)
+                .ok_or_else(|| nothing_to_promote(from))?;
+            for (svc, rec) in &good.services {
+                let Some(digest) = rec.digest.clone() else { continue };
+                let repository =
+                    from.config.service(svc).map(|s| format!("{host}/{}", s.repository)).unwrap_or_default();
+                pinned.insert(svc.clone(), Pinned { repository, digest });
+            }
+        }
+        Target::Eks(_) => {
+            let (eks, _access) = eks_platform(from, &source).await?;
+            let history = eks.history().await?;
+            let good =
+                crate::release::last_known_good(&history, None).ok_or_else(|| nothing_to_promote(from))?;
+            for (svc, s) in &good.services {
+                if let Some((repository, digest)) = s.image.split_once('@') {
+                    pinned.insert(
+                        svc.clone(),
+                        Pinned { repository: repository.to_owned(), digest: digest.to_owned() },
+                    );
+                }
+            }
+        }
+    }
+    let target = establish(to).await?;
+    Box::pin(phase(to.events, Phase::Scan, scan_gate(to, &target, &pinned))).await?;
+    for (svc, p) in &pinned {
+        to.events.emit(&Event::ImagePushed {
+            service: svc.clone(),
+            repository: p.repository.clone(),
+            digest: p.digest.clone(),
+        });
+    }
+    Ok(pinned)
+}
+
+fn nothing_to_promote(from: &Context<'_>) -> Error {
+    Error::ScanGate {
+        message: format!("environment `{}` has no succeeded release to promote", from.env.name),
+        hint: format!(
+            "deploy to `{}` first; only a release that passed its gate and health checks is promoted",
+            from.env.name
+        ),
+    }
+}

@@ -321,3 +321,43 @@ async fn plan_shows_the_live_diff_of_each_object() {
         "{markdown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promote_passes_on_exactly_the_digests_dev_verified() {
+    let stand = Stand::start("").await;
+    // prod: the same fake cluster here, its own namespace and a stricter gate.
+    std::fs::write(
+        stand.product.path().join("environments/prod.yaml"),
+        "account_id: \"222222222222\"\nregion: eu-west-1\nrole:\n  arn: arn:aws:iam::222222222222:role/shop-deployer-dev\n\
+         target:\n  eks: { context: fake, namespace: shop }\nscan: { max: { critical: 0, high: 0 } }\n",
+    )
+    .unwrap();
+    let promote = || args(&["promote", "--from", "dev", "--to", "prod"], vec![]);
+    let o = stand.run(promote(), vec![]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(4), "{out}\n{err}");
+    assert!(err.contains("environment `dev` has no succeeded release to promote"), "{err}");
+
+    assert_eq!(
+        stand.run(args(&["deploy", "--env", "dev"], images("7", &[])), vec![]).await.status.code(),
+        Some(0)
+    );
+    let output = stand.home.path().join("github_output");
+    let o = stand.run(promote(), vec![("GITHUB_OUTPUT".into(), output.display().to_string())]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let expected: Vec<String> = SERVICES
+        .iter()
+        .map(|s| format!("{s}=registry.local/shop/{s}@{}", digest(&format!("{s}-7"))))
+        .collect();
+    for line in &expected {
+        assert!(out.contains(line.as_str()), "{line} missing in {out}");
+    }
+    let written = std::fs::read_to_string(&output).unwrap();
+    assert!(written.starts_with("images<<ghadelimiter_"), "{written}");
+    let mut sorted = expected.clone();
+    sorted.sort();
+    for line in sorted {
+        assert!(written.contains(&format!("{line}\n")), "{written}");
+    }
+}
