@@ -13,6 +13,7 @@ mod cli;
 mod config;
 mod e2e_ecs;
 mod e2e_eks;
+mod e2e_prod;
 mod ecs;
 mod eks;
 mod identity;
