@@ -230,19 +230,7 @@ async fn git_sha(root: &Path, var: VarFn<'_>) -> Option<String> {
     if let Some(sha) = var("GITHUB_SHA").filter(|s| !s.is_empty()) {
         return Some(sha);
     }
-    let dir = if root.as_os_str().is_empty() { Path::new(".") } else { root };
-    let out = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .await
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .filter(|s| !s.is_empty())
+    crate::image::build::git(root, &["rev-parse", "HEAD"]).await
 }
 
 /// `DEPLOYER_BUILDER=docker|buildah` selects; otherwise docker buildx when a daemon answers,

@@ -115,7 +115,8 @@ pub async fn vcs_labels(root: &Path, var: VarFn<'_>) -> BTreeMap<String, String>
     labels
 }
 
-async fn git(root: &Path, args: &[&str]) -> Option<String> {
+/// Runs git in `root` (the product directory; empty = current) and returns its trimmed output.
+pub async fn git(root: &Path, args: &[&str]) -> Option<String> {
     let dir = if root.as_os_str().is_empty() { Path::new(".") } else { root };
     let out = tokio::process::Command::new("git")
         .arg("-C")

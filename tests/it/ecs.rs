@@ -197,7 +197,7 @@ async fn failing_http_check_during_the_bake_rolls_back() {
     let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
     assert_eq!(failures[0].cause, Cause::Http, "{failures:?}");
     assert!(
-        failures[0].reason.contains("failed 3 times in a row: status 503 (expected 200)"),
+        failures[0].reason.contains("failed 3 times in a row: returned 503, expected 200"),
         "{failures:?}"
     );
     assert_eq!(task_definition_of(&env, "payment").await, env.initial["payment"]);

@@ -552,12 +552,12 @@ impl EcsPlatform {
     }
 
     async fn http_sample(&self, check: &crate::config::HttpCheck, failures: &mut u32) -> Sample {
-        let timeout = check.timeout.map_or(Duration::from_secs(5), |t| t.0);
-        let last = match self.http.get(&check.url).timeout(timeout).send().await {
-            Ok(r) if r.status().as_u16() == check.expect_status => None,
-            Ok(r) => Some(format!("status {} (expected {})", r.status().as_u16(), check.expect_status)),
-            Err(e) => Some(e.to_string()),
-        };
+        // The verdict names the URL already; keep only what the check saw.
+        let prefix = format!("GET {} ", check.url);
+        let last = crate::checks::http_check(&self.http, check)
+            .await
+            .err()
+            .map(|m| m.strip_prefix(&prefix).map_or_else(|| m.clone(), str::to_owned));
         match last {
             None => {
                 *failures = 0;
