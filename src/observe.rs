@@ -77,12 +77,16 @@ async fn live_eks(
     let history = eks.history().await.map_err(|e| format!("{e}; {}", e.hint()))?;
     let current = crate::release::last_known_good(&history, None);
     let mut rendered_refs = Vec::new();
-    for (svc, r) in renders {
-        let Ok(RenderedService::Kubernetes(objects)) = r else { continue };
+    // One dry-run diff per service, concurrently.
+    let diffs = futures::future::join_all(renders.iter().filter_map(|(svc, r)| {
+        let Ok(RenderedService::Kubernetes(objects)) = r else { return None };
+        let client = client.clone();
+        Some(async move { (svc, objects, diff::plan_changes(&client, objects, &target.namespace).await) })
+    }))
+    .await;
+    for (svc, objects, changes) in diffs {
         rendered_refs.extend(objects.iter().map(kustomize::object_ref));
-        let changes = diff::plan_changes(&client, objects, &target.namespace)
-            .await
-            .map_err(|e| format!("{e}; {}", e.hint()))?;
+        let changes = changes.map_err(|e| format!("{e}; {}", e.hint()))?;
         let all_new = changes.iter().all(|c| matches!(c, diff::ObjectChange::Create { .. }));
         let live = match current.and_then(|c| c.services.get(svc).map(|s| (c, s))) {
             Some((rel, s)) => Live::Running { image: s.image.clone(), release: Some(rel.id.clone()) },

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
@@ -28,6 +29,13 @@ pub fn apply_rank(kind: &str) -> u8 {
         "Ingress" | "HorizontalPodAutoscaler" | "PodDisruptionBudget" => 7,
         _ => 5,
     }
+}
+
+/// Server-side applies in flight at once (within one rank).
+pub const APPLY_CONCURRENCY: usize = 8;
+
+fn rank_of(o: &Value) -> u8 {
+    apply_rank(o.get("kind").and_then(Value::as_str).unwrap_or_default())
 }
 
 /// Sorts objects for applying (stable within a rank, so kustomize's order is kept).
@@ -86,13 +94,26 @@ pub async fn apply_all(
         params = params.force();
     }
     let mut applied = Vec::with_capacity(sorted.len());
-    for obj in &sorted {
-        let r = object_ref(obj);
-        let api = resolver.api(client, &r, default_ns).await?;
-        let dynamic: DynamicObject = serde_json::from_value(obj.clone())
-            .map_err(|e| EksError::Api { action: format!("read {r}"), message: e.to_string() })?;
-        api.patch(&r.name, &params, &Patch::Apply(&dynamic)).await.map_err(|e| apply_error(&r, &e))?;
-        applied.push(r);
+    // Ranks go in order (a Deployment needs its ConfigMap); objects of one rank are independent
+    // and go out together, so ten services cost about what one does.
+    for rank in sorted.chunk_by(|a, b| rank_of(a) == rank_of(b)) {
+        let mut calls = Vec::with_capacity(rank.len());
+        for obj in rank {
+            let r = object_ref(obj);
+            let api = resolver.api(client, &r, default_ns).await?;
+            let dynamic: DynamicObject = serde_json::from_value(obj.clone())
+                .map_err(|e| EksError::Api { action: format!("read {r}"), message: e.to_string() })?;
+            let params = &params;
+            calls.push(async move {
+                api.patch(&r.name, params, &Patch::Apply(&dynamic)).await.map_err(|e| apply_error(&r, &e))?;
+                Ok::<_, EksError>(r)
+            });
+        }
+        let results: Vec<Result<ObjectRef, EksError>> =
+            futures::stream::iter(calls).buffered(APPLY_CONCURRENCY).collect().await;
+        for r in results {
+            applied.push(r?);
+        }
     }
     Ok(applied)
 }

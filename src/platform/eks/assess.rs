@@ -43,14 +43,21 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.workload)?;
+        let mut parts = Vec::new();
+        if !self.workload.is_empty() {
+            parts.push(self.workload.clone());
+        }
         if let Some(p) = &self.pod {
-            write!(f, " pod {p}")?;
+            parts.push(format!("pod {p}"));
         }
         if let Some(c) = &self.container {
-            write!(f, " container {c}")?;
+            parts.push(format!("container {c}"));
         }
-        write!(f, ": {}", self.reason)?;
+        if parts.is_empty() {
+            write!(f, "{}", self.reason)?;
+        } else {
+            write!(f, "{}: {}", parts.join(" "), self.reason)?;
+        }
         if let Some(n) = self.restart_count {
             write!(f, " (restarts: {n})")?;
         }
