@@ -48,16 +48,72 @@ pub async fn observe(
                     obs.unobserved.push(Unobserved { what: "live state".into(), reason });
                 }
             }
-            Target::Ecs(_) => obs.unobserved.push(Unobserved {
-                what: "live state".into(),
-                reason: "this build does not read live ECS state yet".into(),
-            }),
+            Target::Ecs(_) => {
+                if let Err(reason) = live_ecs(config, env, session, &renders, &mut obs).await {
+                    obs.unobserved.push(Unobserved { what: "live state".into(), reason });
+                }
+            }
         },
     }
     for (name, r) in renders {
         obs.renders.insert(name, r.map(|rendered| summarize(&rendered)));
     }
     obs
+}
+
+/// Live ECS state for the plan: each rendered task definition against the one its service
+/// runs now (normalised the way registration compares them).
+async fn live_ecs(
+    config: &Config,
+    env: &Environment,
+    session: &crate::identity::AwsSession,
+    renders: &BTreeMap<String, Result<RenderedService, RenderError>>,
+    obs: &mut Observed,
+) -> Result<(), String> {
+    use crate::platform::ecs::{self, taskdef};
+    use crate::platform::eks::diff::{self, ObjectChange};
+    let platform =
+        ecs::EcsPlatform::new(&session.config, config, env).map_err(|e| format!("{e}; {}", e.hint()))?;
+    let live = ecs::status(&platform).await.map_err(|e| format!("{e}; {}", e.hint()))?;
+    let client = aws_sdk_ecs::Client::new(&session.config);
+    for (svc, r) in renders {
+        let Ok(RenderedService::Ecs(td)) = r else { continue };
+        let family = td.get("family").and_then(|f| f.as_str()).unwrap_or_default().to_owned();
+        let object = crate::render::ObjectRef {
+            api_version: "ecs".into(),
+            kind: "TaskDefinition".into(),
+            namespace: None,
+            name: family.clone(),
+        };
+        let Some(arn) = live.services.get(svc).and_then(|l| l.revision.clone()) else {
+            obs.live.insert(svc.clone(), Live::Absent);
+            obs.changes.insert(svc.clone(), vec![ObjectChange::Create { object }]);
+            continue;
+        };
+        let current = taskdef::describe(&client, &arn).await.map_err(|e| format!("{e}; {}", e.hint()))?;
+        let image = ecs_image(&current);
+        let change = if taskdef::same(td, &current) {
+            ObjectChange::Unchanged { object }
+        } else {
+            let name = format!("TaskDefinition/{family}");
+            ObjectChange::Update {
+                object,
+                diff: diff::unified(&taskdef::normalise(&current), &taskdef::normalise(td), &name),
+            }
+        };
+        let release = live
+            .releases
+            .iter()
+            .find(|r| r.outcome == crate::platform::Outcome::Succeeded)
+            .map(|r| r.id.to_string());
+        obs.live.insert(svc.clone(), Live::Running { image, release });
+        obs.changes.insert(svc.clone(), vec![change]);
+    }
+    Ok(())
+}
+
+fn ecs_image(taskdef: &serde_json::Value) -> String {
+    ecs::images_of(taskdef).into_iter().next().unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Live EKS state for the plan: a server-side dry-run diff per object, what runs (from the

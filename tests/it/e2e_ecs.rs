@@ -49,6 +49,20 @@ async fn ecs_deploy_and_automatic_rollback_through_the_cli() {
     let v2 = format!("registry.local/shop/user@sha256:{}", "02".repeat(32));
     assert_eq!(image_of(&env, "user").await, v2);
 
+    // The plan compares each rendered task definition with the one the service runs.
+    let plan = |v: u8| {
+        ["plan", "--env", "test"].iter().map(|s| (*s).to_owned()).chain(images(v, None)).collect::<Vec<_>>()
+    };
+    let o = run(&env, home.path(), plan(2)).await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("= unchanged TaskDefinition/shop-user-test"), "{out}");
+    let o = run(&env, home.path(), plan(3)).await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("apply:  update from {v2}")), "{out}");
+    assert!(out.contains("~ update TaskDefinition/shop-user-test"), "{out}");
+    assert!(out.contains(&format!("+  image: registry.local/shop/user@sha256:{}", "03".repeat(32))), "{out}");
+
     let o = run(&env, home.path(), deploy(3, Some("user"))).await;
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.status.code(), Some(5), "{out}\n{err}");
