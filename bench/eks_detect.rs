@@ -22,6 +22,16 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 const RUNS: usize = 5;
 
+/// Stops the fake server however the bench ends (a panic included).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct RollbackClock(Mutex<Option<Instant>>);
 impl Sink for RollbackClock {
     fn emit(&self, e: &Event) {
@@ -96,7 +106,7 @@ async fn main() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = tempfile::tempdir().expect("tmp");
     let kubeconfig = dir.path().join("kubeconfig");
-    let mut fake = start_fake(&root, &kubeconfig);
+    let fake = KillOnDrop(start_fake(&root, &kubeconfig));
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig");
     let client = kube::Client::try_from(
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
@@ -176,6 +186,5 @@ async fn main() {
         start.elapsed().as_secs_f64(),
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    let _ = fake.kill();
-    let _ = fake.wait();
+    drop(fake);
 }
