@@ -146,7 +146,7 @@ async fn dispatch(
             let fan = Fanout::new(vec![Box::new(renderer.clone()), Box::new(notifiers.sink())]);
             let cx = pipeline::Context { config: &config, env: &env, var, events: &fan, masker };
             let result = match &cli.command {
-                Command::Deploy(args) => Box::pin(deploy(cli, &cx, args, prompt)).await,
+                Command::Deploy(args) => Box::pin(deploy(&cx, args, prompt)).await,
                 Command::Rollback(args) => {
                     let flags = pipeline::Flags { yes: args.yes, force_conflicts: false };
                     Box::pin(pipeline::rollback(&cx, args.to.as_deref(), &flags, prompt)).await.map(|_| ())
@@ -159,13 +159,7 @@ async fn dispatch(
     }
 }
 
-async fn deploy(
-    cli: &Cli,
-    cx: &pipeline::Context<'_>,
-    args: &DeployArgs,
-    prompt: &mut dyn Prompt,
-) -> Result<(), Error> {
-    let _ = cli;
+async fn deploy(cx: &pipeline::Context<'_>, args: &DeployArgs, prompt: &mut dyn Prompt) -> Result<(), Error> {
     let inputs = inputs(cx.config, &args.images)?;
     let session = pipeline::establish(cx).await?;
     let (the_plan, render_errors) =
