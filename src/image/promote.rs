@@ -118,18 +118,7 @@ pub async fn promote(
         .buffer_unordered(dst.registry.options().concurrency.max(1))
         .try_collect()
         .await?;
-    let mut stats = PushStats::default();
-    for o in outcomes {
-        match o {
-            BlobOutcome::Existed => stats.blobs_existing += 1,
-            BlobOutcome::Mounted => stats.blobs_mounted += 1,
-            BlobOutcome::Uploaded { bytes, resumed } => {
-                stats.blobs_uploaded += 1;
-                stats.bytes_uploaded += bytes;
-                stats.resumed += resumed;
-            }
-        }
-    }
+    let stats = PushStats::from_outcomes(&outcomes);
     for (d, mt, bytes) in
         manifests.iter().chain(std::iter::once(&(digest.clone(), top_type.clone(), top.clone())))
     {

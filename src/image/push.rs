@@ -28,6 +28,25 @@ pub struct PushStats {
     pub resumed: u32,
 }
 
+impl PushStats {
+    /// Totals of the per-blob outcomes of one push or copy.
+    pub fn from_outcomes(outcomes: &[BlobOutcome]) -> Self {
+        let mut stats = Self::default();
+        for o in outcomes {
+            match o {
+                BlobOutcome::Existed => stats.blobs_existing += 1,
+                BlobOutcome::Mounted => stats.blobs_mounted += 1,
+                BlobOutcome::Uploaded { bytes, resumed } => {
+                    stats.blobs_uploaded += 1;
+                    stats.bytes_uploaded += bytes;
+                    stats.resumed += resumed;
+                }
+            }
+        }
+        stats
+    }
+}
+
 /// A pushed image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PushedImage {
@@ -107,18 +126,7 @@ impl Pusher {
             .buffer_unordered(reg.options().concurrency.max(1))
             .try_collect()
             .await?;
-        let mut stats = PushStats::default();
-        for o in outcomes {
-            match o {
-                BlobOutcome::Existed => stats.blobs_existing += 1,
-                BlobOutcome::Mounted => stats.blobs_mounted += 1,
-                BlobOutcome::Uploaded { bytes, resumed } => {
-                    stats.blobs_uploaded += 1;
-                    stats.bytes_uploaded += bytes;
-                    stats.resumed += resumed;
-                }
-            }
-        }
+        let stats = PushStats::from_outcomes(&outcomes);
         for child in &image.children {
             put_manifest_if_absent(reg, repository, child).await?;
         }
