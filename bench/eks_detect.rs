@@ -87,6 +87,7 @@ async fn release(
 fn request(services: BTreeMap<String, (String, Vec<serde_json::Value>)>) -> DeployRequest {
     DeployRequest {
         services,
+        depends_on: BTreeMap::new(),
         git_sha: None,
         actor: None,
         confirmation: None,

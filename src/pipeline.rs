@@ -320,8 +320,16 @@ fn request(
     confirmation: String,
 ) -> DeployRequest {
     let env = cx.env;
+    let depends_on = cx
+        .config
+        .product
+        .services
+        .iter()
+        .map(|s| (s.name.as_str().to_owned(), s.depends_on.iter().map(|d| d.as_str().to_owned()).collect()))
+        .collect();
     DeployRequest {
         services,
+        depends_on,
         git_sha,
         actor: actor(cx.var),
         confirmation: Some(confirmation),

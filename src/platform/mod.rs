@@ -496,18 +496,22 @@ fn names(plan: &ReleasePlan) -> String {
 /// others already run). Each wave holds indices into `services`, in their order; a cycle
 /// (refused by config validation anyway) ends up in one last wave instead of looping.
 pub fn waves(services: &[ServiceRelease]) -> Vec<Vec<usize>> {
-    let names: BTreeMap<&str, usize> =
-        services.iter().enumerate().map(|(i, s)| (s.service.as_str(), i)).collect();
-    let mut placed = vec![false; services.len()];
+    let items: Vec<(&str, &[String])> =
+        services.iter().map(|s| (s.service.as_str(), s.depends_on.as_slice())).collect();
+    dependency_waves(&items)
+}
+
+/// [`waves`] over `(name, depends_on)` pairs, shared by every platform.
+pub fn dependency_waves(items: &[(&str, &[String])]) -> Vec<Vec<usize>> {
+    let names: BTreeMap<&str, usize> = items.iter().enumerate().map(|(i, (n, _))| (*n, i)).collect();
+    let mut placed = vec![false; items.len()];
     let mut out: Vec<Vec<usize>> = Vec::new();
     while placed.iter().any(|p| !p) {
-        let wave: Vec<usize> = (0..services.len())
+        let wave: Vec<usize> = (0..items.len())
             .filter(|&i| !placed[i])
-            .filter(|&i| {
-                services[i].depends_on.iter().all(|d| names.get(d.as_str()).is_none_or(|&j| placed[j]))
-            })
+            .filter(|&i| items[i].1.iter().all(|d| names.get(d.as_str()).is_none_or(|&j| placed[j])))
             .collect();
-        let wave = if wave.is_empty() { (0..services.len()).filter(|&i| !placed[i]).collect() } else { wave };
+        let wave = if wave.is_empty() { (0..items.len()).filter(|&i| !placed[i]).collect() } else { wave };
         for &i in &wave {
             placed[i] = true;
         }

@@ -53,6 +53,7 @@ async fn shop_release(version: &str, markers: &[(&str, &str)]) -> BTreeMap<Strin
 fn request(services: BTreeMap<String, (String, Vec<Value>)>) -> DeployRequest {
     DeployRequest {
         services,
+        depends_on: BTreeMap::new(),
         git_sha: Some("0123456789abcdef".into()),
         actor: Some("tester".into()),
         confirmation: None,
@@ -163,6 +164,53 @@ async fn crashloop_is_detected_and_every_service_returns_to_the_previous_release
     assert_eq!(failure.container.as_deref(), Some("user"));
     assert!(failure.pod.as_deref().is_some_and(|p| p.starts_with("user-")), "{failure}");
     assert!(failure.restart_count.is_some_and(|n| n >= 1));
+}
+
+#[tokio::test]
+async fn a_service_waits_for_its_dependency_and_is_never_applied_when_it_fails() {
+    let (fake, eks, rec) = setup().await;
+    let v1 = shop_release("1", &[]).await;
+    assert!(matches!(eks.deploy(&request(v1.clone()), &rec).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    let deployments: Api<Deployment> = Api::namespaced(fake.client().await, NS);
+    let generation = |d: Deployment| d.metadata.generation.unwrap();
+    let order_before = generation(deployments.get("order").await.unwrap());
+
+    // order depends on user; user crash-loops in the first wave.
+    let mut req = request(shop_release("2", &[("user", "crashloop")]).await);
+    req.depends_on.insert("order".into(), vec!["user".into()]);
+    let rec2 = Recorder::default();
+    let outcome = eks.deploy(&req, &rec2).await.unwrap();
+    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["CrashLoopBackOff"]).await;
+    // order never saw release 2: its spec was not touched at all (an apply and a rollback
+    // would have moved its generation twice).
+    assert_eq!(generation(deployments.get("order").await.unwrap()), order_before);
+    let waves: Vec<String> = rec2
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Service { message, .. } if message.starts_with("wave ") => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waves, ["wave 1/2: notification, payment, user"]);
+
+    // Healthy: both waves roll out, in order.
+    let rec3 = Recorder::default();
+    let mut req = request(shop_release("3", &[]).await);
+    req.depends_on.insert("order".into(), vec!["user".into()]);
+    assert!(matches!(eks.deploy(&req, &rec3).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    let messages: Vec<String> = rec3
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::Service { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    let at = |m: &str| messages.iter().position(|x| x == m).unwrap_or_else(|| panic!("{m}: {messages:#?}"));
+    assert!(at("Deployment/user: healthy") < at("wave 2/2: order"), "{messages:#?}");
+    assert!(at("wave 2/2: order") < at("Deployment/order: healthy"), "{messages:#?}");
+    assert_eq!(generation(deployments.get("order").await.unwrap()), order_before + 1);
 }
 
 #[tokio::test]

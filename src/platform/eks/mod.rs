@@ -85,6 +85,8 @@ impl EksError {
 pub struct DeployRequest {
     /// Service → (pinned image, rendered objects).
     pub services: BTreeMap<String, (String, Vec<Value>)>,
+    /// Service → services of this release that must roll out healthy before it is applied.
+    pub depends_on: BTreeMap<String, Vec<String>>,
     pub git_sha: Option<String>,
     pub actor: Option<String>,
     pub confirmation: Option<String>,
@@ -227,10 +229,12 @@ impl Eks {
                     .collect();
                 let live = bluegreen::live_color(&live_objects);
                 let idle = live.map_or(bluegreen::Color::Blue, bluegreen::Color::other);
-                let before: Vec<Value> = rel
+                let before: BTreeMap<String, Vec<Value>> = rel
                     .services
-                    .values()
-                    .flat_map(|s| bluegreen::colorize(&s.manifests, idle, live.unwrap_or(idle)))
+                    .iter()
+                    .map(|(name, s)| {
+                        (name.clone(), bluegreen::colorize(&s.manifests, idle, live.unwrap_or(idle)))
+                    })
                     .collect();
                 for s in rel.services.values_mut() {
                     s.manifests = bluegreen::colorize(&s.manifests, idle, idle);
@@ -258,8 +262,10 @@ impl Eks {
         });
         let final_objects: Vec<Value> =
             rel.services.values().flat_map(|s| s.manifests.iter().cloned()).collect();
-        let first = stage1.as_deref().unwrap_or(&final_objects);
-        let outcome = self.roll_out(&rel, first, &final_objects, colors, req, lock, events).await;
+        let first = stage1.unwrap_or_else(|| {
+            rel.services.iter().map(|(name, s)| (name.clone(), s.manifests.clone())).collect()
+        });
+        let outcome = self.roll_out(&rel, &first, &final_objects, colors, req, lock, events).await;
         let (service, failure) = match outcome {
             Ok(WatchOutcome::Healthy) => {
                 for service in rel.services.keys() {
@@ -323,26 +329,42 @@ impl Eks {
         }
     }
 
-    /// Applies and verifies a release: rollout → (blue-green: smoke checks, switch) → bake →
-    /// (blue-green: hold the previous colour for the scale-down delay).
+    /// Applies and verifies a release: rollout (in `depends_on` waves) → (blue-green: smoke
+    /// checks, switch) → bake → (blue-green: hold the previous colour for the scale-down delay).
     #[allow(clippy::too_many_arguments)]
     async fn roll_out(
         &self,
         rel: &Release,
-        first: &[Value],
+        first: &BTreeMap<String, Vec<Value>>,
         last: &[Value],
         colors: Option<(Option<bluegreen::Color>, bluegreen::Color)>,
         req: &DeployRequest,
         lock: &Lock,
         events: &dyn Sink,
     ) -> Result<WatchOutcome, EksError> {
-        self.apply(first, req.force_conflicts, events).await?;
-        if lock.lost() {
-            return Err(EksError::LockLost);
-        }
-        let rollout = self.watch_release(rel, req.rollout_timeout, Duration::ZERO, events).await;
-        if rollout != WatchOutcome::Healthy {
-            return Ok(rollout);
+        // One deadline for the whole rollout, however many waves share it.
+        let deadline = tokio::time::Instant::now() + req.rollout_timeout;
+        let waves = rollout_waves(first, &req.depends_on);
+        for (i, wave) in waves.iter().enumerate() {
+            if waves.len() > 1 {
+                events.emit(&Event::Service {
+                    service: String::new(),
+                    phase: Phase::Apply,
+                    message: format!("wave {}/{}: {}", i + 1, waves.len(), wave.join(", ")),
+                });
+            }
+            let objects: Vec<Value> = wave.iter().flat_map(|s| first[s.as_str()].iter().cloned()).collect();
+            self.apply(&objects, req.force_conflicts, events).await?;
+            if lock.lost() {
+                return Err(EksError::LockLost);
+            }
+            // A later wave starts only once this one runs healthy: what depends on it is never
+            // applied next to a broken dependency.
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let rollout = self.watch_services(rel, Some(wave), remaining, Duration::ZERO, events).await;
+            if rollout != WatchOutcome::Healthy {
+                return Ok(rollout);
+            }
         }
         let http = reqwest::Client::new();
         if let Some((live, idle)) = colors {
@@ -536,10 +558,23 @@ impl Eks {
         bake: Duration,
         events: &dyn Sink,
     ) -> WatchOutcome {
+        self.watch_services(rel, None, timeout, bake, events).await
+    }
+
+    /// Watches the workloads of `only` (every service when `None`) of `rel`.
+    async fn watch_services(
+        &self,
+        rel: &Release,
+        only: Option<&[String]>,
+        timeout: Duration,
+        bake: Duration,
+        events: &dyn Sink,
+    ) -> WatchOutcome {
         events.emit(&Event::PhaseStarted { phase: Phase::Health });
         let workloads: Vec<Workload> = rel
             .services
             .iter()
+            .filter(|(svc, _)| only.is_none_or(|o| o.contains(svc)))
             .flat_map(|(svc, s)| {
                 s.manifests.iter().map(object_ref).filter(|r| watch::is_workload(&r.kind)).map(|r| Workload {
                     service: svc.clone(),
@@ -615,6 +650,43 @@ fn check_failed(what: &str, message: String) -> WatchOutcome {
     }
 }
 
+/// The services of a release in `depends_on` waves (names; dependencies outside the release
+/// already run and do not wait).
+fn rollout_waves(
+    services: &BTreeMap<String, Vec<Value>>,
+    depends_on: &BTreeMap<String, Vec<String>>,
+) -> Vec<Vec<String>> {
+    let names: Vec<&String> = services.keys().collect();
+    let items: Vec<(&str, &[String])> = names
+        .iter()
+        .map(|n| (n.as_str(), depends_on.get(n.as_str()).map_or(&[][..], Vec::as_slice)))
+        .collect();
+    crate::platform::dependency_waves(&items)
+        .into_iter()
+        .map(|w| w.into_iter().map(|i| names[i].clone()).collect())
+        .collect()
+}
+
 fn all_refs(rel: &Release) -> Vec<ObjectRef> {
     rel.services.values().flat_map(|s| s.manifests.iter().map(object_ref)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waves_follow_depends_on_inside_the_release_only() {
+        let services: BTreeMap<String, Vec<Value>> =
+            ["order", "payment", "user"].iter().map(|s| ((*s).to_owned(), Vec::new())).collect();
+        let deps: BTreeMap<String, Vec<String>> = [
+            ("order".to_owned(), vec!["user".to_owned()]),
+            // Not in this release: it already runs, nothing waits for it.
+            ("payment".to_owned(), vec!["analytics".to_owned()]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(rollout_waves(&services, &deps), vec![vec!["payment", "user"], vec!["order"]]);
+        assert_eq!(rollout_waves(&services, &BTreeMap::new()), vec![vec!["order", "payment", "user"]]);
+    }
 }
