@@ -180,6 +180,8 @@ pub struct Board {
     pub phase: Option<(Phase, Duration)>,
     /// The latest release-level message (events without a service).
     pub message: String,
+    /// Between the start and the end of a rollback (its apply and watch are phases of their own).
+    pub rolling_back: bool,
     /// In deploy order once the release started; plan order before.
     pub services: Vec<ServiceLine>,
     /// Every line ended and was printed for good: later events print as plain lines.
@@ -235,6 +237,7 @@ impl Board {
                 self.phase = Some((*phase, now));
                 // A release-level message belongs to the phase that said it.
                 self.message.clear();
+                self.rolling_back |= *phase == Phase::Rollback;
                 if SHARED_PHASES.contains(phase) {
                     let building = matches!(phase, Phase::Build | Phase::Push);
                     for l in self.running().filter(|l| l.builds || !building) {
@@ -257,17 +260,12 @@ impl Board {
                 self.release_id = Some(release_id.clone());
                 self.product = Some(product.clone());
                 self.environment = Some(environment.clone());
-                let mut old = std::mem::take(&mut self.services);
-                let mut ordered: Vec<ServiceLine> = services
-                    .iter()
-                    .map(|name| match old.iter().position(|l| &l.name == name) {
-                        Some(i) => old.remove(i),
-                        None => ServiceLine::new(name, false),
-                    })
-                    .collect();
-                // Not in the release and never started: the plan listed it, the release did not take it.
-                ordered.extend(old.into_iter().filter(|l| l.phase.is_some()));
-                self.services = ordered;
+                // Lines keep their place (a reshuffle mid-run loses the reader's eye); the plan's
+                // lines the release did not take, and never started, go.
+                self.services.retain(|l| services.contains(&l.name) || l.phase.is_some());
+                for name in services {
+                    self.line(name);
+                }
             }
             Event::Service { service, phase, message }
             | Event::ServiceProgress { service, phase, message, .. } => {
@@ -306,7 +304,8 @@ impl Board {
                         l.end(true, None, now);
                     }
                     Verdict::Failed(f) => {
-                        let failure = format!("unhealthy: {}", markdown::failure_plain(f));
+                        // Short: the full verdict is printed above the bars and in the error.
+                        let failure = format!("unhealthy: {} {}", f.workload, f.reason);
                         l.message.clone_from(&failure);
                         l.failure = Some(failure);
                         if let Some(e) = &mut l.ended {
@@ -316,6 +315,7 @@ impl Board {
                 }
             }
             Event::RollbackStarted { to_release, digests, .. } => {
+                self.rolling_back = true;
                 for name in digests.keys() {
                     self.line(name);
                 }
@@ -326,6 +326,7 @@ impl Board {
                 }
             }
             Event::RollbackFinished { to_release, ok, message, .. } => {
+                self.rolling_back = false;
                 let to = to_release.as_deref().unwrap_or("the previous release");
                 let note = if *ok {
                     format!("rolled back to {to}")
@@ -487,7 +488,12 @@ pub fn header(board: &Board, now: Duration) -> Option<String> {
     if let Some(e) = &board.environment {
         let _ = write!(s, " → {e}");
     }
-    let _ = write!(s, "  {}  {}", phase.title(), duration(now.saturating_sub(board.started)));
+    let phase = match phase {
+        Phase::Rollback => "rollback".to_owned(),
+        p if board.rolling_back => format!("rollback: {}", p.title()),
+        p => p.title().to_owned(),
+    };
+    let _ = write!(s, "  {phase}  {}", duration(now.saturating_sub(board.started)));
     if !board.message.is_empty() {
         let _ = write!(s, "  {}", one_line(&board.message));
     }
@@ -712,7 +718,14 @@ impl Sink for Live {
             } else {
                 inner.sync(now);
             }
-            if !absorbed && let Some((stream, text)) = human_text(event, self.verbose, false) {
+            let text = match event {
+                // A release-level fact reads better without the plain view's empty `[]`.
+                Event::Service { service, phase, message } if service.is_empty() => {
+                    Some((Stream::Err, format!("{}: {message}\n", phase.title())))
+                }
+                _ => human_text(event, self.verbose, false),
+            };
+            if !absorbed && let Some((stream, text)) = text {
                 let w = match stream {
                     Stream::Out => &self.out,
                     Stream::Err => &self.err,
@@ -1050,6 +1063,8 @@ mod tests {
                     digests: BTreeMap::new(),
                 },
             ),
+            // The rollback's own apply: the release line says whose apply it is.
+            (15.2, phase(Phase::Apply)),
         ]);
         let mut b = feed(&events);
         let rolling = frame(&b, s(16.0));
