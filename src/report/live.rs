@@ -112,6 +112,8 @@ pub struct ServiceLine {
     pub ended: Option<Ended>,
     /// Built here; prebuilt images skip the build and push phases.
     pub builds: bool,
+    /// The image by digest once known (`sha256:` and 12 digits): shown when there is no message.
+    pub image: Option<String>,
 }
 
 impl ServiceLine {
@@ -124,6 +126,7 @@ impl ServiceLine {
             failure: None,
             ended: None,
             builds,
+            image: None,
         }
     }
 
@@ -136,6 +139,8 @@ impl ServiceLine {
         self.started.get_or_insert(now);
         if self.phase.is_none_or(|p| p < phase) {
             self.phase = Some(phase);
+            // The last phase's message would read as news of this one.
+            self.message.clear();
         }
     }
 
@@ -280,10 +285,7 @@ impl Board {
                 }
             }
             Event::ImagePushed { service, digest, .. } => {
-                let l = self.line(service);
-                if l.ended.is_none() {
-                    l.message = format!("image {}", short_digest(digest));
-                }
+                self.line(service).image = Some(short_digest(digest));
             }
             Event::ScanSummary(s) => {
                 let l = self.line(&s.service);
@@ -467,7 +469,11 @@ pub fn rows(board: &Board, now: Duration) -> Vec<Row> {
                 .map(|s| duration(l.ended.map_or(now, |e| e.at).saturating_sub(s)))
                 .unwrap_or_default();
             let phase = l.phase.map_or("waiting", label);
-            let mut text = format!("{:<width$}  {phase:<8}  {elapsed:>6}  {}", l.name, one_line(&l.message));
+            let message = match &l.image {
+                Some(image) if l.message.is_empty() => format!("image {image}"),
+                _ => one_line(&l.message),
+            };
+            let mut text = format!("{:<width$}  {phase:<8}  {elapsed:>6}  {message}", l.name);
             text.truncate(text.trim_end().len());
             Row { name: l.name.clone(), status, text }
         })
