@@ -61,29 +61,25 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
     } else {
         Arc::new(Masker::new())
     };
+    // A person at a terminal gets live lines per service; pipes and CI logs the plain ones.
+    let view = live::display(&live::DisplayInputs::from_env(
+        io.stderr_is_terminal,
+        cli.global.quiet,
+        format != OutputFormat::Human,
+        &|k| var(k),
+    ));
     let renderer: Arc<dyn Sink> = match format {
-        OutputFormat::Human => {
-            let view = live::display(&live::DisplayInputs::from_env(
-                io.stderr_is_terminal,
-                cli.global.quiet,
-                false,
-                &|k| var(k),
-            ));
-            match view {
-                live::Display::Live { color } => Arc::new(live::Live::stderr(
-                    Box::new(stdout.clone()),
-                    io.stderr,
-                    cli.global.verbose,
-                    color,
-                )),
-                live::Display::Plain => Arc::new(report::Human::new(
-                    Box::new(stdout.clone()),
-                    io.stderr,
-                    cli.global.verbose,
-                    cli.global.quiet,
-                )),
+        OutputFormat::Human => match view {
+            live::Display::Live { color } => {
+                Arc::new(live::Live::stderr(Box::new(stdout.clone()), io.stderr, cli.global.verbose, color))
             }
-        }
+            live::Display::Plain => Arc::new(report::Human::new(
+                Box::new(stdout.clone()),
+                io.stderr,
+                cli.global.verbose,
+                cli.global.quiet,
+            )),
+        },
         OutputFormat::Json => Arc::new(report::JsonLines::new(Box::new(stdout.clone()))),
         OutputFormat::Github => Arc::new(
             Github::new(

@@ -11,6 +11,8 @@ use deployer::events::{Event, HealthFailure, Outcome, Phase, Sink, Verdict};
 use deployer::report::live::Live;
 use indicatif::{ProgressDrawTarget, TermLike};
 
+use crate::support;
+
 /// A terminal that keeps every line and string drawn on it.
 #[derive(Debug, Clone, Default)]
 struct Screen(Arc<Mutex<String>>);
@@ -183,4 +185,50 @@ fn a_run_without_a_release_leaves_only_its_output() {
     // Byte for byte what the plain view prints: no table, no leftover release line.
     assert_eq!(out.text(), "ok: product `shop` (3 services) and 1 environment(s) [dev] are valid\n");
     assert_eq!(err.text(), "");
+}
+
+/// Runs `deployer plan --env dev` on the example in a pseudo-terminal (`script`, util-linux)
+/// with `env` added; returns everything the terminal received. `redirect` is appended to the
+/// command line (e.g. `2>/dev/null`).
+fn plan_in_a_pty(env: &[(&str, &str)], redirect: &str) -> String {
+    let script = support::system_bin("script");
+    let home = tempfile::tempdir().unwrap();
+    let mut vars = vec![
+        format!("PATH={}", std::env::var("PATH").unwrap()),
+        format!("HOME={}", home.path().display()),
+        format!("DEPLOYER_KUSTOMIZE={}", support::kubectl().display()),
+        "DEPLOYER_BUILDER=buildah".to_owned(),
+    ];
+    vars.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    let line = format!(
+        "stty cols 100 rows 30; cd {} && env -i {} {} plan --env dev {redirect}",
+        support::root().join("examples/shop").display(),
+        vars.join(" "),
+        assert_cmd::cargo::cargo_bin("deployer").display(),
+    );
+    let log = home.path().join("typescript");
+    let o = std::process::Command::new(script).args(["-q", "-e", "-c", &line]).arg(&log).output().unwrap();
+    let seen = std::fs::read_to_string(&log).unwrap();
+    assert!(o.status.success(), "{seen}");
+    seen
+}
+
+#[test]
+fn the_binary_draws_live_lines_only_on_a_capable_terminal() {
+    support::system_bin("buildah");
+    let release_line = "plan → dev  ";
+    let live = plan_in_a_pty(&[("TERM", "xterm-256color")], "");
+    assert!(live.contains(release_line), "no live release line on a terminal: {live}");
+    assert!(live.contains("Plan for shop → dev"), "{live}");
+    for (env, redirect) in [
+        (&[("TERM", "dumb")][..], ""),
+        (&[("TERM", "xterm-256color"), ("GITHUB_ACTIONS", "true")][..], ""),
+        (&[("TERM", "xterm-256color")][..], "-q"),
+        // stderr to a file: the plain lines, even with stdout on the terminal.
+        (&[("TERM", "xterm-256color")][..], "2>/dev/null"),
+    ] {
+        let plain = plan_in_a_pty(env, redirect);
+        assert!(!plain.contains(release_line), "{env:?} {redirect}: {plain}");
+        assert!(plain.contains("Plan for shop → dev") || env.len() == 2, "{env:?} {redirect}: {plain}");
+    }
 }
