@@ -138,9 +138,12 @@ impl ServiceLine {
         }
         self.started.get_or_insert(now);
         if self.phase.is_none_or(|p| p < phase) {
+            // The last phase's message would read as news of this one; the bake only continues
+            // the health watch, whose last word still holds.
+            if !(self.phase == Some(Phase::Health) && phase == Phase::Bake) {
+                self.message.clear();
+            }
             self.phase = Some(phase);
-            // The last phase's message would read as news of this one.
-            self.message.clear();
         }
     }
 
@@ -253,13 +256,15 @@ impl Board {
                     }
                 }
             }
-            Event::Planned { plan } if self.command == "deploy" && self.services.is_empty() => {
+            Event::Planned { plan } => {
                 self.product = Some(plan.product.clone());
-                self.services = plan
-                    .services
-                    .iter()
-                    .map(|s| ServiceLine::new(&s.name, matches!(s.build, BuildPlan::Build { .. })))
-                    .collect();
+                if self.command == "deploy" && self.services.is_empty() {
+                    self.services = plan
+                        .services
+                        .iter()
+                        .map(|s| ServiceLine::new(&s.name, matches!(s.build, BuildPlan::Build { .. })))
+                        .collect();
+                }
             }
             Event::ReleaseStarted { release_id, product, environment, services, .. } => {
                 self.release_id = Some(release_id.clone());
@@ -972,6 +977,16 @@ mod tests {
         );
         assert_eq!(b.services[0].started, Some(s(1.0)));
         assert_eq!(b.services[2].started, Some(s(6.1)), "prebuilt: starts with the scan");
+        // Moving on clears the last phase's message, except into the bake (the watch goes on).
+        b.apply(&phase(Phase::Render), s(7.5));
+        assert_eq!(b.services[1].message, "");
+        b.apply(&phase(Phase::Health), s(8.0));
+        b.apply(&svc("web", Phase::Health, "Deployment/web: healthy"), s(9.0));
+        b.apply(&phase(Phase::Bake), s(9.5));
+        assert_eq!(
+            (b.services[0].phase, b.services[0].message.as_str()),
+            (Some(Phase::Bake), "Deployment/web: healthy")
+        );
         // A health report while rolling back does not move the line back.
         b.apply(&phase(Phase::Rollback), s(10.0));
         b.apply(&svc("web", Phase::Health, "Deployment/web: 1/2 ready"), s(11.0));
