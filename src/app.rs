@@ -17,7 +17,7 @@ use crate::observe::{self, VarFn};
 use crate::pipeline::{self, phase};
 use crate::plan::{self, Inputs};
 use crate::render::RenderError;
-use crate::report::{self, github::Github};
+use crate::report::{self, github::Github, live};
 
 /// What the binary gives the library: where to write, where to read confirmations from.
 pub struct Io {
@@ -26,6 +26,8 @@ pub struct Io {
     pub stdin: Box<dyn std::io::BufRead + Send>,
     /// Whether stdin is a terminal (a confirmation can be asked for).
     pub interactive: bool,
+    /// Whether stderr is a terminal (a person may be watching: live progress lines).
+    pub stderr_is_terminal: bool,
 }
 
 /// One writer shared by the renderer and the masker, so `::add-mask::` lines and output
@@ -59,13 +61,25 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
     } else {
         Arc::new(Masker::new())
     };
+    // A person at a terminal gets live lines per service; pipes and CI logs the plain ones.
+    let view = live::display(&live::DisplayInputs::from_env(
+        io.stderr_is_terminal,
+        cli.global.quiet,
+        format != OutputFormat::Human,
+        &|k| var(k),
+    ));
     let renderer: Arc<dyn Sink> = match format {
-        OutputFormat::Human => Arc::new(report::Human::new(
-            Box::new(stdout.clone()),
-            io.stderr,
-            cli.global.verbose,
-            cli.global.quiet,
-        )),
+        OutputFormat::Human => match view {
+            live::Display::Live { color } => {
+                Arc::new(live::Live::stderr(Box::new(stdout.clone()), io.stderr, cli.global.verbose, color))
+            }
+            live::Display::Plain => Arc::new(report::Human::new(
+                Box::new(stdout.clone()),
+                io.stderr,
+                cli.global.verbose,
+                cli.global.quiet,
+            )),
+        },
         OutputFormat::Json => Arc::new(report::JsonLines::new(Box::new(stdout.clone()))),
         OutputFormat::Github => Arc::new(
             Github::new(

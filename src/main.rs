@@ -16,6 +16,7 @@ fn main() -> std::process::ExitCode {
         stderr: Box::new(std::io::stderr()),
         stdin: Box::new(std::io::BufReader::new(std::io::stdin())),
         interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        stderr_is_terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let var = |k: &str| std::env::var(k).ok();
     let code = runtime.block_on(deployer::run(cli, io, &var));

@@ -5,6 +5,7 @@
 //! comment and the job summary; [`notify`] sends it to GitHub and Slack off the critical path.
 
 pub mod github;
+pub mod live;
 pub mod markdown;
 pub mod notify;
 pub mod state;
@@ -33,7 +34,7 @@ impl Human {
     }
 }
 
-fn write_to(w: &Out, text: &str) {
+pub(crate) fn write_to(w: &Out, text: &str) {
     if let Ok(mut w) = w.lock() {
         // A closed pipe (e.g. `| head`) must not turn into a failed deploy.
         let _ = w.write_all(text.as_bytes());
@@ -41,101 +42,94 @@ fn write_to(w: &Out, text: &str) {
     }
 }
 
+/// Which of the two streams a piece of human text goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Results: plans, tables, the release outcome.
+    Out,
+    /// Progress and problems.
+    Err,
+}
+
+/// The text [`Human`] writes for `event` and where, or `None` when it writes nothing at this
+/// verbosity. The live terminal view ([`live`]) prints the same text above its bars.
+pub fn human_text(event: &Event, verbose: u8, quiet: bool) -> Option<(Stream, String)> {
+    let out = |t: String| Some((Stream::Out, t));
+    let err = |t: String| Some((Stream::Err, t));
+    match event {
+        Event::Planned { plan } => out(plan::render::text(plan)),
+        Event::Table { title, columns, rows } => out(table_text(title, columns, rows)),
+        Event::Validated { product, environments, services } => out(format!(
+            "ok: product `{product}` ({services} services) and {} environment(s) [{}] are valid\n",
+            environments.len(),
+            environments.join(", ")
+        )),
+        Event::Warning { message } if !quiet => err(format!("warning: {message}\n")),
+        Event::PhaseStarted { phase } if verbose > 0 => err(format!("→ {}\n", phase.title())),
+        Event::PhaseFinished { phase, ok, elapsed_ms } if verbose > 0 => {
+            err(format!("{} {} ({elapsed_ms} ms)\n", if *ok { "✓" } else { "✗" }, phase.title()))
+        }
+        Event::Service { service, phase, message } if !quiet => {
+            err(format!("[{service}] {}: {message}\n", phase.title()))
+        }
+        Event::ReleaseStarted { release_id, product, environment, git_sha, services, .. } if !quiet => {
+            err(format!(
+                "release {release_id}: {product} → {environment} at {} ({})\n",
+                &git_sha[..git_sha.len().min(12)],
+                services.join(", ")
+            ))
+        }
+        Event::ImagePushed { service, digest, .. } if !quiet => err(format!("[{service}] pushed {digest}\n")),
+        Event::ScanSummary(scan) if !quiet => err(format!(
+            "[{}] scan gate {}: {}\n",
+            scan.service,
+            if scan.passed { "passed" } else { "REFUSED" },
+            markdown::severity_counts(&scan.counts)
+        )),
+        Event::ServiceProgress { service, phase, message, .. } if verbose > 0 => {
+            err(format!("[{service}] {}: {message}\n", phase.title()))
+        }
+        Event::HealthVerdict { service, verdict } if !quiet => err(match verdict {
+            crate::events::Verdict::Healthy => format!("[{service}] healthy\n"),
+            crate::events::Verdict::Failed(f) => {
+                format!("[{service}] UNHEALTHY: {}\n", markdown::failure_plain(f))
+            }
+        }),
+        Event::RollbackStarted { to_release, reason, .. } if !quiet => err(format!(
+            "rolling back to {} because {reason}\n",
+            to_release.as_deref().unwrap_or("the previous release")
+        )),
+        Event::RollbackFinished { to_release, ok, message, .. } if !quiet => {
+            let to = to_release.as_deref().unwrap_or("the previous release");
+            let mut s = if *ok { format!("rolled back to {to}") } else { format!("ROLLBACK to {to} FAILED") };
+            if let Some(m) = message {
+                let _ = write!(s, ": {m}");
+            }
+            s.push('\n');
+            err(s)
+        }
+        Event::ReleaseFinished { release_id, outcome, environment_url, .. } => {
+            let mut s = format!("release {release_id}: {}", outcome.name());
+            if let Some(u) = environment_url {
+                let _ = write!(s, " → {u}");
+            }
+            s.push('\n');
+            out(s)
+        }
+        Event::Finished { problems, .. } => err(problems.iter().fold(String::new(), |mut acc, p| {
+            let _ = writeln!(acc, "{p}");
+            acc
+        })),
+        _ => None,
+    }
+}
+
 impl Sink for Human {
     fn emit(&self, event: &Event) {
-        match event {
-            Event::Planned { plan } => write_to(&self.out, &plan::render::text(plan)),
-            Event::Table { title, columns, rows } => write_to(&self.out, &table_text(title, columns, rows)),
-            Event::Validated { product, environments, services } => write_to(
-                &self.out,
-                &format!(
-                    "ok: product `{product}` ({services} services) and {} environment(s) [{}] are valid\n",
-                    environments.len(),
-                    environments.join(", ")
-                ),
-            ),
-            Event::Warning { message } if !self.quiet => {
-                write_to(&self.err, &format!("warning: {message}\n"));
-            }
-            Event::PhaseStarted { phase } if self.verbose > 0 => {
-                write_to(&self.err, &format!("→ {}\n", phase.title()));
-            }
-            Event::PhaseFinished { phase, ok, elapsed_ms } if self.verbose > 0 => write_to(
-                &self.err,
-                &format!("{} {} ({elapsed_ms} ms)\n", if *ok { "✓" } else { "✗" }, phase.title()),
-            ),
-            Event::Service { service, phase, message } if !self.quiet => {
-                write_to(&self.err, &format!("[{service}] {}: {message}\n", phase.title()));
-            }
-            Event::ReleaseStarted { release_id, product, environment, git_sha, services, .. }
-                if !self.quiet =>
-            {
-                write_to(
-                    &self.err,
-                    &format!(
-                        "release {release_id}: {product} → {environment} at {} ({})\n",
-                        &git_sha[..git_sha.len().min(12)],
-                        services.join(", ")
-                    ),
-                );
-            }
-            Event::ImagePushed { service, digest, .. } if !self.quiet => {
-                write_to(&self.err, &format!("[{service}] pushed {digest}\n"));
-            }
-            Event::ScanSummary(scan) if !self.quiet => write_to(
-                &self.err,
-                &format!(
-                    "[{}] scan gate {}: {}\n",
-                    scan.service,
-                    if scan.passed { "passed" } else { "REFUSED" },
-                    markdown::severity_counts(&scan.counts)
-                ),
-            ),
-            Event::ServiceProgress { service, phase, message, .. } if self.verbose > 0 => {
-                write_to(&self.err, &format!("[{service}] {}: {message}\n", phase.title()));
-            }
-            Event::HealthVerdict { service, verdict } if !self.quiet => {
-                let text = match verdict {
-                    crate::events::Verdict::Healthy => format!("[{service}] healthy\n"),
-                    crate::events::Verdict::Failed(f) => {
-                        format!("[{service}] UNHEALTHY: {}\n", markdown::failure_plain(f))
-                    }
-                };
-                write_to(&self.err, &text);
-            }
-            Event::RollbackStarted { to_release, reason, .. } if !self.quiet => write_to(
-                &self.err,
-                &format!(
-                    "rolling back to {} because {reason}\n",
-                    to_release.as_deref().unwrap_or("the previous release")
-                ),
-            ),
-            Event::RollbackFinished { to_release, ok, message, .. } if !self.quiet => {
-                let to = to_release.as_deref().unwrap_or("the previous release");
-                let mut s =
-                    if *ok { format!("rolled back to {to}") } else { format!("ROLLBACK to {to} FAILED") };
-                if let Some(m) = message {
-                    let _ = write!(s, ": {m}");
-                }
-                s.push('\n');
-                write_to(&self.err, &s);
-            }
-            Event::ReleaseFinished { release_id, outcome, environment_url, .. } => {
-                let mut s = format!("release {release_id}: {}", outcome.name());
-                if let Some(u) = environment_url {
-                    let _ = write!(s, " → {u}");
-                }
-                s.push('\n');
-                write_to(&self.out, &s);
-            }
-            Event::Finished { problems, .. } => {
-                let text: String = problems.iter().fold(String::new(), |mut acc, p| {
-                    let _ = writeln!(acc, "{p}");
-                    acc
-                });
-                write_to(&self.err, &text);
-            }
-            _ => {}
+        match human_text(event, self.verbose, self.quiet) {
+            Some((Stream::Out, text)) => write_to(&self.out, &text),
+            Some((Stream::Err, text)) => write_to(&self.err, &text),
+            None => {}
         }
     }
 }

@@ -18,6 +18,7 @@ mod ecs;
 mod eks;
 mod identity;
 mod image;
+mod live;
 mod notify;
 mod plan;
 mod render;
