@@ -240,6 +240,19 @@ pub async fn resolve_images(
     Ok(pinned)
 }
 
+/// The scanner of the product's registry: the images live in the registry's account and region
+/// (shared by every environment), not in the environment's, so ECR is asked there.
+fn ecr_scanner(config: &Config, sdk: &aws_types::SdkConfig) -> crate::image::scan::EcrScanner {
+    let registry = &config.product.registry;
+    let ecr = aws_sdk_ecr::config::Builder::from(sdk)
+        .region(aws_types::region::Region::new(registry.region.as_str().to_owned()))
+        .build();
+    crate::image::scan::EcrScanner {
+        registry_id: Some(registry.account_id.as_str().to_owned()),
+        ..crate::image::scan::EcrScanner::new(aws_sdk_ecr::Client::from_conf(ecr))
+    }
+}
+
 /// The scan gate for every image in the product's registry (by digest); refuses the release
 /// (exit 4) before anything changes when one image does not pass.
 pub async fn scan_gate(
@@ -249,7 +262,7 @@ pub async fn scan_gate(
 ) -> Result<(), Error> {
     use crate::image::{Digest, scan};
     let host = cx.config.registry_host();
-    let scanner = scan::EcrScanner::new(aws_sdk_ecr::Client::new(&session.config));
+    let scanner = ecr_scanner(cx.config, &session.config);
     let mut refused = Vec::new();
     for (service, p) in pinned {
         let Some(repository) = p.repository.strip_prefix(&format!("{host}/")) else {
