@@ -224,9 +224,11 @@ pub async fn resolve_images(
         })
         .await?;
         for (b, p) in built.iter().zip(pushed) {
+            // The repository with its registry host, as for prebuilt images: a bare `shop/user`
+            // would be pulled from Docker Hub, and the scan gate only judges the product's host.
             pinned.insert(
                 b.service.clone(),
-                Pinned { repository: p.repository.clone(), digest: p.digest.to_string() },
+                Pinned { repository: format!("{host}/{}", p.repository), digest: p.digest.to_string() },
             );
         }
     }

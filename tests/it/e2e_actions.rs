@@ -227,7 +227,7 @@ fn shop(ecr: &EcrRegistry, dir: &Path) {
 
 /// A release reported as it ran: one GitHub Deployment for the commit with statuses ending in
 /// `final_state`, one Slack message posted and then updated in place to the outcome.
-async fn assert_reported(runner: &Runner, sha: &str, environment: &str, final_state: &str, outcome_words: &str) {
+async fn assert_reported(runner: &Runner, sha: &str, environment: &str, final_state: &str, headline: &str) {
     let posts = runner.github_posts().await;
     let created: Vec<&serde_json::Value> =
         posts.iter().filter(|(p, _)| p == "/repos/acme/shop/deployments").map(|(_, b)| b).collect();
@@ -257,20 +257,21 @@ async fn assert_reported(runner: &Runner, sha: &str, environment: &str, final_st
         assert_eq!(u["channel"], "C0DEPLOYS");
         assert_eq!(u["ts"], "1700000000.000100");
     }
-    let last = updates.last().unwrap().to_string().to_lowercase();
-    assert!(last.contains(outcome_words), "{last}");
+    let last = updates.last().unwrap();
+    assert_eq!(last["text"], headline, "{last}");
 }
 
 /// The job summary's per-service table and Mermaid timeline; the step outputs.
 fn assert_summary_and_outputs(runner: &Runner, release_id: &str, images: &BTreeMap<String, String>) {
     let summary = std::fs::read_to_string(runner.summary()).unwrap();
-    assert!(summary.contains("| Service |"), "{summary}");
+    // The plan (written when it is made) comes first; the release's table after it.
+    let table = &summary[summary.find("| Service |").unwrap_or_else(|| panic!("{summary}"))..];
     for (svc, image) in images {
         let digest = image.rsplit_once('@').unwrap().1;
-        let row = summary.lines().find(|l| l.starts_with(&format!("| {svc} |"))).unwrap_or_else(|| panic!("{summary}"));
-        assert!(row.contains(&digest[..19]), "{row}");
+        let row = table.lines().find(|l| l.starts_with(&format!("| `{svc}` |"))).unwrap_or_else(|| panic!("{summary}"));
+        assert!(row.contains(&digest[..19]) && row.ends_with("| ✅ healthy |"), "{row}");
     }
-    assert!(summary.contains("```mermaid\ngantt\n"), "{summary}");
+    assert!(summary.contains("```mermaid\ngantt\n    dateFormat x\n"), "{summary}");
     for phase in ["build", "push", "scan", "apply"] {
         assert!(summary.to_lowercase().contains(phase), "{phase} not in the timeline: {summary}");
     }
@@ -407,7 +408,7 @@ async fn eks_shop_to_dev_built_by_buildah_pushed_to_ecr_gated_deployed_and_repor
     }
     assert_in_ecr(&eks.moto, &pushed).await;
     assert_summary_and_outputs(&eks.runner, "dev.1", &pushed);
-    assert_reported(&eks.runner, SHA, "dev", "success", "succeeded").await;
+    assert_reported(&eks.runner, SHA, "dev", "success", "✅ shop deployed to dev").await;
     let success = eks.runner.github_posts().await.into_iter().rfind(|(p, _)| p.ends_with("/statuses")).unwrap().1;
     assert_eq!(success["environment_url"], "https://dev.shop.example.com");
 }
@@ -498,7 +499,7 @@ async fn ecs_shop_to_dev_built_by_buildah_pushed_to_ecr_gated_deployed_and_repor
     let release_id = runner.outputs().get("release-id").cloned().unwrap_or_default();
     assert!(release_id.ends_with(&format!("Z-{}", &SHA[..7])), "{release_id}");
     assert_summary_and_outputs(&runner, &release_id, &pushed);
-    assert_reported(&runner, SHA, "test", "success", "succeeded").await;
+    assert_reported(&runner, SHA, "test", "success", "✅ shop deployed to test").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
