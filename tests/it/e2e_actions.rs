@@ -48,7 +48,8 @@ struct Runner {
 impl Runner {
     async fn start(moto: &Moto) -> Self {
         let oidc =
-            FakeOidc::start("sts.amazonaws.com", support::oidc::github_claims("sts.amazonaws.com", None)).await;
+            FakeOidc::start("sts.amazonaws.com", support::oidc::github_claims("sts.amazonaws.com", None))
+                .await;
         let github = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/repos/acme/shop/deployments"))
@@ -67,10 +68,9 @@ impl Runner {
         let slack = MockServer::start().await;
         Mock::given(method("POST"))
             .and(path("/chat.postMessage"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(serde_json::json!({"ok": true, "channel": "C0DEPLOYS", "ts": "1700000000.000100"})),
-            )
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                serde_json::json!({"ok": true, "channel": "C0DEPLOYS", "ts": "1700000000.000100"}),
+            ))
             .mount(&slack)
             .await;
         Mock::given(method("POST"))
@@ -146,7 +146,14 @@ impl Runner {
     }
 
     /// `deployer deploy --env ENV` (no `--image`: every service is built) from `product`.
-    async fn deploy(&self, moto: &Moto, product: &Path, env: &str, sha: &str, extra: &[(&str, &str)]) -> Output {
+    async fn deploy(
+        &self,
+        moto: &Moto,
+        product: &Path,
+        env: &str,
+        sha: &str,
+        extra: &[(&str, &str)],
+    ) -> Output {
         // Each run starts with fresh step files, as each workflow step does.
         let _ = std::fs::remove_file(self.summary());
         let _ = std::fs::remove_file(self.output());
@@ -200,7 +207,9 @@ impl Runner {
             .await
             .unwrap()
             .iter()
-            .map(|r| (r.url.path().trim_start_matches('/').to_owned(), serde_json::from_slice(&r.body).unwrap()))
+            .map(|r| {
+                (r.url.path().trim_start_matches('/').to_owned(), serde_json::from_slice(&r.body).unwrap())
+            })
             .collect()
     }
 
@@ -268,7 +277,10 @@ fn assert_summary_and_outputs(runner: &Runner, release_id: &str, images: &BTreeM
     let table = &summary[summary.find("| Service |").unwrap_or_else(|| panic!("{summary}"))..];
     for (svc, image) in images {
         let digest = image.rsplit_once('@').unwrap().1;
-        let row = table.lines().find(|l| l.starts_with(&format!("| `{svc}` |"))).unwrap_or_else(|| panic!("{summary}"));
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{svc}` |")))
+            .unwrap_or_else(|| panic!("{summary}"));
         assert!(row.contains(&digest[..19]) && row.ends_with("| ✅ healthy |"), "{row}");
     }
     assert!(summary.contains("```mermaid\ngantt\n    dateFormat x\n"), "{summary}");
@@ -352,7 +364,10 @@ impl Eks {
         let mut out = BTreeMap::new();
         for s in SERVICES {
             let d = api.get(s).await.unwrap();
-            out.insert(s.to_owned(), d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap());
+            out.insert(
+                s.to_owned(),
+                d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap(),
+            );
         }
         out
     }
@@ -374,7 +389,8 @@ impl Eks {
             .collect();
         assert!(kinds.iter().any(|k| k == "leases.coordination.k8s.io"), "{kinds:?}");
         let list: serde_json::Value =
-            serde_json::from_str(&kubectl(&["get", &kinds.join(","), "-n", "shop-dev", "-o", "json"])).unwrap();
+            serde_json::from_str(&kubectl(&["get", &kinds.join(","), "-n", "shop-dev", "-o", "json"]))
+                .unwrap();
         list["items"]
             .as_array()
             .unwrap()
@@ -409,7 +425,8 @@ async fn eks_shop_to_dev_built_by_buildah_pushed_to_ecr_gated_deployed_and_repor
     assert_in_ecr(&eks.moto, &pushed).await;
     assert_summary_and_outputs(&eks.runner, "dev.1", &pushed);
     assert_reported(&eks.runner, SHA, "dev", "success", "✅ shop deployed to dev").await;
-    let success = eks.runner.github_posts().await.into_iter().rfind(|(p, _)| p.ends_with("/statuses")).unwrap().1;
+    let success =
+        eks.runner.github_posts().await.into_iter().rfind(|(p, _)| p.ends_with("/statuses")).unwrap().1;
     assert_eq!(success["environment_url"], "https://dev.shop.example.com");
 }
 
@@ -478,7 +495,10 @@ async fn ecs_images(env: &support::ecs_env::EcsEnv) -> BTreeMap<String, String> 
     for s in SERVICES {
         let td = env.service(&format!("shop-{s}")).await.task_definition().unwrap().to_owned();
         let d = env.ecs.describe_task_definition().task_definition(td).send().await.unwrap();
-        out.insert(s.to_owned(), d.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned());
+        out.insert(
+            s.to_owned(),
+            d.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned(),
+        );
     }
     out
 }
