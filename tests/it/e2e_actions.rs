@@ -505,7 +505,7 @@ async fn ecs_images(env: &support::ecs_env::EcsEnv) -> BTreeMap<String, String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecs_shop_to_dev_built_by_buildah_pushed_to_ecr_gated_deployed_and_reported() {
-    let (env, runner) = ecs_start().await;
+    let (env, runner) = Box::pin(ecs_start()).await;
     let o = runner.deploy(&env.moto, &env.product_dir(), "test", SHA, &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
@@ -524,7 +524,7 @@ async fn ecs_shop_to_dev_built_by_buildah_pushed_to_ecr_gated_deployed_and_repor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ecs_a_refused_scan_gate_changes_nothing_anywhere() {
-    let (env, runner) = ecs_start().await;
+    let (env, runner) = Box::pin(ecs_start()).await;
     let services = |env: &support::ecs_env::EcsEnv| {
         let ecs = env.ecs.clone();
         async move {

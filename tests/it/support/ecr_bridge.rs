@@ -48,7 +48,7 @@ impl EcrRegistry {
             .arg(d.join("server.key"))
             .args(["--moto", &moto.url, "--region", REGION, "--account", account])
             .args(["--tag-mutability", tag_mutability]);
-        let (guard, port) = spawn_listening(cmd, "ecr bridge", Duration::from_secs(60));
+        let (guard, port) = spawn_listening(cmd, "ecr bridge", Duration::from_mins(1));
         let host = format!("127.0.0.1:{port}");
         Self { endpoint: format!("https://{host}"), host, ca, upstream, _guard: guard }
     }
