@@ -154,11 +154,23 @@ impl Runner {
         sha: &str,
         extra: &[(&str, &str)],
     ) -> Output {
+        self.run(moto, product, &["deploy", "--env", env], sha, extra).await
+    }
+
+    /// `deployer ARGS` as a step of this job.
+    async fn run(
+        &self,
+        moto: &Moto,
+        product: &Path,
+        args: &[&str],
+        sha: &str,
+        extra: &[(&str, &str)],
+    ) -> Output {
         // Each run starts with fresh step files, as each workflow step does.
         let _ = std::fs::remove_file(self.summary());
         let _ = std::fs::remove_file(self.output());
         let mut cmd = support::deployer(self.home.path());
-        cmd.arg("--config").arg(product.join("deployer.yaml")).args(["deploy", "--env", env]);
+        cmd.arg("--config").arg(product.join("deployer.yaml")).args(args);
         for (k, v) in self.env(moto, sha) {
             cmd.env(k, v);
         }
@@ -244,23 +256,16 @@ async fn assert_reported(runner: &Runner, sha: &str, environment: &str, final_st
     assert_eq!(created[0]["ref"], sha);
     assert_eq!(created[0]["environment"], environment);
     assert_eq!(created[0]["auto_merge"], false);
-    let statuses = runner.statuses().await;
-    assert_eq!(statuses.last().map(String::as_str), Some(final_state), "{statuses:?}");
-    // In order: never back from a final state, in_progress before the end.
-    let rank = |s: &str| match s {
-        "queued" => 0,
-        "in_progress" => 1,
-        _ => 2,
-    };
-    assert!(statuses.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])), "{statuses:?}");
-    assert!(statuses.iter().any(|s| s == "in_progress"), "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| rank(s) == 2).count(), 1, "{statuses:?}");
+    // The contract's stream: queued (build, push, scan) → in_progress → the outcome.
+    assert_eq!(runner.statuses().await, ["queued", "in_progress", final_state]);
 
     let calls = runner.slack_calls().await;
     assert_eq!(calls.first().map(|c| c.0.as_str()), Some("chat.postMessage"), "{calls:#?}");
     assert_eq!(calls[0].1["channel"], "#deploys");
     let updates: Vec<&serde_json::Value> =
         calls.iter().filter(|(m, _)| m == "chat.update").map(|(_, b)| b).collect();
+    // One message, edited in place: every later call is an update of it.
+    assert_eq!(updates.len(), calls.len() - 1, "{calls:#?}");
     assert!(!updates.is_empty(), "the message was never updated: {calls:#?}");
     for u in &updates {
         assert_eq!(u["channel"], "C0DEPLOYS");
@@ -448,9 +453,19 @@ async fn eks_a_refused_scan_gate_changes_nothing_anywhere() {
     let o = eks.deploy(SHA2).await;
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert_eq!(eks.runner.outputs().get("result").map(String::as_str), Some("scan-gate-refused"));
     assert!(out.contains("::error title=scan gate refused payment::"), "{out}");
-    assert!(out.contains("CVE-2026-4242"), "{out}");
-    assert!(out.contains("scan.ignore"), "the hint is missing: {out}{err}");
+    // The error names the image, the CVE and how to fix it.
+    assert!(
+        out.contains("::error title=deployer::scan gate REFUSED for `dev`: shop/payment@sha256:"),
+        "{out}{err}"
+    );
+    assert!(out.contains("CRITICAL  CVE-2026-4242"), "{out}");
+    assert!(
+        out.contains("hint: fix the blocking findings (upgrade the packages) or add a reviewed entry"),
+        "{out}"
+    );
+    assert!(out.contains("`scan.ignore`"), "{out}");
     for svc in ["user", "order", "notification"] {
         assert!(out.contains(&format!("[{svc}] scan gate passed")), "{out}");
     }
@@ -458,23 +473,26 @@ async fn eks_a_refused_scan_gate_changes_nothing_anywhere() {
     // Nothing in the namespace changed: not one object, no record, no lock.
     assert_eq!(eks.objects(), before);
     assert_eq!(eks.images().await, running);
-    let o = support::deployer(eks.runner.home.path())
-        .arg("--config")
-        .arg(eks.product.path().join("deployer.yaml"))
-        .args(["history", "--env", "dev"])
-        .envs(eks.runner.env(&eks.moto, SHA2))
-        .env("GITHUB_ACTIONS", "false")
-        .env("KUBECONFIG", &eks.fake.kubeconfig)
-        .output()
-        .unwrap();
+    let kubeconfig = eks.fake.kubeconfig.display().to_string();
+    let o = eks
+        .runner
+        .run(
+            &eks.moto,
+            eks.product.path(),
+            &["history", "--env", "dev"],
+            SHA2,
+            &[("KUBECONFIG", &kubeconfig)],
+        )
+        .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let history = String::from_utf8_lossy(&o.stdout);
     assert!(history.contains("dev.1") && !history.contains("dev.2"), "{history}");
 
     // Today's reporting of a refusal: the gate stops the run before a release exists, so no
-    // GitHub Deployment and no Slack message are made for it; the step says `scan-gate`.
+    // GitHub Deployment and no Slack message are made for it (the step output `result` says
+    // `scan-gate-refused`, checked above).
     assert_eq!(eks.runner.github_posts().await.len(), github_before);
     assert_eq!(eks.runner.slack_calls().await.len(), slack_before);
-    assert_eq!(eks.runner.outputs().get("result").map(String::as_str), Some("scan-gate-refused"));
 }
 
 // ------------------------------------------------------------------------------------ ECS
@@ -550,12 +568,21 @@ async fn ecs_a_refused_scan_gate_changes_nothing_anywhere() {
     let o = runner.deploy(&env.moto, &env.product_dir(), "test", SHA, &[]).await;
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert_eq!(runner.outputs().get("result").map(String::as_str), Some("scan-gate-refused"));
     assert!(out.contains("::error title=scan gate refused order::"), "{out}");
-    assert!(out.contains("CVE-2026-0007"), "{out}");
+    assert!(
+        out.contains("::error title=deployer::scan gate REFUSED for `test`: shop/order@sha256:"),
+        "{out}"
+    );
+    assert!(out.contains("CRITICAL  CVE-2026-0007"), "{out}");
+    assert!(out.contains("hint: fix the blocking findings"), "{out}");
     // Every service runs its task definition of before; none was registered.
     assert_eq!((services(&env).await, families(&env).await), before);
     assert_eq!(ecs_images(&env).await.values().filter(|i| i.contains(&runner.ecr.host)).count(), 0);
+    // No release was recorded.
+    let o = runner.run(&env.moto, &env.product_dir(), &["history", "--env", "test"], SHA, &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(!String::from_utf8_lossy(&o.stdout).contains(&SHA[..7]), "{}", text(&o));
     assert!(runner.github_posts().await.is_empty());
     assert!(runner.slack_calls().await.is_empty());
-    assert_eq!(runner.outputs().get("result").map(String::as_str), Some("scan-gate-refused"));
 }
