@@ -76,6 +76,60 @@ impl Sink for Timeline<'_> {
     }
 }
 
+/// Closes phases that are only started: the platform layer announces each phase as it enters
+/// it (apply → health → bake → record, or → rollback), one after the other, so a new start
+/// finishes the open one: `ok` unless the new one is the rollback. [`Sequential::finish`]
+/// closes the last. Without finish events the phases would be missing from the timeline.
+pub struct Sequential<'a> {
+    inner: &'a dyn Sink,
+    open: Mutex<Option<(Phase, Instant)>>,
+}
+
+impl<'a> Sequential<'a> {
+    pub fn new(inner: &'a dyn Sink) -> Self {
+        Self { inner, open: Mutex::new(None) }
+    }
+
+    fn close(&self, ok: bool) {
+        let open = self.open.lock().ok().and_then(|mut o| o.take());
+        if let Some((phase, start)) = open {
+            let elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.inner.emit(&Event::PhaseFinished { phase, ok, elapsed_ms });
+        }
+    }
+
+    /// Finishes the phase still open.
+    pub fn finish(&self, ok: bool) {
+        self.close(ok);
+    }
+}
+
+impl Sink for Sequential<'_> {
+    fn emit(&self, event: &Event) {
+        match event {
+            Event::PhaseStarted { phase } => {
+                let same = self.open.lock().ok().and_then(|o| o.map(|(p, _)| p)) == Some(*phase);
+                if same {
+                    return;
+                }
+                self.close(*phase != Phase::Rollback);
+                if let Ok(mut o) = self.open.lock() {
+                    *o = Some((*phase, Instant::now()));
+                }
+            }
+            Event::PhaseFinished { phase, .. } => {
+                if let Ok(mut o) = self.open.lock()
+                    && o.is_some_and(|(p, _)| p == *phase)
+                {
+                    *o = None;
+                }
+            }
+            _ => {}
+        }
+        self.inner.emit(event);
+    }
+}
+
 /// Runs `f` as a phase: start and finish events with the elapsed time.
 pub async fn phase<T, F: Future<Output = Result<T, Error>>>(
     events: &dyn Sink,
@@ -224,9 +278,11 @@ pub async fn resolve_images(
         })
         .await?;
         for (b, p) in built.iter().zip(pushed) {
+            // The repository with its registry host, as for prebuilt images: a bare `shop/user`
+            // would be pulled from Docker Hub, and the scan gate only judges the product's host.
             pinned.insert(
                 b.service.clone(),
-                Pinned { repository: p.repository.clone(), digest: p.digest.to_string() },
+                Pinned { repository: format!("{host}/{}", p.repository), digest: p.digest.to_string() },
             );
         }
     }
@@ -240,6 +296,19 @@ pub async fn resolve_images(
     Ok(pinned)
 }
 
+/// The scanner of the product's registry: the images live in the registry's account and region
+/// (shared by every environment), not in the environment's, so ECR is asked there.
+fn ecr_scanner(config: &Config, sdk: &aws_types::SdkConfig) -> crate::image::scan::EcrScanner {
+    let registry = &config.product.registry;
+    let ecr = aws_sdk_ecr::config::Builder::from(sdk)
+        .region(aws_types::region::Region::new(registry.region.as_str().to_owned()))
+        .build();
+    crate::image::scan::EcrScanner {
+        registry_id: Some(registry.account_id.as_str().to_owned()),
+        ..crate::image::scan::EcrScanner::new(aws_sdk_ecr::Client::from_conf(ecr))
+    }
+}
+
 /// The scan gate for every image in the product's registry (by digest); refuses the release
 /// (exit 4) before anything changes when one image does not pass.
 pub async fn scan_gate(
@@ -249,35 +318,36 @@ pub async fn scan_gate(
 ) -> Result<(), Error> {
     use crate::image::{Digest, scan};
     let host = cx.config.registry_host();
-    let scanner = scan::EcrScanner::new(aws_sdk_ecr::Client::new(&session.config));
+    let scanner = ecr_scanner(cx.config, &session.config);
     let mut refused = Vec::new();
     for (service, p) in pinned {
         let Some(repository) = p.repository.strip_prefix(&format!("{host}/")) else {
             continue;
         };
         let Some(digest) = Digest::parse(&p.digest) else { continue };
-        let report = scan::gate(
-            &scanner,
-            &cx.env.scan,
-            &cx.env.name,
-            repository,
-            &digest,
-            cx.env.timeouts.scan,
-            scan::today(),
-        )
-        .await?;
+        // Every image is judged and reported, so one run shows all that blocks the release.
+        let outcome = scanner.await_scan(repository, &digest, cx.env.timeouts.scan).await?;
+        let report = scan::GateReport {
+            environment: cx.env.name.clone(),
+            repository: repository.to_owned(),
+            verdict: scan::evaluate(&cx.env.scan, &outcome, scan::today()),
+            digest,
+        };
         cx.events.emit(&Event::ScanSummary(Box::new(report.event(service))));
         if !report.verdict.pass {
-            refused.push(report.summary(&cx.env.scan));
+            refused.push(crate::image::Error::GateRefused {
+                reference: format!("{repository}@{}", report.digest),
+                environment: cx.env.name.clone(),
+                summary: report.summary(&cx.env.scan),
+            });
         }
     }
-    if refused.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::ScanGate {
-            message: refused.join("\n"),
-            hint: "fix or upgrade the vulnerable packages, or add a justified, dated entry to `scan.ignore` in the environment file".to_owned(),
-        })
+    match refused.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::ScanGate {
+            message: refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
+            hint: first.hint(),
+        }),
     }
 }
 
@@ -478,7 +548,10 @@ async fn deploy_ecs(
         ),
     });
     let policy = crate::health::HealthPolicy::from_environment(cx.env);
-    match Box::pin(platform::deploy(&ecs, &plan, &policy, cx.events)).await {
+    let phases = Sequential::new(cx.events);
+    let result = Box::pin(platform::deploy(&ecs, &plan, &policy, &phases)).await;
+    phases.finish(result.is_ok());
+    match result {
         Ok(_) => {
             for service in images.keys() {
                 cx.events.emit(&Event::HealthVerdict {
@@ -734,5 +807,48 @@ fn nothing_to_promote(from: &Context<'_>) -> Error {
             "deploy to `{}` first; only a release that passed its gate and health checks is promoted",
             from.env.name
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Record(Mutex<Vec<String>>);
+
+    impl Sink for Record {
+        fn emit(&self, event: &Event) {
+            let line = match event {
+                Event::PhaseStarted { phase } => format!("start {}", phase.title()),
+                Event::PhaseFinished { phase, ok, .. } => format!("finish {} {ok}", phase.title()),
+                _ => "other".to_owned(),
+            };
+            self.0.lock().unwrap().push(line);
+        }
+    }
+
+    #[test]
+    fn a_started_phase_is_finished_by_the_next_and_the_last_by_finish() {
+        let rec = Record::default();
+        let seq = Sequential::new(&rec);
+        for p in [Phase::Apply, Phase::Health, Phase::Bake, Phase::Bake, Phase::Rollback] {
+            seq.emit(&Event::PhaseStarted { phase: p });
+        }
+        seq.emit(&Event::PhaseFinished { phase: Phase::Rollback, ok: true, elapsed_ms: 1 });
+        seq.finish(false);
+        let got = rec.0.lock().unwrap().clone();
+        let title = |p: Phase| p.title().to_owned();
+        let want = vec![
+            format!("start {}", title(Phase::Apply)),
+            format!("finish {} true", title(Phase::Apply)),
+            format!("start {}", title(Phase::Health)),
+            format!("finish {} true", title(Phase::Health)),
+            format!("start {}", title(Phase::Bake)),
+            format!("finish {} false", title(Phase::Bake)),
+            format!("start {}", title(Phase::Rollback)),
+            format!("finish {} true", title(Phase::Rollback)),
+        ];
+        assert_eq!(got, want);
     }
 }

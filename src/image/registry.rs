@@ -64,6 +64,17 @@ impl Endpoint {
         Ok(Self { plain_http, host: host.to_owned() })
     }
 
+    /// The product's registry: `registry.endpoint` as written (its scheme says how to talk to
+    /// it: `http://` for a loopback registry), else the ECR host of the registry's account.
+    pub fn for_registry(registry: &crate::config::RegistryConfig) -> Result<Self, Error> {
+        match registry.endpoint.as_deref() {
+            Some(e) => Self::parse(e),
+            None => {
+                Self::parse(&format!("{}.dkr.ecr.{}.amazonaws.com", registry.account_id, registry.region))
+            }
+        }
+    }
+
     /// `host[:port]`, as it appears in image references.
     pub fn host(&self) -> &str {
         &self.host
@@ -246,7 +257,7 @@ impl Registry {
         var: VarFn<'_>,
     ) -> Result<Self, Error> {
         Self::connect(
-            Endpoint::parse(&config.registry_host())?,
+            Endpoint::for_registry(&config.product.registry)?,
             Credentials::for_deploy(aws, var),
             RegistryOptions::from_env(var),
         )
@@ -1015,6 +1026,22 @@ fn short(body: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_configured_endpoint_keeps_its_scheme() {
+        use crate::config::values::{AccountId, Region};
+        let registry = |endpoint: Option<&str>| crate::config::RegistryConfig {
+            account_id: AccountId::parse("111111111111").unwrap(),
+            region: Region::parse("eu-west-1").unwrap(),
+            endpoint: endpoint.map(str::to_owned),
+        };
+        let plain = super::Endpoint::for_registry(&registry(Some("http://127.0.0.1:5000"))).unwrap();
+        assert_eq!((plain.base_url().as_str(), plain.host()), ("http://127.0.0.1:5000", "127.0.0.1:5000"));
+        let tls = super::Endpoint::for_registry(&registry(Some("registry.example.com/"))).unwrap();
+        assert_eq!(tls.base_url(), "https://registry.example.com");
+        let ecr = super::Endpoint::for_registry(&registry(None)).unwrap();
+        assert_eq!(ecr.host(), "111111111111.dkr.ecr.eu-west-1.amazonaws.com");
+    }
+
     use super::*;
 
     #[test]

@@ -27,3 +27,27 @@ fn fake_kubernetes_api_server_answers_kubectl_like_a_cluster() {
     let out = support::moto::run_fake_check(&support::root().join("tests/fakes/check_fake_k8s.py"), &[]);
     assert!(out.lines().any(|l| l.ends_with(" passed, 0 failed")), "{out}");
 }
+
+#[test]
+fn ecr_bridge_registers_pushed_manifests_in_the_ecr_control_plane() {
+    // Raw `/v2/` pushes (TLS, basic auth) through the bridge, then boto3 against moto: the image
+    // is in ECR under its real digest, tags and immutability behave as ECR, scans bind to it.
+    let moto = support::moto::Moto::start();
+    let ecr = support::ecr_bridge::EcrRegistry::start(&moto, support::ecr_bridge::ACCOUNT);
+    let out = support::moto::run_fake_check(
+        &support::root().join("tests/fakes/check_ecr_bridge.py"),
+        &[
+            "--bridge",
+            &ecr.endpoint,
+            "--ca",
+            ecr.ca.to_str().unwrap(),
+            "--user",
+            &ecr.upstream.user,
+            "--password",
+            &ecr.upstream.password,
+            "--moto",
+            &moto.url,
+        ],
+    );
+    assert!(out.lines().any(|l| l == "8 passed, 0 failed"), "{out}");
+}

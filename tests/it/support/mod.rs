@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 
+pub mod ecr_bridge;
 pub mod ecs_env;
 pub mod fake_k8s;
 pub mod moto;
