@@ -50,6 +50,8 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
     let format =
         cli.global.output.unwrap_or(if in_actions { OutputFormat::Github } else { OutputFormat::Human });
     let stdout = SharedOut(Arc::new(Mutex::new(io.stdout)));
+    // The confirmation question goes to stderr too, in order with the rest.
+    let stderr = SharedOut(Arc::new(Mutex::new(io.stderr)));
     // In Actions every secret is announced to the runner before it could be printed.
     let masker = if in_actions {
         let out = stdout.clone();
@@ -68,14 +70,22 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
         format != OutputFormat::Human,
         &|k| var(k),
     ));
+    let mut live_view = None;
     let renderer: Arc<dyn Sink> = match format {
         OutputFormat::Human => match view {
             live::Display::Live { color } => {
-                Arc::new(live::Live::stderr(Box::new(stdout.clone()), io.stderr, cli.global.verbose, color))
+                let l = Arc::new(live::Live::stderr(
+                    Box::new(stdout.clone()),
+                    Box::new(stderr.clone()),
+                    cli.global.verbose,
+                    color,
+                ));
+                live_view = Some(l.clone());
+                l
             }
             live::Display::Plain => Arc::new(report::Human::new(
                 Box::new(stdout.clone()),
-                io.stderr,
+                Box::new(stderr.clone()),
                 cli.global.verbose,
                 cli.global.quiet,
             )),
@@ -90,7 +100,10 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
             .with_links(report::notify::github::links_from_env(var)),
         ),
     };
-    let mut prompt = LinePrompt { reader: io.stdin, writer: std::io::sink(), interactive: io.interactive };
+    let mut prompt = Asking {
+        line: LinePrompt { reader: io.stdin, writer: stderr, interactive: io.interactive },
+        live: live_view,
+    };
     let command_name = command_name(&cli.command);
     renderer.emit(&Event::Started {
         command: command_name.into(),
@@ -110,6 +123,21 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
         n.flush(report::notify::FLUSH_BOUND).await;
     }
     code
+}
+
+/// The confirmation prompt on stderr; live lines stop redrawing while a person answers.
+struct Asking<R, W> {
+    line: LinePrompt<R, W>,
+    live: Option<Arc<live::Live>>,
+}
+
+impl<R: std::io::BufRead, W: Write> Prompt for Asking<R, W> {
+    fn ask(&mut self, question: &str) -> Option<String> {
+        match &self.live {
+            Some(l) => l.suspend(|| self.line.ask(question)),
+            None => self.line.ask(question),
+        }
+    }
 }
 
 fn command_name(c: &Command) -> &'static str {

@@ -695,6 +695,14 @@ impl Live {
         }
     }
 
+    /// Runs `f` with the lines hidden and not redrawn (a question to a person, say).
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match self.lock() {
+            Some(inner) => inner.mp.suspend(f),
+            None => f(),
+        }
+    }
+
     /// A copy of the board as it stands.
     pub fn board(&self) -> Board {
         self.lock().map(|i| i.board.clone()).unwrap_or_default()

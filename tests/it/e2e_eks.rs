@@ -152,6 +152,54 @@ async fn an_approval_gated_environment_needs_confirmation_from_a_terminal() {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_at_a_terminal_is_asked_and_their_answer_counts() {
+    let stand = Stand::start("approval: { required: true, github_environment: production }\n").await;
+    // A real terminal (util-linux `script` gives the binary a pseudo-terminal as stdin, stdout
+    // and stderr); the answer is typed into it.
+    let run = |answer: &'static str, version: &str| {
+        let script = support::system_bin("script");
+        let line = format!(
+            "stty cols 120 rows 40; {} deploy --env dev {}",
+            assert_cmd::cargo::cargo_bin("deployer").display(),
+            images(version, &[]).join(" ")
+        );
+        let log = stand.home.path().join(format!("typescript-{version}"));
+        let mut cmd = std::process::Command::new(script);
+        cmd.args(["-q", "-e", "-c", &line])
+            .arg(&log)
+            .current_dir(stand.product.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", stand.home.path())
+            .env("TERM", "xterm-256color")
+            .env("DEPLOYER_KUSTOMIZE", support::kubectl())
+            .env("KUBECONFIG", &stand.fake.kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null());
+        for (k, v) in stand.moto.env() {
+            cmd.env(k, v);
+        }
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut child = cmd.spawn().unwrap();
+            child.stdin.take().unwrap().write_all(answer.as_bytes()).unwrap();
+            let status = child.wait().unwrap();
+            (status.code(), std::fs::read_to_string(&log).unwrap())
+        })
+    };
+    let question = "environment `dev` requires approval. deploy `dev` now? type `yes` or the environment name to confirm:";
+    let (code, seen) = run("no\n", "1").await.unwrap();
+    assert!(seen.contains(question), "the question was not shown: {seen}");
+    assert_eq!(code, Some(3), "{seen}");
+    let (code, seen) = run("yes\n", "2").await.unwrap();
+    assert!(seen.contains(question), "{seen}");
+    assert_eq!(code, Some(0), "{seen}");
+    let history = stand.run(args(&["history", "--env", "dev"], vec![]), vec![]).await;
+    let out = text(&history).0;
+    assert!(out.lines().nth(2).is_some_and(|l| l.starts_with("dev.1") && l.contains("succeeded")), "{out}");
+}
+
 /// Every file under `dir`, as text.
 fn files_text(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
