@@ -737,13 +737,7 @@ impl Sink for Live {
             } else {
                 inner.sync(now);
             }
-            let text = match event {
-                // A release-level fact reads better without the plain view's empty `[]`.
-                Event::Service { service, phase, message } if service.is_empty() => {
-                    Some((Stream::Err, format!("{}: {message}\n", phase.title())))
-                }
-                _ => human_text(event, self.verbose, false),
-            };
+            let text = human_text(event, self.verbose, false);
             if !absorbed && let Some((stream, text)) = text {
                 let w = match stream {
                     Stream::Out => &self.out,

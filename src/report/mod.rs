@@ -69,15 +69,20 @@ pub fn human_text(event: &Event, verbose: u8, quiet: bool) -> Option<(Stream, St
         Event::PhaseFinished { phase, ok, elapsed_ms } if verbose > 0 => {
             err(format!("{} {} ({elapsed_ms} ms)\n", if *ok { "✓" } else { "✗" }, phase.title()))
         }
+        // A release-level fact (no service) reads better without an empty `[]`.
+        Event::Service { service, phase, message } if !quiet && service.is_empty() => {
+            err(format!("{}: {message}\n", phase.title()))
+        }
         Event::Service { service, phase, message } if !quiet => {
             err(format!("[{service}] {}: {message}\n", phase.title()))
         }
         Event::ReleaseStarted { release_id, product, environment, git_sha, services, .. } if !quiet => {
-            err(format!(
-                "release {release_id}: {product} → {environment} at {} ({})\n",
-                &git_sha[..git_sha.len().min(12)],
-                services.join(", ")
-            ))
+            let at = if git_sha.is_empty() {
+                String::new()
+            } else {
+                format!(" at {}", &git_sha[..git_sha.len().min(12)])
+            };
+            err(format!("release {release_id}: {product} → {environment}{at} ({})\n", services.join(", ")))
         }
         Event::ImagePushed { service, digest, .. } if !quiet => err(format!("[{service}] pushed {digest}\n")),
         Event::ScanSummary(scan) if !quiet => err(format!(
