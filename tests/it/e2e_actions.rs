@@ -346,10 +346,12 @@ impl Eks {
         let runner = Runner::start(&moto).await;
         let product = tempfile::tempdir().unwrap();
         shop(&runner.ecr, product.path());
+        // The cluster's region is not the registry's: the gate and the ECR login must ask ECR
+        // in the registry's region (moto keeps each region's ECR apart, as AWS does).
         std::fs::write(
             product.path().join("environments/dev.yaml"),
             format!(
-                "account_id: \"{ACCOUNT}\"\nregion: {REGION}\ntarget:\n  eks: {{ context: fake, namespace: shop-dev }}\n\
+                "account_id: \"{ACCOUNT}\"\nregion: eu-central-1\ntarget:\n  eks: {{ context: fake, namespace: shop-dev }}\n\
                  health: {{ bake_time: 1s }}\n{}",
                 actions_env_yaml()
             ),
