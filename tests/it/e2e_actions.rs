@@ -288,10 +288,19 @@ fn assert_summary_and_outputs(runner: &Runner, release_id: &str, images: &BTreeM
             .unwrap_or_else(|| panic!("{summary}"));
         assert!(row.contains(&digest[..19]) && row.ends_with("| ✅ healthy |"), "{row}");
     }
-    assert!(summary.contains("```mermaid\ngantt\n    dateFormat x\n"), "{summary}");
-    for phase in ["build", "push", "scan", "apply"] {
-        assert!(summary.to_lowercase().contains(phase), "{phase} not in the timeline: {summary}");
+    // The Mermaid timeline has one finished bar per phase, from build to health.
+    let start = summary.find("```mermaid\ngantt\n    dateFormat x\n").unwrap_or_else(|| panic!("{summary}"));
+    let gantt = &summary[start..];
+    let gantt = &gantt[..gantt[3..].find("```").unwrap() + 3];
+    let bars: Vec<&str> = gantt
+        .lines()
+        .filter(|l| l.contains(" : done, "))
+        .map(|l| l.trim().split(" (").next().unwrap())
+        .collect();
+    for phase in ["build", "push", "scan gate", "render", "apply", "health", "bake"] {
+        assert!(bars.contains(&phase), "{phase} not in the timeline: {gantt}");
     }
+    assert!(!gantt.contains(" : crit, "), "{gantt}");
     let outputs = runner.outputs();
     assert_eq!(outputs.get("result").map(String::as_str), Some("success"), "{outputs:?}");
     assert_eq!(outputs.get("release-id").map(String::as_str), Some(release_id), "{outputs:?}");
