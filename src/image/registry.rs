@@ -256,9 +256,12 @@ impl Registry {
         aws: Option<&aws_types::SdkConfig>,
         var: VarFn<'_>,
     ) -> Result<Self, Error> {
+        // ECR tokens are regional: ask the registry's region, not the environment's.
+        let region = aws_types::region::Region::new(config.product.registry.region.as_str().to_owned());
+        let aws = aws.map(|sdk| sdk.to_builder().region(region).build());
         Self::connect(
             Endpoint::for_registry(&config.product.registry)?,
-            Credentials::for_deploy(aws, var),
+            Credentials::for_deploy(aws.as_ref(), var),
             RegistryOptions::from_env(var),
         )
     }

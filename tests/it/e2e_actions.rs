@@ -288,10 +288,19 @@ fn assert_summary_and_outputs(runner: &Runner, release_id: &str, images: &BTreeM
             .unwrap_or_else(|| panic!("{summary}"));
         assert!(row.contains(&digest[..19]) && row.ends_with("| ✅ healthy |"), "{row}");
     }
-    assert!(summary.contains("```mermaid\ngantt\n    dateFormat x\n"), "{summary}");
-    for phase in ["build", "push", "scan", "apply"] {
-        assert!(summary.to_lowercase().contains(phase), "{phase} not in the timeline: {summary}");
+    // The Mermaid timeline has one finished bar per phase, from build to health.
+    let start = summary.find("```mermaid\ngantt\n    dateFormat x\n").unwrap_or_else(|| panic!("{summary}"));
+    let gantt = &summary[start..];
+    let gantt = &gantt[..gantt[3..].find("```").unwrap() + 3];
+    let bars: Vec<&str> = gantt
+        .lines()
+        .filter(|l| l.contains(" : done, "))
+        .map(|l| l.trim().split(" (").next().unwrap())
+        .collect();
+    for phase in ["build", "push", "scan gate", "render", "apply", "health", "bake"] {
+        assert!(bars.contains(&phase), "{phase} not in the timeline: {gantt}");
     }
+    assert!(!gantt.contains(" : crit, "), "{gantt}");
     let outputs = runner.outputs();
     assert_eq!(outputs.get("result").map(String::as_str), Some("success"), "{outputs:?}");
     assert_eq!(outputs.get("release-id").map(String::as_str), Some(release_id), "{outputs:?}");
@@ -346,10 +355,12 @@ impl Eks {
         let runner = Runner::start(&moto).await;
         let product = tempfile::tempdir().unwrap();
         shop(&runner.ecr, product.path());
+        // The cluster's region is not the registry's: the gate and the ECR login must ask ECR
+        // in the registry's region (moto keeps each region's ECR apart, as AWS does).
         std::fs::write(
             product.path().join("environments/dev.yaml"),
             format!(
-                "account_id: \"{ACCOUNT}\"\nregion: {REGION}\ntarget:\n  eks: {{ context: fake, namespace: shop-dev }}\n\
+                "account_id: \"{ACCOUNT}\"\nregion: eu-central-1\ntarget:\n  eks: {{ context: fake, namespace: shop-dev }}\n\
                  health: {{ bake_time: 1s }}\n{}",
                 actions_env_yaml()
             ),
