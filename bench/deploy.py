@@ -93,8 +93,9 @@ def deploy(env, binary, d, args, fake, keep=None):
     out = tempfile.TemporaryFile()
     p = subprocess.Popen([str(binary), "--config", str(d / "deployer.yaml"), "deploy", "--env", "dev",
                           "--output", "json", *args], env=env, stdout=out, stderr=subprocess.PIPE)
-    peak_kib, children_cpu = 0, 0.0
+    peak_kib, children_cpu, fake_samples = 0, 0.0, []
     while True:
+        fake_samples.append((time.time(), sum(cpu_of(fake.pid))))
         try:
             for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -117,14 +118,88 @@ def deploy(env, binary, d, args, fake, keep=None):
     events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     if keep is not None:
         keep.write_text(text)
-    return {"wall": wall, "rss": peak_kib / 1024, "kustomize_cpu": children_cpu, "total": total,
-            "fake_cpu": sum(cpu_of(fake.pid)) - fake_cpu0, "phases": timeline(events, t0_wall),
+    phases = timeline(events, t0_wall)
+    apply_at = t0_wall + phases.get("apply", (wall, 0))[0]
+    fake_plan = max((c for t, c in fake_samples if t <= apply_at), default=fake_cpu0) - fake_cpu0
+    return {"fake_cpu_plan": fake_plan, "wall": wall, "rss": peak_kib / 1024, "kustomize_cpu": children_cpu, "total": total,
+            "fake_cpu": sum(cpu_of(fake.pid)) - fake_cpu0, "phases": phases,
             "pruned": sum(1 for e in events if e.get("event") == "service" and e.get("message", "").startswith("pruned"))}
 
 
 def fmt_phases(ph):
     keep = ["plan", "render", "lock", "apply", "health", "record"]
     return " ".join(f"{k}@{ph[k][0]:.2f}+{ph[k][1]:.2f}" for k in keep if k in ph)
+
+
+def measure(n, binary, rounds, events_dir):
+    """Rounds of one-service and N-service releases against a fresh fake API server (so the
+    fake's background work is that of these two products only)."""
+    work = Path(tempfile.mkdtemp(prefix="deployer-bench-"))
+    kubeconfig = work / "kubeconfig"
+    fake, _ = launch([str(PY), str(ROOT / "tests/fakes/fake_k8s.py"), "--port", "0", "--time-scale", "1.0",
+                      "--kubeconfig", str(kubeconfig)])
+    moto, moto_port = launch([str(PY), str(ROOT / "tests/fakes/moto_ecs.py"), "--port", "0", "--log-level", "WARNING"])
+    env = {"PATH": os.environ["PATH"], "HOME": str(work), "KUBECONFIG": str(kubeconfig),
+           "DEPLOYER_KUSTOMIZE": str(ROOT / ".venv/bin/kubectl"), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "eu-west-1",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    kubectl = [str(ROOT / ".venv/bin/kubectl"), "--kubeconfig", str(kubeconfig)]
+
+    def prepare(size):
+        d = product(size, work)
+        for name in (f"gen{size}", f"apps{size}"):
+            ns = '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"%s"}}' % name
+            r = subprocess.run([*kubectl, "apply", "--server-side", "-f", "-"], input=ns, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+        deploy(env, binary, d, images(size, 0), fake)  # first release, not timed
+        return d
+
+    def release(size, d, version, tag, path):
+        m = deploy(env, binary, d, images(size, version), fake, path)
+        # Every Deployment runs the new digest: the release really rolled every service.
+        out = subprocess.run([*kubectl, "get", "deploy", "-n", f"apps{size}", "-o",
+                              "jsonpath={.items[*].spec.template.spec.containers[0].image}"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        want = sorted(images(size, version)[1::2])
+        assert sorted(x.split("=", 1)[1] for x in want) == sorted(out), (tag, out)
+        assert m["pruned"] == 0, m
+        return m
+
+    try:
+        one_d = prepare(1)
+        d = prepare(n)
+        time.sleep(2)
+        c0 = sum(cpu_of(fake.pid))
+        time.sleep(3)
+        idle = (sum(cpu_of(fake.pid)) - c0) / 3
+        print(f"N={n}: fake API server idle (controllers ticking over both products): {idle:.2f} CPU s/s")
+        ratios, ones, alls, loads = [], [], [], []
+        for r in range(1, rounds + 1):
+            k = (lambda tag: events_dir / f"n{n}-r{r}-{tag}.jsonl") if events_dir else (lambda tag: None)
+            one = release(1, one_d, r, "one", k("one"))
+            al = release(n, d, r, "all", k("all"))
+            load = os.getloadavg()[0]
+            ratios.append(al["wall"] / one["wall"])
+            ones.append(one)
+            alls.append(al)
+            loads.append(load)
+            for tag, m in (("one", one), ("all", al)):
+                own = m["total"] - m["kustomize_cpu"]
+                print(f"N={n} round {r} {tag:3}: wall {m['wall']:.2f} s  rss {m['rss']:.1f} MiB  "
+                      f"cpu deployer {own:.2f} s, kustomize {m['kustomize_cpu']:.2f} s, fake {m['fake_cpu']:.2f} s "
+                      f"(before apply {m['fake_cpu_plan']:.2f})  {fmt_phases(m['phases'])}", flush=True)
+            print(f"N={n} round {r}: ratio {ratios[-1]:.2f}, load {load:.1f}", flush=True)
+    finally:
+        for p in (fake, moto):
+            p.terminate()
+            p.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    med = statistics.median
+    return (n, med([m["wall"] for m in ones]), med([m["wall"] for m in alls]),
+            ", ".join(f"{x:.2f}" for x in ratios), med(ratios), max(m["rss"] for m in alls),
+            med([m["total"] - m["kustomize_cpu"] for m in alls]),
+            med([m["kustomize_cpu"] for m in alls]), med([m["fake_cpu"] for m in alls]),
+            f"{min(loads):.1f}–{max(loads):.1f}")
 
 
 def main():
@@ -139,72 +214,10 @@ def main():
         binary = ROOT / "target/release/deployer"
     if a.events:
         a.events.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="deployer-bench-"))
-    kubeconfig = work / "kubeconfig"
-    fake, _ = launch([str(PY), str(ROOT / "tests/fakes/fake_k8s.py"), "--port", "0", "--time-scale", "1.0",
-                      "--kubeconfig", str(kubeconfig)])
-    moto, moto_port = launch([str(PY), str(ROOT / "tests/fakes/moto_ecs.py"), "--port", "0", "--log-level", "WARNING"])
-    env = {"PATH": os.environ["PATH"], "HOME": str(work), "KUBECONFIG": str(kubeconfig),
-           "DEPLOYER_KUSTOMIZE": str(ROOT / ".venv/bin/kubectl"), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
-           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "eu-west-1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
-    kubectl = [str(ROOT / ".venv/bin/kubectl"), "--kubeconfig", str(kubeconfig)]
     print(f"binary {binary}; {os.cpu_count()} cores; load average at start {os.getloadavg()}")
     rows = []
-
-    def prepare(n):
-        d = product(n, work)
-        for name in (f"gen{n}", f"apps{n}"):
-            ns = '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"%s"}}' % name
-            r = subprocess.run([*kubectl, "apply", "--server-side", "-f", "-"], input=ns, capture_output=True, text=True)
-            assert r.returncode == 0, r.stderr
-        deploy(env, binary, d, images(n, 0), fake)  # first release, not timed
-        return d
-
-    def release(n, d, version, tag, path):
-        m = deploy(env, binary, d, images(n, version), fake, path)
-        # Every Deployment runs the new digest: the release really rolled every service.
-        out = subprocess.run([*kubectl, "get", "deploy", "-n", f"apps{n}", "-o",
-                              "jsonpath={.items[*].spec.template.spec.containers[0].image}"],
-                             capture_output=True, text=True, check=True).stdout.split()
-        want = sorted(images(n, version)[1::2])
-        assert sorted(x.split("=", 1)[1] for x in want) == sorted(out), (tag, out)
-        assert m["pruned"] == 0, m
-        return m
-
-    try:
-        one_d = prepare(1)
-        for n in [int(x) for x in a.sizes.split(",")]:
-            d = prepare(n)
-            ratios, ones, alls, loads = [], [], [], []
-            for r in range(1, a.rounds + 1):
-                k = (lambda tag: a.events / f"n{n}-r{r}-{tag}.jsonl") if a.events else (lambda tag: None)
-                version = 100 * n + r
-                one = release(1, one_d, version, "one", k("one"))
-                al = release(n, d, version, "all", k("all"))
-                load = os.getloadavg()[0]
-                ratios.append(al["wall"] / one["wall"])
-                ones.append(one)
-                alls.append(al)
-                loads.append(load)
-                for tag, m in (("one", one), ("all", al)):
-                    own = m["total"] - m["kustomize_cpu"]
-                    print(f"N={n} round {r} {tag:3}: wall {m['wall']:.2f} s  rss {m['rss']:.1f} MiB  "
-                          f"cpu deployer {own:.2f} s, kustomize {m['kustomize_cpu']:.2f} s, fake {m['fake_cpu']:.2f} s  "
-                          f"{fmt_phases(m['phases'])}", flush=True)
-                print(f"N={n} round {r}: ratio {ratios[-1]:.2f}, load {load:.1f}", flush=True)
-            med = statistics.median
-            rows.append((n, med([m["wall"] for m in ones]), med([m["wall"] for m in alls]),
-                         ", ".join(f"{x:.2f}" for x in ratios), med(ratios),
-                         max(m["rss"] for m in alls),
-                         med([m["total"] - m["kustomize_cpu"] for m in alls]),
-                         med([m["kustomize_cpu"] for m in alls]), med([m["fake_cpu"] for m in alls]),
-                         f"{min(loads):.1f}–{max(loads):.1f}"))
-    finally:
-        for p in (fake, moto):
-            p.terminate()
-            p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+    for n in [int(x) for x in a.sizes.split(",")]:
+        rows.append(measure(n, binary, a.rounds, a.events))
     print()
     print("| N | one service (1-service product) | all N services | ratio per round | median ratio (≤ 1.2) | peak RSS (≤ 50 MB at 20) "
           "| all N: deployer CPU | kustomize CPU | fake API CPU | load (1 min) |")

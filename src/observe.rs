@@ -133,11 +133,14 @@ async fn live_eks(
     let history = eks.history().await.map_err(|e| format!("{e}; {}", e.hint()))?;
     let current = crate::release::last_known_good(&history, None);
     let mut rendered_refs = Vec::new();
-    // One dry-run diff per service, concurrently.
+    // One dry-run diff per service, concurrently, discovering each kind once between them.
+    let resolver = crate::platform::eks::apply::Resolver::default();
     let diffs = futures::future::join_all(renders.iter().filter_map(|(svc, r)| {
         let Ok(RenderedService::Kubernetes(objects)) = r else { return None };
-        let client = client.clone();
-        Some(async move { (svc, objects, diff::plan_changes(&client, objects, &target.namespace).await) })
+        let (client, resolver) = (&client, &resolver);
+        Some(async move {
+            (svc, objects, diff::plan_changes_with(client, resolver, objects, &target.namespace).await)
+        })
     }))
     .await;
     for (svc, objects, changes) in diffs {

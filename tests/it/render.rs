@@ -248,8 +248,16 @@ async fn one_by_one(kz: &Kustomize, jobs: &[RenderJob], env: &str) -> Vec<Result
 async fn rendering_all_services_at_once_equals_rendering_each() {
     let kz = kustomize();
     for env in ["dev", "prod"] {
-        let jobs: Vec<RenderJob> =
-            ["user", "order", "payment", "notification"].iter().map(|s| shop_job(s, env, s)).collect();
+        // A label of its own, so no render of another test is reused: this one is about the
+        // combined kustomize run.
+        let jobs: Vec<RenderJob> = ["user", "order", "payment", "notification"]
+            .iter()
+            .map(|s| {
+                let mut job = shop_job(s, env, s);
+                job.labels.push(("deployer.dev/test".into(), "at-once".into()));
+                job
+            })
+            .collect();
         let all: Vec<Result<Vec<Value>, String>> =
             kz.render_all(&jobs, env).await.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
         let each = one_by_one(&kz, &jobs, env).await;
@@ -292,4 +300,41 @@ async fn services_declaring_the_same_object_still_render_each_on_its_own() {
         kz.render_all(&jobs, "dev").await.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
     assert!(all.iter().all(Result::is_ok), "{all:?}");
     assert_eq!(all, one_by_one(&kz, &jobs, "dev").await);
+}
+
+#[tokio::test]
+async fn a_render_is_reused_only_while_the_files_it_read_are_unchanged() {
+    let kz = kustomize();
+    let tmp = tempfile::tempdir().unwrap();
+    let shop = tmp.path().join("shop");
+    support::copy_tree(&support::root().join("examples/shop"), &shop);
+    let mut job = shop_job("user", "dev", "user");
+    job.overlay = shop.join("services/user/k8s/overlays/dev");
+    let render = |job: RenderJob| {
+        let kz = kz.clone();
+        async move { kz.render_all(std::slice::from_ref(&job), "dev").await.remove(0).unwrap() }
+    };
+    let find = |objs: &[Value], kind: &str| objs.iter().find(|o| o["kind"] == kind).cloned().unwrap();
+    let first = render(job.clone()).await;
+    assert_eq!(render(job.clone()).await, first);
+    assert_eq!(find(&first, "ConfigMap")["data"]["LOG_LEVEL"], "debug");
+
+    // The overlay's own file (same length, so only the modification time tells).
+    let kfile = job.overlay.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kfile).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&kfile, text.replace("LOG_LEVEL=debug", "LOG_LEVEL=trace")).unwrap();
+    assert_eq!(find(&render(job.clone()).await, "ConfigMap")["data"]["LOG_LEVEL"], "trace");
+
+    // A file of the base, two kustomizations away.
+    let base = shop.join("services/user/k8s/base/deployment.yaml");
+    let text = std::fs::read_to_string(&base).unwrap();
+    std::fs::write(&base, text.replace("team-user", "team-other")).unwrap();
+    let dep = find(&render(job.clone()).await, "Deployment");
+    assert_eq!(dep["metadata"]["annotations"]["shop.example.com/owner"], "team-other");
+
+    // Other pins are another render.
+    job.images[0].digest = Some(DIGEST_WORKER.into());
+    let dep = find(&render(job).await, "Deployment");
+    assert!(images_of(&dep)[0].ends_with(DIGEST_WORKER), "{dep}");
 }

@@ -70,9 +70,18 @@ pub async fn plan_changes(
     objects: &[Value],
     default_ns: &str,
 ) -> Result<Vec<ObjectChange>, EksError> {
+    plan_changes_with(client, &Resolver::default(), objects, default_ns).await
+}
+
+/// [`plan_changes`] with a resolver shared by several calls (one discovery per kind in all).
+pub async fn plan_changes_with(
+    client: &kube::Client,
+    resolver: &Resolver,
+    objects: &[Value],
+    default_ns: &str,
+) -> Result<Vec<ObjectChange>, EksError> {
     let mut sorted = objects.to_vec();
     sort_for_apply(&mut sorted);
-    let mut resolver = Resolver::default();
     let params = kube::api::PatchParams::apply(FIELD_MANAGER).dry_run();
     let mut work = Vec::with_capacity(sorted.len());
     for obj in &sorted {
