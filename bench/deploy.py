@@ -14,7 +14,7 @@ is <= 1.2); the table shows the median of the rounds. Also per deploy: deployer'
 wait4 minus what its waited-for children used), the kustomize children's CPU, the fake API
 server's CPU, and the phase timeline from `--output json` events.
 
-Run:   .venv/bin/python bench/deploy.py [--rounds 3] [--sizes 10,20] [--events DIR]
+Run:   .venv/bin/python bench/deploy.py [--rounds 3] [--sizes 10,20] [--events DIR] [--history K]
        (builds and uses target/release/deployer; DEPLOYER_BIN=PATH uses another binary)
 """
 import argparse, hashlib, json, os, shutil, statistics, subprocess, sys, tempfile, time
@@ -131,7 +131,7 @@ def fmt_phases(ph):
     return " ".join(f"{k}@{ph[k][0]:.2f}+{ph[k][1]:.2f}" for k in keep if k in ph)
 
 
-def measure(n, binary, rounds, events_dir):
+def measure(n, binary, rounds, events_dir, history):
     """Rounds of one-service and N-service releases against a fresh fake API server (so the
     fake's background work is that of these two products only)."""
     work = Path(tempfile.mkdtemp(prefix="deployer-bench-"))
@@ -151,7 +151,8 @@ def measure(n, binary, rounds, events_dir):
             ns = '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"%s"}}' % name
             r = subprocess.run([*kubectl, "apply", "--server-side", "-f", "-"], input=ns, capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
-        deploy(env, binary, d, images(size, 0), fake)  # first release, not timed
+        for h in range(max(1, history)):  # untimed releases: the first, then history records to decode
+            deploy(env, binary, d, images(size, 1000 + h), fake)
         return d
 
     def release(size, d, version, tag, path):
@@ -207,6 +208,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="10,20")
     ap.add_argument("--events", type=Path, help="keep each deploy's JSON events here")
+    ap.add_argument("--history", type=int, default=1,
+                    help="untimed releases before the rounds (deployer keeps up to 20 release records, "
+                         "and every deploy reads them all)")
     a = ap.parse_args()
     binary = os.environ.get("DEPLOYER_BIN")
     if not binary:
@@ -217,7 +221,7 @@ def main():
     print(f"binary {binary}; {os.cpu_count()} cores; load average at start {os.getloadavg()}")
     rows = []
     for n in [int(x) for x in a.sizes.split(",")]:
-        rows.append(measure(n, binary, a.rounds, a.events))
+        rows.append(measure(n, binary, a.rounds, a.events, a.history))
     print()
     print("| N | one service (1-service product) | all N services | ratio per round | median ratio (≤ 1.2) | peak RSS (≤ 50 MB at 20) "
           "| all N: deployer CPU | kustomize CPU | fake API CPU | load (1 min) |")
