@@ -133,11 +133,14 @@ async fn live_eks(
     let history = eks.history().await.map_err(|e| format!("{e}; {}", e.hint()))?;
     let current = crate::release::last_known_good(&history, None);
     let mut rendered_refs = Vec::new();
-    // One dry-run diff per service, concurrently.
+    // One dry-run diff per service, concurrently, discovering each kind once between them.
+    let resolver = crate::platform::eks::apply::Resolver::default();
     let diffs = futures::future::join_all(renders.iter().filter_map(|(svc, r)| {
         let Ok(RenderedService::Kubernetes(objects)) = r else { return None };
-        let client = client.clone();
-        Some(async move { (svc, objects, diff::plan_changes(&client, objects, &target.namespace).await) })
+        let (client, resolver) = (&client, &resolver);
+        Some(async move {
+            (svc, objects, diff::plan_changes_with(client, resolver, objects, &target.namespace).await)
+        })
     }))
     .await;
     for (svc, objects, changes) in diffs {
@@ -175,7 +178,8 @@ pub enum RenderedService {
     Ecs(serde_json::Value),
 }
 
-/// Renders every selected service for the environment: kustomize overlays (EKS, concurrently)
+/// Renders every selected service for the environment: kustomize overlays (EKS, in one kustomize
+/// process when they all render)
 /// or task-definition templates (ECS), with each service's image pinned by [`crate::plan::pin_for`].
 pub async fn render_services(
     config: &Config,
@@ -202,12 +206,18 @@ pub async fn render_services(
                     return (Some(Err(e.to_string())), out);
                 }
             };
-            let jobs = selected.into_iter().map(|svc| {
-                let kz = kz.clone();
+            let mut jobs = Vec::with_capacity(selected.len());
+            for svc in selected {
                 let name = svc.name.as_str().to_owned();
-                let overlay = config.overlay_dir(svc, &env.name);
-                let pin = crate::plan::pin_for(config, svc, inputs);
-                let labels: Vec<(String, String)> = [
+                let Some(overlay) = config.overlay_dir(svc, &env.name) else {
+                    let message = format!("service `{name}` has no kustomize overlay");
+                    out.insert(
+                        name.clone(),
+                        Err(RenderError::Kustomize { service: name, env: env.name.clone(), message }),
+                    );
+                    continue;
+                };
+                let labels = [
                     kustomize::MANAGED_BY,
                     (kustomize::PRODUCT_LABEL, config.product.product.as_str()),
                     (kustomize::ENV_LABEL, env.name.as_str()),
@@ -216,25 +226,14 @@ pub async fn render_services(
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-                let env_name = env.name.clone();
-                async move {
-                    let Some(overlay) = overlay else {
-                        let message = format!("service `{name}` has no kustomize overlay");
-                        return (
-                            name.clone(),
-                            Err(RenderError::Kustomize { service: name, env: env_name, message }),
-                        );
-                    };
-                    let labels: Vec<(&str, &str)> =
-                        labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                    let result = kz
-                        .render(&overlay, std::slice::from_ref(&pin), &labels, &name, &env_name)
-                        .await
-                        .map(RenderedService::Kubernetes);
-                    (name, result)
-                }
-            });
-            out.extend(futures::future::join_all(jobs).await);
+                let images = vec![crate::plan::pin_for(config, svc, inputs)];
+                jobs.push(kustomize::RenderJob { service: name, overlay, images, labels });
+            }
+            // One kustomize process for every service (falling back to one each on any error).
+            let results = kz.render_all(&jobs, &env.name).await;
+            for (job, result) in jobs.into_iter().zip(results) {
+                out.insert(job.service, result.map(RenderedService::Kubernetes));
+            }
             (Some(Ok(kz.describe())), out)
         }
         Target::Ecs(ecs_target) => {

@@ -129,6 +129,215 @@ impl Kustomize {
     }
 }
 
+/// One service to render with [`Kustomize::render_all`].
+#[derive(Debug, Clone)]
+pub struct RenderJob {
+    pub service: String,
+    pub overlay: PathBuf,
+    pub images: Vec<ImagePin>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// Label that tells the services of a combined render apart; removed before anyone sees it.
+const BATCH_LABEL: &str = "deployer.dev/render-job";
+
+impl Kustomize {
+    /// Renders several services' overlays, as [`Self::render`] would one by one, but in one
+    /// kustomize process: a top-level kustomization lists every service's wrapper, each wrapper
+    /// marks its objects with a job label, and the output is split back by it. Kustomize's
+    /// start-up (the Go runtime, its OpenAPI schema) is most of a small render's cost, so this
+    /// makes N services cost about one. When the combined build fails for any reason (an
+    /// overlay's error, two services declaring the same object) every service is rendered on its
+    /// own, so each error names its service exactly as a single render does.
+    ///
+    /// A job rendered before in this process, with the same inputs and none of the files its
+    /// overlay names changed since (see [`Fingerprint`]), is not rendered again: `deployer
+    /// deploy` renders for its plan and then for the release, and applies what the plan showed.
+    pub async fn render_all(&self, jobs: &[RenderJob], env: &str) -> Vec<Result<Vec<Value>, RenderError>> {
+        let keys: Vec<(String, Option<Fingerprint>)> =
+            jobs.iter().map(|job| (self.memo_key(job), Fingerprint::of(&job.overlay))).collect();
+        let mut out: Vec<Option<Result<Vec<Value>, RenderError>>> = keys
+            .iter()
+            .map(|(key, print)| {
+                let print = print.as_ref()?;
+                let memo = RENDERED.lock().ok()?;
+                let (was, objects) = memo.get(key)?;
+                (was == print).then(|| Ok(objects.clone()))
+            })
+            .collect();
+        let todo: Vec<usize> = (0..jobs.len()).filter(|&i| out[i].is_none()).collect();
+        let todo_jobs: Vec<RenderJob> = todo.iter().map(|&i| jobs[i].clone()).collect();
+        let fresh = self.render_uncached(&todo_jobs, env).await;
+        for (i, result) in todo.into_iter().zip(fresh) {
+            if let (Ok(objects), (key, Some(print))) = (&result, &keys[i])
+                && let Ok(mut memo) = RENDERED.lock()
+            {
+                memo.insert(key.clone(), (print.clone(), objects.clone()));
+            }
+            out[i] = Some(result);
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Ok(Vec::new()))).collect()
+    }
+
+    async fn render_uncached(&self, jobs: &[RenderJob], env: &str) -> Vec<Result<Vec<Value>, RenderError>> {
+        if jobs.len() > 1
+            && let Some(all) = self.render_combined(jobs).await
+        {
+            return jobs
+                .iter()
+                .zip(all)
+                .map(|(job, objects)| check_pinned(&job.service, &objects, &job.images).map(|()| objects))
+                .collect();
+        }
+        let each = jobs.iter().map(|job| async move {
+            let labels: Vec<(&str, &str)> =
+                job.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            self.render(&job.overlay, &job.images, &labels, &job.service, env).await
+        });
+        futures::future::join_all(each).await
+    }
+
+    /// Everything a job's output depends on besides the files: kustomize, overlay, pins, labels.
+    fn memo_key(&self, job: &RenderJob) -> String {
+        let overlay = job.overlay.canonicalize().unwrap_or_else(|_| job.overlay.clone());
+        let labels: Vec<(&str, &str)> = job.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        format!(
+            "{}\n{}\n{}\n{}",
+            self.program.display(),
+            overlay.display(),
+            job.service,
+            wrapper_kustomization(Path::new("."), &job.images, &labels)
+        )
+    }
+
+    /// The combined render, split per job; `None` when anything about it fails.
+    async fn render_combined(&self, jobs: &[RenderJob]) -> Option<Vec<Vec<Value>>> {
+        let tmp = tempfile::Builder::new().prefix("deployer-render-").tempdir().ok()?;
+        let top = tmp.path().canonicalize().ok()?;
+        let mut resources = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            let overlay = job.overlay.canonicalize().ok()?;
+            let dir = top.join(i.to_string());
+            std::fs::create_dir(&dir).ok()?;
+            let index = i.to_string();
+            let mut labels: Vec<(&str, &str)> =
+                job.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            labels.push((BATCH_LABEL, &index));
+            let wrapper = wrapper_kustomization(&relative_path(&dir, &overlay), &job.images, &labels);
+            std::fs::write(dir.join("kustomization.yaml"), wrapper).ok()?;
+            resources.push(index);
+        }
+        let doc = serde_json::json!({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": resources,
+        });
+        std::fs::write(top.join("kustomization.yaml"), serde_json::to_string_pretty(&doc).ok()?).ok()?;
+        let text = self.build_dir(&top, "", "").await.ok()?;
+        split_by_job(parse_objects(&text).ok()?, jobs.len())
+    }
+}
+
+/// Successful renders of this process: memo key → (the files' fingerprint then, objects).
+type Memo = std::collections::HashMap<String, (Fingerprint, Vec<Value>)>;
+static RENDERED: std::sync::LazyLock<std::sync::Mutex<Memo>> = std::sync::LazyLock::new(Default::default);
+
+/// Names kustomize looks for in a directory.
+const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// The files an overlay's output depends on, as (path, length, modification time): each
+/// kustomization file, and every file or directory that a string in it names relative to its
+/// directory (resources, components, patches, generator files, ...), directories followed as
+/// kustomizations. `None` (never reused) when the overlay uses anything not local (a URL
+/// resource, a Helm chart) or cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(Vec<(PathBuf, u64, Option<std::time::SystemTime>)>);
+
+impl Fingerprint {
+    pub fn of(overlay: &Path) -> Option<Self> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut files = Vec::new();
+        Self::walk(overlay, &mut seen, &mut files, 0)?;
+        Some(Self(files))
+    }
+
+    fn stat(path: &Path) -> Option<(PathBuf, u64, Option<std::time::SystemTime>)> {
+        let m = std::fs::metadata(path).ok()?;
+        Some((path.to_path_buf(), m.len(), m.modified().ok()))
+    }
+
+    fn walk(
+        dir: &Path,
+        seen: &mut std::collections::BTreeSet<PathBuf>,
+        files: &mut Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
+        depth: usize,
+    ) -> Option<()> {
+        let dir = dir.canonicalize().ok()?;
+        if depth > 32 {
+            return None;
+        }
+        if !seen.insert(dir.clone()) {
+            return Some(());
+        }
+        let file = KUSTOMIZATION_FILES.iter().map(|n| dir.join(n)).find(|p| p.is_file())?;
+        files.push(Self::stat(&file)?);
+        let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(&file).ok()?).ok()?;
+        if doc.get("helmCharts").is_some() || doc.get("helmChartInflationGenerator").is_some() {
+            return None;
+        }
+        let mut strings = Vec::new();
+        collect_strings(&doc, &mut strings);
+        for s in strings {
+            if s.contains("://") || s.starts_with("git@") || s.starts_with("github.com/") {
+                return None;
+            }
+            // `files:` entries may be `key=path`.
+            for candidate in [Some(s.as_str()), s.split_once('=').map(|(_, p)| p)].into_iter().flatten() {
+                if candidate.is_empty() || candidate.contains('\n') {
+                    continue;
+                }
+                let path = dir.join(candidate);
+                if path.is_dir() {
+                    if KUSTOMIZATION_FILES.iter().any(|n| path.join(n).is_file()) {
+                        Self::walk(&path, seen, files, depth + 1)?;
+                    } else {
+                        files.push(Self::stat(&path)?);
+                    }
+                } else if path.is_file() {
+                    files.push(Self::stat(&path)?);
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+fn collect_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        Value::Object(m) => m.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Splits a combined render's objects by [`BATCH_LABEL`] (kustomize keeps each job's objects
+/// in the order a render of that job alone gives) and removes the label. `None` when an object
+/// has no valid job label.
+fn split_by_job(objects: Vec<Value>, jobs: usize) -> Option<Vec<Vec<Value>>> {
+    let mut out = vec![Vec::new(); jobs];
+    for mut obj in objects {
+        let labels = obj.pointer_mut("/metadata/labels").and_then(Value::as_object_mut)?;
+        let job: usize = labels.remove(BATCH_LABEL)?.as_str()?.parse().ok()?;
+        if labels.is_empty() {
+            // Kustomize created the map for the job label alone.
+            obj.get_mut("metadata").and_then(Value::as_object_mut)?.remove("labels");
+        }
+        out.get_mut(job)?.push(obj);
+    }
+    Some(out)
+}
+
 /// Refuses objects that still reference one of `pins` without its digest (e.g. the image is
 /// spelled differently in the manifests, or an overlay's own `images:` rewrote it). Pins still
 /// pending (a plan before the build) are not checked.

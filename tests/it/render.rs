@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use deployer::render::ImagePin;
-use deployer::render::kustomize::{Kustomize, MANAGED_BY, images_of, parse_objects};
+use deployer::render::kustomize::{Kustomize, MANAGED_BY, RenderJob, images_of, parse_objects};
 use serde_json::Value;
 
 use crate::support;
@@ -215,4 +215,126 @@ async fn shop_renders_equal_plain_kustomize_with_the_same_images() {
             }
         }
     }
+}
+
+fn shop_job(svc: &str, env: &str, service_label: &str) -> RenderJob {
+    RenderJob {
+        service: service_label.into(),
+        overlay: support::root().join(format!("examples/shop/services/{svc}/k8s/overlays/{env}")),
+        images: vec![ImagePin {
+            name: format!("shop/{svc}"),
+            new_name: format!("{REGISTRY}/shop/{svc}"),
+            digest: Some(DIGEST_WEB.into()),
+        }],
+        labels: vec![
+            (MANAGED_BY.0.into(), MANAGED_BY.1.into()),
+            ("deployer.dev/environment".into(), env.into()),
+            ("deployer.dev/service".into(), service_label.into()),
+        ],
+    }
+}
+
+/// What rendering each job on its own gives (the peer of the combined render).
+async fn one_by_one(kz: &Kustomize, jobs: &[RenderJob], env: &str) -> Vec<Result<Vec<Value>, String>> {
+    let mut out = Vec::new();
+    for j in jobs {
+        let labels: Vec<(&str, &str)> = j.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        out.push(kz.render(&j.overlay, &j.images, &labels, &j.service, env).await.map_err(|e| e.to_string()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn rendering_all_services_at_once_equals_rendering_each() {
+    let kz = kustomize();
+    for env in ["dev", "prod"] {
+        // A label of its own, so no render of another test is reused: this one is about the
+        // combined kustomize run.
+        let jobs: Vec<RenderJob> = ["user", "order", "payment", "notification"]
+            .iter()
+            .map(|s| {
+                let mut job = shop_job(s, env, s);
+                job.labels.push(("deployer.dev/test".into(), "at-once".into()));
+                job
+            })
+            .collect();
+        let all: Vec<Result<Vec<Value>, String>> =
+            kz.render_all(&jobs, env).await.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
+        let each = one_by_one(&kz, &jobs, env).await;
+        assert!(each.iter().all(Result::is_ok), "{each:?}");
+        // Same objects, same order, same labels (the job label is gone).
+        assert_eq!(all, each, "{env}");
+    }
+}
+
+#[tokio::test]
+async fn a_broken_overlay_among_many_is_reported_for_its_own_service_only() {
+    let kz = kustomize();
+    let base = support::root().join("tests/fixtures/kustomize-broken");
+    for case in ["missing-base", "bad-patch-target", "yaml-error"] {
+        let mut jobs = vec![shop_job("user", "prod", "user"), shop_job("order", "prod", "order")];
+        jobs.insert(
+            1,
+            RenderJob {
+                service: "web".into(),
+                overlay: overlay_of(&base.join(case)),
+                images: pins(),
+                labels: vec![(MANAGED_BY.0.into(), MANAGED_BY.1.into())],
+            },
+        );
+        let all: Vec<Result<Vec<Value>, String>> =
+            kz.render_all(&jobs, "prod").await.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
+        assert_eq!(all, one_by_one(&kz, &jobs, "prod").await, "{case}");
+        assert!(all[0].is_ok() && all[2].is_ok(), "{case}: {all:?}");
+        let err = all[1].as_ref().unwrap_err();
+        assert!(err.starts_with("kustomize failed for service `web` in environment `prod`: "), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn services_declaring_the_same_object_still_render_each_on_its_own() {
+    // Kustomize refuses one build holding the same object twice; each service alone is fine.
+    let kz = kustomize();
+    let jobs = [shop_job("user", "dev", "user"), shop_job("user", "dev", "user-copy")];
+    let all: Vec<Result<Vec<Value>, String>> =
+        kz.render_all(&jobs, "dev").await.into_iter().map(|r| r.map_err(|e| e.to_string())).collect();
+    assert!(all.iter().all(Result::is_ok), "{all:?}");
+    assert_eq!(all, one_by_one(&kz, &jobs, "dev").await);
+}
+
+#[tokio::test]
+async fn a_render_is_reused_only_while_the_files_it_read_are_unchanged() {
+    let kz = kustomize();
+    let tmp = tempfile::tempdir().unwrap();
+    let shop = tmp.path().join("shop");
+    support::copy_tree(&support::root().join("examples/shop"), &shop);
+    let mut job = shop_job("user", "dev", "user");
+    job.overlay = shop.join("services/user/k8s/overlays/dev");
+    let render = |job: RenderJob| {
+        let kz = kz.clone();
+        async move { kz.render_all(std::slice::from_ref(&job), "dev").await.remove(0).unwrap() }
+    };
+    let find = |objs: &[Value], kind: &str| objs.iter().find(|o| o["kind"] == kind).cloned().unwrap();
+    let first = render(job.clone()).await;
+    assert_eq!(render(job.clone()).await, first);
+    assert_eq!(find(&first, "ConfigMap")["data"]["LOG_LEVEL"], "debug");
+
+    // The overlay's own file (same length, so only the modification time tells).
+    let kfile = job.overlay.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kfile).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&kfile, text.replace("LOG_LEVEL=debug", "LOG_LEVEL=trace")).unwrap();
+    assert_eq!(find(&render(job.clone()).await, "ConfigMap")["data"]["LOG_LEVEL"], "trace");
+
+    // A file of the base, two kustomizations away.
+    let base = shop.join("services/user/k8s/base/deployment.yaml");
+    let text = std::fs::read_to_string(&base).unwrap();
+    std::fs::write(&base, text.replace("team-user", "team-other")).unwrap();
+    let dep = find(&render(job.clone()).await, "Deployment");
+    assert_eq!(dep["metadata"]["annotations"]["shop.example.com/owner"], "team-other");
+
+    // Other pins are another render.
+    job.images[0].digest = Some(DIGEST_WORKER.into());
+    let dep = find(&render(job).await, "Deployment");
+    assert!(images_of(&dep)[0].ends_with(DIGEST_WORKER), "{dep}");
 }

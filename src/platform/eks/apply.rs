@@ -44,36 +44,43 @@ pub fn sort_for_apply(objects: &mut [Value]) {
 }
 
 /// Resolves API resources once per kind (discovery is the API server's, not a table of ours).
+/// Shareable: concurrent users (the plan's per-service diffs) discover each kind once between
+/// them, one discovery at a time.
 #[derive(Default)]
 pub struct Resolver {
-    cache: HashMap<(String, String), (ApiResource, ApiCapabilities)>,
+    cache: tokio::sync::Mutex<HashMap<(String, String), (ApiResource, ApiCapabilities)>>,
 }
 
 impl Resolver {
     pub async fn api(
-        &mut self,
+        &self,
         client: &kube::Client,
         obj: &ObjectRef,
         default_ns: &str,
     ) -> Result<Api<DynamicObject>, EksError> {
         let key = (obj.api_version.clone(), obj.kind.clone());
-        if !self.cache.contains_key(&key) {
-            let (group, version) = match obj.api_version.split_once('/') {
-                Some((g, v)) => (g.to_owned(), v.to_owned()),
-                None => (String::new(), obj.api_version.clone()),
-            };
-            let gvk = GroupVersionKind::gvk(&group, &version, &obj.kind);
-            let found = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| EksError::Api {
-                action: format!("discover {} {}", obj.api_version, obj.kind),
-                message: e.to_string(),
-            })?;
-            self.cache.insert(key.clone(), found);
-        }
-        let (ar, caps) = &self.cache[&key];
+        let (ar, caps) = {
+            let mut cache = self.cache.lock().await;
+            if let Some(found) = cache.get(&key) {
+                found.clone()
+            } else {
+                let (group, version) = match obj.api_version.split_once('/') {
+                    Some((g, v)) => (g.to_owned(), v.to_owned()),
+                    None => (String::new(), obj.api_version.clone()),
+                };
+                let gvk = GroupVersionKind::gvk(&group, &version, &obj.kind);
+                let found = kube::discovery::pinned_kind(client, &gvk).await.map_err(|e| EksError::Api {
+                    action: format!("discover {} {}", obj.api_version, obj.kind),
+                    message: e.to_string(),
+                })?;
+                cache.insert(key, found.clone());
+                found
+            }
+        };
         Ok(match caps.scope {
-            Scope::Cluster => Api::all_with(client.clone(), ar),
+            Scope::Cluster => Api::all_with(client.clone(), &ar),
             Scope::Namespaced => {
-                Api::namespaced_with(client.clone(), obj.namespace.as_deref().unwrap_or(default_ns), ar)
+                Api::namespaced_with(client.clone(), obj.namespace.as_deref().unwrap_or(default_ns), &ar)
             }
         })
     }

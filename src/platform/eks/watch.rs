@@ -140,22 +140,39 @@ pub async fn watch(
             }
         };
     }
-    let streams = vec![
-        reflector::reflector(dw, watcher(api!(Deployment), cfg.clone()))
-            .default_backoff()
-            .map(|_| ())
-            .boxed(),
-        reflector::reflector(rw, watcher(api!(ReplicaSet), cfg.clone()))
-            .default_backoff()
-            .map(|_| ())
-            .boxed(),
-        reflector::reflector(pw, watcher(api!(Pod), cfg.clone())).default_backoff().map(|_| ()).boxed(),
-        reflector::reflector(sw, watcher(api!(StatefulSet), cfg.clone()))
-            .default_backoff()
-            .map(|_| ())
-            .boxed(),
-        reflector::reflector(aw, watcher(api!(DaemonSet), cfg)).default_backoff().map(|_| ()).boxed(),
-    ];
+    // Only the kinds these workloads need: a product of Deployments does not pay for
+    // StatefulSet and DaemonSet lists and watch connections (a store never fed stays empty,
+    // which no verdict of these workloads reads).
+    let has = |kind: &str| workloads.iter().any(|w| w.kind == kind);
+    let mut streams =
+        vec![reflector::reflector(pw, watcher(api!(Pod), cfg.clone())).default_backoff().map(|_| ()).boxed()];
+    if has("Deployment") {
+        streams.push(
+            reflector::reflector(dw, watcher(api!(Deployment), cfg.clone()))
+                .default_backoff()
+                .map(|_| ())
+                .boxed(),
+        );
+        streams.push(
+            reflector::reflector(rw, watcher(api!(ReplicaSet), cfg.clone()))
+                .default_backoff()
+                .map(|_| ())
+                .boxed(),
+        );
+    }
+    if has("StatefulSet") {
+        streams.push(
+            reflector::reflector(sw, watcher(api!(StatefulSet), cfg.clone()))
+                .default_backoff()
+                .map(|_| ())
+                .boxed(),
+        );
+    }
+    if has("DaemonSet") {
+        streams.push(
+            reflector::reflector(aw, watcher(api!(DaemonSet), cfg)).default_backoff().map(|_| ()).boxed(),
+        );
+    }
     let mut changes = stream::select_all(streams);
     let start = Instant::now();
     let deadline = start + timeout;
