@@ -214,6 +214,31 @@ async fn a_service_waits_for_its_dependency_and_is_never_applied_when_it_fails()
 }
 
 #[tokio::test]
+async fn a_release_of_one_service_leaves_the_others_running() {
+    let (fake, eks, rec) = setup().await;
+    let v1 = shop_release("1", &[]).await;
+    assert!(matches!(eks.deploy(&request(v1.clone()), &rec).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    // `deploy --service user`: only user is in the request.
+    let mut v2 = shop_release("2", &[]).await;
+    v2.retain(|s, _| s == "user");
+    let outcome = eks.deploy(&request(v2.clone()), &rec).await.unwrap();
+    let DeployOutcome::Succeeded { release } = outcome else { panic!("{outcome:?}") };
+    let mut expected = images_of(&v1);
+    expected.insert("user".into(), v2["user"].0.clone());
+    // Nothing pruned: every service still runs, the others on release 1.
+    assert_eq!(live_images(&fake.client().await).await, expected);
+    assert_eq!(
+        release.services.iter().map(|(s, r)| (s.clone(), r.image.clone())).collect::<BTreeMap<_, _>>(),
+        expected
+    );
+    // The next full release's rollback target is that whole picture.
+    let outcome =
+        eks.deploy(&request(shop_release("3", &[("order", "crashloop")]).await), &rec).await.unwrap();
+    assert!(matches!(&outcome, DeployOutcome::RolledBack { to, .. } if to == "dev.2"), "{outcome:?}");
+    assert_eq!(live_images(&fake.client().await).await, expected);
+}
+
+#[tokio::test]
 async fn image_pull_failure_rolls_back() {
     let (fake, eks, outcome, v1) = fail_after_good(&[("user", "imagepull")], Duration::from_mins(2)).await;
     assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["ErrImagePull", "ImagePullBackOff"]).await;

@@ -251,24 +251,33 @@ impl Eks {
                 (Some(before), Some((live, idle)))
             }
         };
+        let final_objects: Vec<Value> =
+            rel.services.values().flat_map(|s| s.manifests.iter().cloned()).collect();
+        let first = stage1.unwrap_or_else(|| {
+            rel.services.iter().map(|(name, s)| (name.clone(), s.manifests.clone())).collect()
+        });
+        let released: Vec<String> = rel.services.keys().cloned().collect();
+        // A release of some services (`--service`) leaves the others as the last good release
+        // had them: the record carries them over, so it describes everything that runs and
+        // the prune after it does not delete what this release did not mention.
+        if let Some(t) = &target {
+            for (name, s) in &t.services {
+                rel.services.entry(name.clone()).or_insert_with(|| s.clone());
+            }
+        }
         records.save(&rel).await?;
         events.emit(&Event::ReleaseStarted {
             release_id: rel.id.clone(),
             product: self.product.clone(),
             environment: self.environment.clone(),
             git_sha: rel.git_sha.clone().unwrap_or_default(),
-            services: rel.services.keys().cloned().collect(),
+            services: released,
             strategy: Some(if req.blue_green.is_some() { "blue-green" } else { "rolling" }.to_owned()),
-        });
-        let final_objects: Vec<Value> =
-            rel.services.values().flat_map(|s| s.manifests.iter().cloned()).collect();
-        let first = stage1.unwrap_or_else(|| {
-            rel.services.iter().map(|(name, s)| (name.clone(), s.manifests.clone())).collect()
         });
         let outcome = self.roll_out(&rel, &first, &final_objects, colors, req, lock, events).await;
         let (service, failure) = match outcome {
             Ok(WatchOutcome::Healthy) => {
-                for service in rel.services.keys() {
+                for service in first.keys() {
                     events.emit(&Event::HealthVerdict {
                         service: service.clone(),
                         verdict: crate::events::Verdict::Healthy,
