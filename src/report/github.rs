@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::markdown::{self, Links, SUMMARY_LIMIT};
-use super::state::RunState;
+use super::state::{RunState, Stage};
 use super::{Out, write_to};
-use crate::events::{Event, Sink};
+use crate::events::{Event, Outcome, Sink};
 use crate::plan;
 
 /// Escapes a command's message.
@@ -92,10 +92,10 @@ impl Github {
         self
     }
 
-    /// The deploy's summary and outputs, once a release was started.
+    /// The deploy's summary and outputs, once a release was started (or refused by the gate).
     fn finish_release(&self) {
         let Ok(state) = self.state.lock().map(|s| s.clone()) else { return };
-        if state.release_id.is_none() {
+        if state.release_id.is_none() && state.stage() != Stage::Done(Outcome::RefusedByGate) {
             return;
         }
         if let Some(path) = &self.summary {
@@ -324,5 +324,31 @@ mod tests {
         assert!(lines[1].starts_with("b<<ghadelimiter_"));
         assert_eq!(&lines[2..4], &["x", "y"]);
         assert_eq!(lines[4], lines[1].trim_start_matches("b<<"));
+    }
+}
+
+#[cfg(test)]
+mod refused {
+    use super::*;
+
+    #[test]
+    fn a_refused_gate_gets_a_job_summary_without_a_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let summary = dir.path().join("summary.md");
+        let g = Github::new(Box::new(std::io::sink()), Some(summary.clone()), None);
+        g.emit(&Event::Started {
+            command: "deploy".into(),
+            product: Some("shop".into()),
+            environment: Some("dev".into()),
+        });
+        g.emit(&Event::finished(crate::ExitCode::ScanGate, Vec::new()));
+        let text = std::fs::read_to_string(&summary).unwrap();
+        assert!(text.contains("## ⛔ shop: deploy to dev refused by the gate; nothing changed"), "{text}");
+        // Another command ending with the same code is not a refused deploy.
+        let other = dir.path().join("other.md");
+        let g = Github::new(Box::new(std::io::sink()), Some(other.clone()), None);
+        g.emit(&Event::Started { command: "promote".into(), product: None, environment: None });
+        g.emit(&Event::finished(crate::ExitCode::ScanGate, Vec::new()));
+        assert!(!other.exists());
     }
 }

@@ -189,6 +189,14 @@ impl RunState {
             Event::Warning { message } => self.warnings.push(message.clone()),
             Event::Finished { result, exit_code, problems } => {
                 self.current_phase = None;
+                // A deploy the scan gate refused ends before any release exists: no
+                // `release-finished` carries that outcome, the exit code does.
+                if self.outcome.is_none()
+                    && self.command.as_deref() == Some("deploy")
+                    && *exit_code == crate::ExitCode::ScanGate.code()
+                {
+                    self.outcome = Some(Outcome::RefusedByGate);
+                }
                 self.result = Some(RunResult {
                     result: (*result).to_owned(),
                     exit_code: *exit_code,

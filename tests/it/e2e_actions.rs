@@ -466,6 +466,14 @@ async fn eks_a_refused_scan_gate_changes_nothing_anywhere() {
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert_eq!(eks.runner.outputs().get("result").map(String::as_str), Some("scan-gate-refused"));
     assert!(out.contains("::error title=scan gate refused payment::"), "{out}");
+    // The job summary says what was refused and that nothing changed.
+    let summary = std::fs::read_to_string(eks.runner.summary()).unwrap();
+    assert!(summary.contains("## ⛔ shop: deploy to dev refused by the gate; nothing changed"), "{summary}");
+    assert!(summary.contains("CVE-2026-4242"), "{summary}");
+    assert!(
+        summary.lines().any(|l| l.starts_with("| `payment` |") && l.contains("| ⛔ 1 critical |")),
+        "{summary}"
+    );
     // The error names the image, the CVE and how to fix it.
     assert!(
         out.contains("::error title=deployer::scan gate REFUSED for `dev`: shop/payment@sha256:"),
@@ -499,9 +507,8 @@ async fn eks_a_refused_scan_gate_changes_nothing_anywhere() {
     let history = String::from_utf8_lossy(&o.stdout);
     assert!(history.contains("dev.1") && !history.contains("dev.2"), "{history}");
 
-    // Today's reporting of a refusal: the gate stops the run before a release exists, so no
-    // GitHub Deployment and no Slack message are made for it (the step output `result` says
-    // `scan-gate-refused`, checked above).
+    // The gate stops the run before a release exists, so no GitHub Deployment and no Slack
+    // message are made for it.
     assert_eq!(eks.runner.github_posts().await.len(), github_before);
     assert_eq!(eks.runner.slack_calls().await.len(), slack_before);
 }
