@@ -309,6 +309,9 @@ fn ecr_scanner(config: &Config, sdk: &aws_types::SdkConfig) -> crate::image::sca
     }
 }
 
+/// How many images the scan gate waits for at once (ECR's scan APIs are rate-limited per account).
+const GATE_CONCURRENCY: usize = 6;
+
 /// The scan gate for every image in the product's registry (by digest); refuses the release
 /// (exit 4) before anything changes when one image does not pass.
 pub async fn scan_gate(
@@ -317,16 +320,30 @@ pub async fn scan_gate(
     pinned: &BTreeMap<String, Pinned>,
 ) -> Result<(), Error> {
     use crate::image::{Digest, scan};
+    use futures::{StreamExt as _, TryStreamExt as _};
     let host = cx.config.registry_host();
     let scanner = ecr_scanner(cx.config, &session.config);
+    let jobs: Vec<(&String, &str, Digest)> = pinned
+        .iter()
+        .filter_map(|(service, p)| {
+            let repository = p.repository.strip_prefix(&format!("{host}/"))?;
+            Some((service, repository, Digest::parse(&p.digest)?))
+        })
+        .collect();
+    // Scans are waited for together (each may take minutes on ECR); results keep the
+    // services' order so the output reads the same every run.
+    let scanner = &scanner;
+    let outcomes: Vec<_> = futures::stream::iter(jobs)
+        .map(|(service, repository, digest)| async move {
+            let outcome = scanner.await_scan(repository, &digest, cx.env.timeouts.scan).await?;
+            Ok::<_, crate::image::Error>((service, repository, digest, outcome))
+        })
+        .buffered(GATE_CONCURRENCY)
+        .try_collect()
+        .await?;
     let mut refused = Vec::new();
-    for (service, p) in pinned {
-        let Some(repository) = p.repository.strip_prefix(&format!("{host}/")) else {
-            continue;
-        };
-        let Some(digest) = Digest::parse(&p.digest) else { continue };
+    for (service, repository, digest, outcome) in outcomes {
         // Every image is judged and reported, so one run shows all that blocks the release.
-        let outcome = scanner.await_scan(repository, &digest, cx.env.timeouts.scan).await?;
         let report = scan::GateReport {
             environment: cx.env.name.clone(),
             repository: repository.to_owned(),
