@@ -31,8 +31,10 @@ pub fn apply_rank(kind: &str) -> u8 {
     }
 }
 
-/// Server-side applies in flight at once (within one rank).
-pub const APPLY_CONCURRENCY: usize = 8;
+/// Server-side applies in flight at once (within one rank). One rank of a product's services
+/// (4–6, up to ~15) goes out in one round; the API server's own max-in-flight (400 mutating
+/// by default) and EKS's priority and fairness are far above this.
+pub const APPLY_CONCURRENCY: usize = 16;
 
 fn rank_of(o: &Value) -> u8 {
     apply_rank(o.get("kind").and_then(Value::as_str).unwrap_or_default())
