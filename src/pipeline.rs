@@ -335,29 +335,26 @@ pub async fn scan_gate(
     let scanner = &scanner;
     let outcomes: Vec<_> = futures::stream::iter(jobs)
         .map(|(service, repository, digest)| async move {
-            let outcome = scanner.await_scan(repository, &digest, cx.env.timeouts.scan).await?;
-            Ok::<_, crate::image::Error>((service, repository, digest, outcome))
+            let report = scan::judge(
+                scanner,
+                &cx.env.scan,
+                &cx.env.name,
+                repository,
+                &digest,
+                cx.env.timeouts.scan,
+                scan::today(),
+            )
+            .await?;
+            Ok::<_, crate::image::Error>((service, report))
         })
         .buffered(GATE_CONCURRENCY)
         .try_collect()
         .await?;
     let mut refused = Vec::new();
-    for (service, repository, digest, outcome) in outcomes {
+    for (service, report) in outcomes {
         // Every image is judged and reported, so one run shows all that blocks the release.
-        let report = scan::GateReport {
-            environment: cx.env.name.clone(),
-            repository: repository.to_owned(),
-            verdict: scan::evaluate(&cx.env.scan, &outcome, scan::today()),
-            digest,
-        };
         cx.events.emit(&Event::ScanSummary(Box::new(report.event(service))));
-        if !report.verdict.pass {
-            refused.push(crate::image::Error::GateRefused {
-                reference: format!("{repository}@{}", report.digest),
-                environment: cx.env.name.clone(),
-                summary: report.summary(&cx.env.scan),
-            });
-        }
+        refused.extend(report.refusal(&cx.env.scan));
     }
     match refused.first() {
         None => Ok(()),

@@ -18,7 +18,9 @@
 //!   [`push::Pusher::push_layout`]`(layout, repository, tags, mount_from) -> PushedImage`;
 //!   `PushedImage { reference: "host/repo@sha256:…", digest, tags, stats }`.
 //! - [`resolve`]`(&Registry, &Reference) -> Resolved` for `--image service=REF` (tag or digest).
-//! - [`scan::gate`]`(&EcrScanner, &ResolvedScan, env, repository, &digest, timeout, today) -> GateReport`;
+//! - [`scan::gate`]`(&EcrScanner, &ResolvedScan, env, repository, &digest, timeout, today) -> GateReport`
+//!   (refusal as an error), or [`scan::judge`] (same arguments, the report either way) then
+//!   [`scan::GateReport::refusal`];
 //!   a refusal is [`Error::GateRefused`] (exit code 4). [`scan::evaluate`] is the pure policy.
 //! - [`promote::promote`]`(src: Location, dst: Location, &digest, &GateReport, tags, work_dir) -> PushedImage`.
 //!

@@ -205,6 +205,15 @@ pub struct GateReport {
 }
 
 impl GateReport {
+    /// [`Error::GateRefused`] when the verdict is a refusal.
+    pub fn refusal(&self, policy: &ResolvedScan) -> Option<Error> {
+        (!self.verdict.pass).then(|| Error::GateRefused {
+            reference: format!("{}@{}", self.repository, self.digest),
+            environment: self.environment.clone(),
+            summary: self.summary(policy),
+        })
+    }
+
     /// What a person reads: the decision, the counts against the limits, and each finding that
     /// blocks, is ignored, or whose ignore entry expired.
     pub fn summary(&self, policy: &ResolvedScan) -> String {
@@ -435,22 +444,31 @@ pub async fn gate(
     timeout: Duration,
     today: Date,
 ) -> Result<GateReport, Error> {
+    let report = judge(scanner, policy, environment, repository, digest, timeout, today).await?;
+    match report.refusal(policy) {
+        None => Ok(report),
+        Some(refused) => Err(refused),
+    }
+}
+
+/// Waits for the scan and evaluates it; the report whether it passes or not (a release gate
+/// reports every image before it refuses).
+pub async fn judge(
+    scanner: &EcrScanner,
+    policy: &ResolvedScan,
+    environment: &str,
+    repository: &str,
+    digest: &Digest,
+    timeout: Duration,
+    today: Date,
+) -> Result<GateReport, Error> {
     let outcome = scanner.await_scan(repository, digest, timeout).await?;
-    let report = GateReport {
+    Ok(GateReport {
         environment: environment.to_owned(),
         repository: repository.to_owned(),
         digest: digest.clone(),
         verdict: evaluate(policy, &outcome, today),
-    };
-    if report.verdict.pass {
-        Ok(report)
-    } else {
-        Err(Error::GateRefused {
-            reference: format!("{repository}@{digest}"),
-            environment: environment.to_owned(),
-            summary: report.summary(policy),
-        })
-    }
+    })
 }
 
 /// Today's date (UTC), for [`evaluate`].
