@@ -47,6 +47,10 @@ impl ExitCode {
 pub enum Error {
     #[error("{0}")]
     Config(#[from] ConfigErrors),
+    /// A command line that names something that does not exist (e.g. `rollback --to` an
+    /// unknown release): exit 2 like a configuration error, found before any lock is taken.
+    #[error("{message}")]
+    Usage { message: String, hint: String },
     #[error("{message}")]
     Auth { message: String, hint: String },
     #[error("{message}")]
@@ -70,7 +74,7 @@ impl From<ConfigError> for Error {
 impl Error {
     pub const fn exit_code(&self) -> ExitCode {
         match self {
-            Self::Config(_) => ExitCode::Config,
+            Self::Config(_) | Self::Usage { .. } => ExitCode::Config,
             Self::Auth { .. } => ExitCode::Auth,
             Self::ScanGate { .. } => ExitCode::ScanGate,
             Self::RolledBack { .. } => ExitCode::RolledBack,
@@ -108,6 +112,7 @@ impl Error {
                 })
                 .collect(),
             Self::Auth { message, hint }
+            | Self::Usage { message, hint }
             | Self::ScanGate { message, hint }
             | Self::RolledBack { message, hint }
             | Self::RollbackFailed { message, hint }

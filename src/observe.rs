@@ -70,11 +70,13 @@ async fn live_ecs(
     renders: &BTreeMap<String, Result<RenderedService, RenderError>>,
     obs: &mut Observed,
 ) -> Result<(), String> {
+    use crate::platform::Platform as _;
     use crate::platform::ecs::{self, taskdef};
     use crate::platform::eks::diff::{self, ObjectChange};
     let platform =
         ecs::EcsPlatform::new(&session.config, config, env).map_err(|e| format!("{e}; {}", e.hint()))?;
-    let live = ecs::status(&platform).await.map_err(|e| format!("{e}; {}", e.hint()))?;
+    let running = platform.running().await.map_err(|e| format!("{e}; {}", e.hint()))?;
+    let history = platform.history().await.map_err(|e| format!("{e}; {}", e.hint()))?;
     let client = aws_sdk_ecs::Client::new(&session.config);
     for (svc, r) in renders {
         let Ok(RenderedService::Ecs(td)) = r else { continue };
@@ -85,7 +87,7 @@ async fn live_ecs(
             namespace: None,
             name: family.clone(),
         };
-        let Some(arn) = live.services.get(svc).and_then(|l| l.revision.clone()) else {
+        let Some(arn) = running.get(svc).and_then(|l| l.live.first().cloned()) else {
             obs.live.insert(svc.clone(), Live::Absent);
             obs.changes.insert(svc.clone(), vec![ObjectChange::Create { object }]);
             continue;
@@ -101,11 +103,7 @@ async fn live_ecs(
                 diff: diff::unified(&taskdef::normalise(&current), &taskdef::normalise(td), &name),
             }
         };
-        let release = live
-            .releases
-            .iter()
-            .find(|r| r.outcome == crate::platform::Outcome::Succeeded)
-            .map(|r| r.id.to_string());
+        let release = crate::release::last_known_good(&history, None).map(|r| r.id.clone());
         obs.live.insert(svc.clone(), Live::Running { image, release });
         obs.changes.insert(svc.clone(), vec![change]);
     }
@@ -130,7 +128,7 @@ async fn live_eks(
     let access = identity::eks::kube_config(target, session).await.map_err(|e| e.to_string())?;
     let client = kube::Client::try_from(access.config.clone()).map_err(|e| e.to_string())?;
     let eks = Eks::new(client.clone(), &target.namespace, config.product.product.as_str(), &env.name);
-    let history = eks.history().await.map_err(|e| format!("{e}; {}", e.hint()))?;
+    let history = crate::platform::Platform::history(&eks).await.map_err(|e| format!("{e}; {}", e.hint()))?;
     let current = crate::release::last_known_good(&history, None);
     let mut rendered_refs = Vec::new();
     // One dry-run diff per service, concurrently, discovering each kind once between them.

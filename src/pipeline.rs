@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::{Config, Environment, StrategyKind, Target};
+use crate::engine::{self, Ended, Planned, Settings, Strategy};
 use crate::error::Error;
 use crate::events::{Event, Outcome, Phase, PhaseTiming, Sink};
 use crate::identity::guard::{self, Action, Invocation, Prompt};
 use crate::identity::{self, AwsSession, Masker};
 use crate::observe::{self, RenderedService, VarFn};
 use crate::plan::{Inputs, Pinned};
-use crate::platform::eks::{DeployOutcome, DeployRequest, Eks, EksError};
-use crate::release::Release;
+use crate::platform::{self, Platform};
+use crate::release::{Release, ServiceRelease};
 
 /// What every executor needs.
 pub struct Context<'a> {
@@ -76,60 +77,6 @@ impl Sink for Timeline<'_> {
     }
 }
 
-/// Closes phases that are only started: the platform layer announces each phase as it enters
-/// it (apply → health → bake → record, or → rollback), one after the other, so a new start
-/// finishes the open one: `ok` unless the new one is the rollback. [`Sequential::finish`]
-/// closes the last. Without finish events the phases would be missing from the timeline.
-pub struct Sequential<'a> {
-    inner: &'a dyn Sink,
-    open: Mutex<Option<(Phase, Instant)>>,
-}
-
-impl<'a> Sequential<'a> {
-    pub fn new(inner: &'a dyn Sink) -> Self {
-        Self { inner, open: Mutex::new(None) }
-    }
-
-    fn close(&self, ok: bool) {
-        let open = self.open.lock().ok().and_then(|mut o| o.take());
-        if let Some((phase, start)) = open {
-            let elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-            self.inner.emit(&Event::PhaseFinished { phase, ok, elapsed_ms });
-        }
-    }
-
-    /// Finishes the phase still open.
-    pub fn finish(&self, ok: bool) {
-        self.close(ok);
-    }
-}
-
-impl Sink for Sequential<'_> {
-    fn emit(&self, event: &Event) {
-        match event {
-            Event::PhaseStarted { phase } => {
-                let same = self.open.lock().ok().and_then(|o| o.map(|(p, _)| p)) == Some(*phase);
-                if same {
-                    return;
-                }
-                self.close(*phase != Phase::Rollback);
-                if let Ok(mut o) = self.open.lock() {
-                    *o = Some((*phase, Instant::now()));
-                }
-            }
-            Event::PhaseFinished { phase, .. } => {
-                if let Ok(mut o) = self.open.lock()
-                    && o.is_some_and(|(p, _)| p == *phase)
-                {
-                    *o = None;
-                }
-            }
-            _ => {}
-        }
-        self.inner.emit(event);
-    }
-}
-
 /// Runs `f` as a phase: start and finish events with the elapsed time.
 pub async fn phase<T, F: Future<Output = Result<T, Error>>>(
     events: &dyn Sink,
@@ -142,20 +89,6 @@ pub async fn phase<T, F: Future<Output = Result<T, Error>>>(
     let elapsed_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     events.emit(&Event::PhaseFinished { phase, ok: r.is_ok(), elapsed_ms });
     r
-}
-
-impl From<EksError> for Error {
-    fn from(e: EksError) -> Self {
-        let hint = e.hint();
-        match e {
-            EksError::LockHeld { .. } => Self::LockHeld { message: e.to_string(), hint },
-            EksError::Connect(_) => Self::Auth { message: e.to_string(), hint },
-            EksError::UnknownRelease(_) | EksError::NothingToRollBackTo => {
-                Self::RollbackFailed { message: e.to_string(), hint }
-            }
-            _ => Self::Internal { message: e.to_string(), hint },
-        }
-    }
 }
 
 /// Credentials for the environment (the account check included).
@@ -365,23 +298,27 @@ pub async fn scan_gate(
     }
 }
 
-async fn eks_platform(
-    cx: &Context<'_>,
-    session: &AwsSession,
-) -> Result<(Eks, identity::eks::KubeAccess), Error> {
-    let Target::Eks(target) = &cx.env.target else {
-        return Err(Error::Internal {
-            message: format!(
-                "environment `{}` targets ECS, which this build cannot deploy to yet",
-                cx.env.name
-            ),
-            hint: "use an EKS environment, or `deployer plan` to preview ECS".to_owned(),
-        });
-    };
-    let access = identity::eks::kube_config(target, session).await?;
-    let client =
-        kube::Client::try_from(access.config.clone()).map_err(|e| EksError::Connect(e.to_string()))?;
-    Ok((Eks::new(client, &target.namespace, cx.config.product.product.as_str(), &cx.env.name), access))
+/// The environment's platform, connected with the session's credentials. The one place that
+/// looks at the target's kind: everything after it goes through [`Platform`] and the engine.
+async fn connect(cx: &Context<'_>, session: &AwsSession) -> Result<platform::Any, Error> {
+    match &cx.env.target {
+        Target::Eks(target) => {
+            let access = identity::eks::kube_config(target, session).await?;
+            let client = kube::Client::try_from(access.config.clone())
+                .map_err(|e| platform::PlatformError::Connect { what: "the cluster".into(), message: e.to_string() })?;
+            Ok(platform::Any::Eks(platform::eks::Eks::new(
+                client,
+                &target.namespace,
+                cx.config.product.product.as_str(),
+                &cx.env.name,
+            )))
+        }
+        Target::Ecs(_) => Ok(platform::Any::Ecs(Box::new(platform::ecs::EcsPlatform::new(
+            &session.config,
+            cx.config,
+            cx.env,
+        )?))),
+    }
 }
 
 fn holder(var: VarFn<'_>) -> String {
@@ -396,35 +333,41 @@ fn actor(var: VarFn<'_>) -> Option<String> {
     var("GITHUB_ACTOR").or_else(|| var("USER")).filter(|a| !a.is_empty())
 }
 
-fn request(
+/// The engine's settings for this environment and run.
+pub fn settings(
     cx: &Context<'_>,
-    services: BTreeMap<String, (String, Vec<serde_json::Value>)>,
+    session: Option<&AwsSession>,
     flags: &Flags,
     git_sha: Option<String>,
-    confirmation: String,
-) -> DeployRequest {
+    confirmation: Option<String>,
+) -> Settings {
     let env = cx.env;
-    let depends_on = cx
-        .config
-        .product
-        .services
-        .iter()
-        .map(|s| (s.name.as_str().to_owned(), s.depends_on.iter().map(|d| d.as_str().to_owned()).collect()))
-        .collect();
-    DeployRequest {
-        services,
-        depends_on,
-        git_sha,
+    let strategy = match env.strategy.kind {
+        StrategyKind::BlueGreen => Strategy::BlueGreen {
+            scale_down_delay: env.strategy.scale_down_delay,
+            smoke_checks: env.strategy.smoke_checks.clone(),
+        },
+        _ => Strategy::Rolling,
+    };
+    let mut gates = engine::gates::Gates::none();
+    gates.alarms = env.health.alarms.clone();
+    gates.http_checks = env.health.http.clone();
+    gates.cloudwatch = session
+        .filter(|_| !env.health.alarms.is_empty())
+        .map(|s| aws_sdk_cloudwatch::Client::new(&s.config));
+    Settings {
+        product: cx.config.product.product.as_str().to_owned(),
+        environment: env.name.clone(),
+        holder: holder(cx.var),
         actor: actor(cx.var),
-        confirmation: Some(confirmation),
-        force_conflicts: flags.force_conflicts,
+        confirmation,
+        git_sha,
+        lock_wait: env.timeouts.lock,
         rollout_timeout: env.timeouts.rollout,
         bake: env.health.bake_time.map(|d| d.0).unwrap_or_default(),
-        lock_wait: env.timeouts.lock,
-        holder: holder(cx.var),
-        blue_green: (env.strategy.kind == StrategyKind::BlueGreen).then_some(env.strategy.scale_down_delay),
-        smoke_checks: env.strategy.smoke_checks.clone(),
-        http_checks: env.health.http.clone(),
+        strategy,
+        gates,
+        force_conflicts: flags.force_conflicts,
     }
 }
 
@@ -482,123 +425,53 @@ async fn deploy_inner(
     Box::pin(phase(cx.events, Phase::Scan, scan_gate(cx, session, &inputs.pinned)))
         .await
         .map_err(|e| (e, None))?;
-    let rendered = phase(cx.events, Phase::Render, async {
-        let (_, renders) = observe::render_services(cx.config, cx.env, inputs, cx.var).await;
-        let mut out = BTreeMap::new();
-        let mut errors = Vec::new();
-        for (svc, r) in renders {
-            match r {
-                Ok(RenderedService::Kubernetes(objs)) => {
-                    let image = inputs
-                        .pinned
-                        .get(&svc)
-                        .map(|p| format!("{}@{}", p.repository, p.digest))
-                        .unwrap_or_default();
-                    out.insert(svc, (image, objs));
-                }
-                Ok(RenderedService::Ecs(_)) => {}
-                Err(e) => errors.push(crate::config::ConfigError {
-                    file: cx.config.path.clone(),
-                    line: None,
-                    column: None,
-                    message: e.to_string(),
-                    hint: Some(e.hint()),
-                }),
-            }
+    let planned = phase(cx.events, Phase::Render, async { planned(cx, inputs).await }).await.map_err(|e| (e, None))?;
+    let platform = connect(cx, session).await.map_err(|e| (e, None))?;
+    let settings = settings(cx, Some(session), flags, git_sha, Some(confirmation));
+    let ended = Box::pin(engine::deploy(&platform, &settings, planned, cx.events)).await.map_err(|e| (e.into(), None))?;
+    let id = match &ended {
+        Ended::Succeeded(r) | Ended::RolledBack { release: r, .. } | Ended::RollbackFailed { release: r, .. } => {
+            r.id.clone()
         }
-        if errors.is_empty() { Ok(out) } else { Err(Error::Config(crate::config::ConfigErrors(errors))) }
-    })
-    .await
-    .map_err(|e| (e, None))?;
-    if matches!(cx.env.target, Target::Ecs(_)) {
-        return Box::pin(deploy_ecs(cx, session, inputs, git_sha)).await;
-    }
-    let (eks, _access) = eks_platform(cx, session).await.map_err(|e| (e, None))?;
-    let req = request(cx, rendered, flags, git_sha, confirmation);
-    let outcome = eks.deploy(&req, cx.events).await.map_err(|e| (e.into(), None))?;
-    match outcome {
-        DeployOutcome::Succeeded { release } => Ok(release.id),
-        DeployOutcome::RolledBack { release, to, service, failure } => Err((
-            Error::RolledBack {
-                message: format!("release {} failed and was rolled back to {to}: {}{failure}", release.id, if service.is_empty() { String::new() } else { format!("service `{service}`: ") }),
-                hint: "every service runs the previous release again; fix the failure above and deploy again".to_owned(),
-            },
-            Some(release.id),
-        )),
-        DeployOutcome::RollbackFailed { release, service, failure, rollback_error } => Err((
-            Error::RollbackFailed {
-                message: format!("release {} failed ({}{failure}) and the rollback failed: {rollback_error}", release.id, if service.is_empty() { String::new() } else { format!("service `{service}`: ") }),
-                hint: "manual action needed: inspect the cluster, then `deployer rollback --env ENV --to RELEASE`".to_owned(),
-            },
-            Some(release.id),
-        )),
-    }
+    };
+    Result::<Release, Error>::from(ended).map(|r| r.id).map_err(|e| (e, Some(id)))
 }
 
-/// The ECS half of `deploy`: the platform renders the task definitions from the pinned images,
-/// applies them in `depends_on` waves, follows each deployment by id and rolls back.
-async fn deploy_ecs(
-    cx: &Context<'_>,
-    session: &AwsSession,
-    inputs: &Inputs,
-    git_sha: Option<String>,
-) -> Result<String, (Error, Option<String>)> {
-    use crate::platform::{self, ReleaseId, ecs::EcsPlatform};
-    let ecs = EcsPlatform::new(&session.config, cx.config, cx.env).map_err(|e| (e.into(), None))?;
-    let sha7: String = git_sha.as_deref().unwrap_or("release").chars().take(7).collect();
-    let id = ReleaseId::new(time::OffsetDateTime::now_utc(), &sha7);
-    let images: BTreeMap<String, String> =
-        inputs.pinned.iter().map(|(s, p)| (s.clone(), format!("{}@{}", p.repository, p.digest))).collect();
-    let actor = actor(cx.var).unwrap_or_else(|| "unknown".to_owned());
-    let plan = ecs.release_plan(id.clone(), &actor, &images).map_err(|e| (e.into(), None))?;
-    cx.events.emit(&Event::ReleaseStarted {
-        release_id: id.to_string(),
-        product: cx.config.product.product.as_str().to_owned(),
-        environment: cx.env.name.clone(),
-        git_sha: git_sha.unwrap_or_default(),
-        services: images.keys().cloned().collect(),
-        strategy: Some(
-            if cx.env.strategy.kind == StrategyKind::BlueGreen { "blue-green" } else { "rolling" }.to_owned(),
-        ),
-    });
-    let policy = crate::health::HealthPolicy::from_environment(cx.env);
-    let phases = Sequential::new(cx.events);
-    let result = Box::pin(platform::deploy(&ecs, &plan, &policy, &phases)).await;
-    phases.finish(result.is_ok());
-    match result {
-        Ok(_) => {
-            for service in images.keys() {
-                cx.events.emit(&Event::HealthVerdict {
-                    service: service.clone(),
-                    verdict: crate::events::Verdict::Healthy,
-                });
+/// Renders every selected service once, with its pinned image: what the release applies
+/// (Kubernetes objects or an ECS task definition).
+async fn planned(cx: &Context<'_>, inputs: &Inputs) -> Result<Planned, Error> {
+    let (_, renders) = observe::render_services(cx.config, cx.env, inputs, cx.var).await;
+    let mut services = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (svc, r) in renders {
+        let image = inputs.pinned.get(&svc).map(|p| format!("{}@{}", p.repository, p.digest)).unwrap_or_default();
+        match r {
+            Ok(RenderedService::Kubernetes(objs)) => {
+                services.insert(svc, ServiceRelease::new(image, objs, None));
             }
-            Ok(id.to_string())
-        }
-        Err(e) => {
-            if let platform::PlatformError::RolledBack { failures, .. }
-            | platform::PlatformError::RollbackFailed { failures, .. } = &e
-            {
-                for f in failures {
-                    cx.events.emit(&Event::HealthVerdict {
-                        service: f.service.clone().unwrap_or_default(),
-                        verdict: crate::events::Verdict::Failed(Box::new(crate::events::HealthFailure {
-                            workload: format!(
-                                "ECS service of {}",
-                                f.service.as_deref().unwrap_or("the release")
-                            ),
-                            pod: None,
-                            container: None,
-                            reason: format!("{:?}", f.cause),
-                            restart_count: None,
-                            message: Some(f.reason.clone()),
-                        })),
-                    });
-                }
+            Ok(RenderedService::Ecs(doc)) => {
+                services.insert(svc, ServiceRelease::new(image, Vec::new(), Some(doc)));
             }
-            Err((e.into(), Some(id.to_string())))
+            Err(e) => errors.push(crate::config::ConfigError {
+                file: cx.config.path.clone(),
+                line: None,
+                column: None,
+                message: e.to_string(),
+                hint: Some(e.hint()),
+            }),
         }
     }
+    if !errors.is_empty() {
+        return Err(Error::Config(crate::config::ConfigErrors(errors)));
+    }
+    let depends_on = cx
+        .config
+        .product
+        .services
+        .iter()
+        .map(|s| (s.name.as_str().to_owned(), s.depends_on.iter().map(|d| d.as_str().to_owned()).collect()))
+        .collect();
+    Ok(Planned { services, depends_on })
 }
 
 /// `deployer rollback`.
@@ -610,22 +483,10 @@ pub async fn rollback(
 ) -> Result<Option<Release>, Error> {
     let session = establish(cx).await?;
     let confirmation = confirm(cx, &session, Action::Rollback, flags.yes, prompt)?;
-    if matches!(cx.env.target, Target::Ecs(_)) {
-        let ecs = crate::platform::ecs::EcsPlatform::new(&session.config, cx.config, cx.env)?;
-        let to = to.map(|t| crate::platform::ReleaseId(t.to_owned()));
-        let policy = crate::health::HealthPolicy::from_environment(cx.env);
-        let actor = actor(cx.var).unwrap_or_else(|| "unknown".to_owned());
-        let report = crate::platform::ecs::rollback(&ecs, to.as_ref(), &actor, &policy, cx.events).await?;
-        cx.events.emit(&Event::Service {
-            service: String::new(),
-            phase: Phase::Rollback,
-            message: format!("{} now runs release {}", cx.env.name, report.to),
-        });
-        return Ok(None);
-    }
-    let (eks, _access) = eks_platform(cx, &session).await?;
-    let req = request(cx, BTreeMap::new(), flags, None, confirmation);
-    let rel = eks.rollback(to, &req, cx.events).await?;
+    let platform = connect(cx, &session).await?;
+    let settings = settings(cx, Some(&session), flags, None, Some(confirmation));
+    let ended = Box::pin(engine::rollback(&platform, &settings, to, cx.events)).await?;
+    let rel = Result::<Release, Error>::from(ended)?;
     cx.events.emit(&Event::Service {
         service: String::new(),
         phase: Phase::Rollback,
@@ -653,25 +514,8 @@ pub struct HistoryRow {
 /// The release history of the environment, newest first.
 pub async fn history(cx: &Context<'_>) -> Result<Vec<HistoryRow>, Error> {
     let session = establish(cx).await?;
-    if matches!(cx.env.target, Target::Ecs(_)) {
-        let ecs = crate::platform::ecs::EcsPlatform::new(&session.config, cx.config, cx.env)?;
-        let mut rows: Vec<HistoryRow> = crate::platform::ecs::history(&ecs)
-            .await?
-            .into_iter()
-            .map(|r| HistoryRow {
-                id: r.id.to_string(),
-                outcome: r.outcome.as_str().to_owned(),
-                started: r.at,
-                actor: r.actor,
-                commit: String::new(),
-                returned_to: String::new(),
-            })
-            .collect();
-        rows.sort_by(|a, b| b.id.cmp(&a.id));
-        return Ok(rows);
-    }
-    let (eks, _access) = eks_platform(cx, &session).await?;
-    Ok(eks
+    let platform = connect(cx, &session).await?;
+    Ok(platform
         .history()
         .await?
         .into_iter()
@@ -690,66 +534,31 @@ pub async fn history(cx: &Context<'_>) -> Result<Vec<HistoryRow>, Error> {
 /// What runs per service, and whether it drifted from the newest succeeded release.
 pub async fn status(cx: &Context<'_>) -> Result<Vec<ServiceStatus>, Error> {
     let session = establish(cx).await?;
-    if matches!(cx.env.target, Target::Ecs(_)) {
-        let ecs = crate::platform::ecs::EcsPlatform::new(&session.config, cx.config, cx.env)?;
-        let live = crate::platform::ecs::status(&ecs).await?;
-        let newest_ok = live.releases.iter().find(|r| r.outcome == crate::platform::Outcome::Succeeded);
-        return Ok(live
-            .services
-            .iter()
-            .map(|(svc, l)| {
-                let recorded = l.known_good.clone().unwrap_or_default();
-                let running = l.revision.clone().unwrap_or_else(|| "(none)".to_owned());
-                ServiceStatus {
-                    service: svc.clone(),
-                    release: newest_ok.map(|r| r.id.to_string()).unwrap_or_default(),
-                    since: newest_ok.map(|r| r.at.clone()).unwrap_or_default(),
-                    drifted: !recorded.is_empty() && recorded != running,
-                    recorded,
-                    live: vec![running],
-                }
-            })
-            .collect());
-    }
-    let (eks, _access) = eks_platform(cx, &session).await?;
-    let history = eks.history().await?;
-    let Some(current) = history.iter().rev().find(|r| r.status == crate::release::ReleaseStatus::Succeeded)
-    else {
+    let platform = connect(cx, &session).await?;
+    let history = platform.history().await?;
+    let Some(current) = crate::release::last_known_good(&history, None) else {
         return Ok(Vec::new());
     };
+    let running = platform.running().await?;
     let mut out = Vec::new();
     for (svc, rel) in &current.services {
-        let mut live = Vec::new();
-        for obj in rel.manifests.iter().filter(|o| o["kind"] == "Deployment") {
-            let ns = obj["metadata"]["namespace"].as_str().unwrap_or(&eks_namespace(cx)).to_owned();
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default();
-            let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-                kube::Api::namespaced(eks.client().clone(), &ns);
-            let image = api
-                .get_opt(name)
-                .await
-                .map_err(|e| Error::internal(format!("read Deployment {ns}/{name}: {e}")))?
-                .and_then(|d| d.spec?.template.spec?.containers.first()?.image.clone());
-            live.push(image.unwrap_or_else(|| "(missing)".to_owned()));
-        }
-        let drifted = live.iter().any(|i| i != &rel.image);
+        // What the record says runs: the image (EKS) or the task definition (ECS).
+        let recorded = rel
+            .revision
+            .as_deref()
+            .map_or_else(|| rel.image.clone(), |r| crate::platform::ecs::taskdef::family_revision(r).to_owned());
+        let live = running.get(svc).map(|r| r.live.clone()).unwrap_or_default();
+        let drifted = live.is_empty() || live.iter().any(|i| i != &recorded);
         out.push(ServiceStatus {
             service: svc.clone(),
             release: current.id.clone(),
             since: current.finished_at.clone().unwrap_or_else(|| current.started_at.clone()),
-            recorded: rel.image.clone(),
+            recorded,
             live,
             drifted,
         });
     }
     Ok(out)
-}
-
-fn eks_namespace(cx: &Context<'_>) -> String {
-    match &cx.env.target {
-        Target::Eks(e) => e.namespace.clone(),
-        Target::Ecs(_) => String::new(),
-    }
 }
 
 /// One service in `deployer status`.
@@ -769,37 +578,13 @@ pub struct ServiceStatus {
 /// digests (`--image` lines, or the action's `images` output).
 pub async fn promote(from: &Context<'_>, to: &Context<'_>) -> Result<BTreeMap<String, Pinned>, Error> {
     let source = establish(from).await?;
-    let host = from.config.registry_host();
+    let platform = connect(from, &source).await?;
+    let history = platform.history().await?;
+    let good = crate::release::last_known_good(&history, None).ok_or_else(|| nothing_to_promote(from))?;
     let mut pinned = BTreeMap::new();
-    match &from.env.target {
-        Target::Ecs(_) => {
-            let ecs = crate::platform::ecs::EcsPlatform::new(&source.config, from.config, from.env)?;
-            let live = crate::platform::ecs::status(&ecs).await?;
-            let good = live
-                .releases
-                .iter()
-                .find(|r| r.outcome == crate::platform::Outcome::Succeeded)
-                .ok_or_else(|| nothing_to_promote(from))?;
-            for (svc, rec) in &good.services {
-                let Some(digest) = rec.digest.clone() else { continue };
-                let repository =
-                    from.config.service(svc).map(|s| format!("{host}/{}", s.repository)).unwrap_or_default();
-                pinned.insert(svc.clone(), Pinned { repository, digest });
-            }
-        }
-        Target::Eks(_) => {
-            let (eks, _access) = eks_platform(from, &source).await?;
-            let history = eks.history().await?;
-            let good =
-                crate::release::last_known_good(&history, None).ok_or_else(|| nothing_to_promote(from))?;
-            for (svc, s) in &good.services {
-                if let Some((repository, digest)) = s.image.split_once('@') {
-                    pinned.insert(
-                        svc.clone(),
-                        Pinned { repository: repository.to_owned(), digest: digest.to_owned() },
-                    );
-                }
-            }
+    for (svc, s) in &good.services {
+        if let Some(p) = crate::model::PinnedImage::parse(&s.image) {
+            pinned.insert(svc.clone(), Pinned { repository: p.repository, digest: p.digest });
         }
     }
     let target = establish(to).await?;
@@ -815,54 +600,11 @@ pub async fn promote(from: &Context<'_>, to: &Context<'_>) -> Result<BTreeMap<St
 }
 
 fn nothing_to_promote(from: &Context<'_>) -> Error {
-    Error::ScanGate {
+    Error::Usage {
         message: format!("environment `{}` has no succeeded release to promote", from.env.name),
         hint: format!(
             "deploy to `{}` first; only a release that passed its gate and health checks is promoted",
             from.env.name
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(Default)]
-    struct Record(Mutex<Vec<String>>);
-
-    impl Sink for Record {
-        fn emit(&self, event: &Event) {
-            let line = match event {
-                Event::PhaseStarted { phase } => format!("start {}", phase.title()),
-                Event::PhaseFinished { phase, ok, .. } => format!("finish {} {ok}", phase.title()),
-                _ => "other".to_owned(),
-            };
-            self.0.lock().unwrap().push(line);
-        }
-    }
-
-    #[test]
-    fn a_started_phase_is_finished_by_the_next_and_the_last_by_finish() {
-        let rec = Record::default();
-        let seq = Sequential::new(&rec);
-        for p in [Phase::Apply, Phase::Health, Phase::Bake, Phase::Bake, Phase::Rollback] {
-            seq.emit(&Event::PhaseStarted { phase: p });
-        }
-        seq.emit(&Event::PhaseFinished { phase: Phase::Rollback, ok: true, elapsed_ms: 1 });
-        seq.finish(false);
-        let got = rec.0.lock().unwrap().clone();
-        let title = |p: Phase| p.title().to_owned();
-        let want = vec![
-            format!("start {}", title(Phase::Apply)),
-            format!("finish {} true", title(Phase::Apply)),
-            format!("start {}", title(Phase::Health)),
-            format!("finish {} true", title(Phase::Health)),
-            format!("start {}", title(Phase::Bake)),
-            format!("finish {} false", title(Phase::Bake)),
-            format!("start {}", title(Phase::Rollback)),
-            format!("finish {} true", title(Phase::Rollback)),
-        ];
-        assert_eq!(got, want);
     }
 }

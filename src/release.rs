@@ -43,6 +43,28 @@ pub struct ServiceRelease {
     /// Rendered Kubernetes objects (EKS), exactly as applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manifests: Vec<Value>,
+    /// The platform's revision (ECS: the task definition `family:revision`), once applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// ECS: the rendered task definition to register (not recorded: `revision` is).
+    #[serde(skip)]
+    pub spec: Option<Value>,
+    /// EKS blue-green: the objects applied before the switch (Services still on the live colour).
+    #[serde(skip)]
+    pub stage: Option<Vec<Value>>,
+}
+
+impl ServiceRelease {
+    /// A service of a new release (nothing applied yet).
+    pub fn new(image: String, manifests: Vec<Value>, spec: Option<Value>) -> Self {
+        Self { image, manifests, revision: None, spec, stage: None }
+    }
+
+    /// The same service carried into a later release unchanged (what runs stays).
+    #[must_use]
+    pub fn carried(&self) -> Self {
+        Self { spec: None, stage: None, ..self.clone() }
+    }
 }
 
 /// A release of a product to an environment.

@@ -5,9 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use deployer::engine::{self, EngineError, Ended, Planned, Settings, Strategy};
 use deployer::events::{Event, Recorder};
-use deployer::platform::eks::{DeployOutcome, DeployRequest, Eks, EksError};
-use deployer::release::ReleaseStatus;
+use deployer::model::Reason;
+use deployer::platform::eks::Eks;
+use deployer::platform::{Platform, PlatformError};
+use deployer::release::{Release, ReleaseStatus, ServiceRelease};
 use deployer::render::ImagePin;
 use deployer::render::kustomize::{Kustomize, MANAGED_BY};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -50,21 +53,51 @@ async fn shop_release(version: &str, markers: &[(&str, &str)]) -> BTreeMap<Strin
     out
 }
 
+/// A release as the engine takes it, with the settings of the run.
+#[derive(Clone)]
+struct DeployRequest {
+    services: BTreeMap<String, (String, Vec<Value>)>,
+    depends_on: BTreeMap<String, Vec<String>>,
+    settings: Settings,
+}
+
 fn request(services: BTreeMap<String, (String, Vec<Value>)>) -> DeployRequest {
     DeployRequest {
         services,
         depends_on: BTreeMap::new(),
-        git_sha: Some("0123456789abcdef".into()),
-        actor: Some("tester".into()),
-        confirmation: None,
-        force_conflicts: false,
-        rollout_timeout: Duration::from_mins(1),
-        bake: Duration::from_secs(1),
-        lock_wait: Duration::from_secs(30),
-        holder: "test-run".into(),
-        blue_green: None,
-        smoke_checks: Vec::new(),
-        http_checks: Vec::new(),
+        settings: Settings {
+            product: "shop".into(),
+            environment: "dev".into(),
+            holder: "test-run".into(),
+            actor: Some("tester".into()),
+            confirmation: None,
+            git_sha: Some("0123456789abcdef".into()),
+            lock_wait: Duration::from_secs(30),
+            rollout_timeout: Duration::from_mins(1),
+            bake: Duration::from_secs(1),
+            strategy: Strategy::Rolling,
+            gates: engine::gates::Gates::none(),
+            force_conflicts: false,
+        },
+    }
+}
+
+async fn deploy(eks: &Eks, req: &DeployRequest, rec: &Recorder) -> Result<Ended, EngineError> {
+    let planned = Planned {
+        services: req
+            .services
+            .iter()
+            .map(|(s, (image, objs))| (s.clone(), ServiceRelease::new(image.clone(), objs.clone(), None)))
+            .collect(),
+        depends_on: req.depends_on.clone(),
+    };
+    engine::deploy(eks, &req.settings, planned, rec).await
+}
+
+async fn rollback(eks: &Eks, to: Option<&str>, rec: &Recorder) -> Result<Release, EngineError> {
+    match engine::rollback(eks, &request(BTreeMap::new()).settings, to, rec).await? {
+        Ended::Succeeded(r) => Ok(r),
+        other => panic!("{other:?}"),
     }
 }
 
@@ -104,11 +137,11 @@ fn images_of(services: &BTreeMap<String, (String, Vec<Value>)>) -> BTreeMap<Stri
 async fn healthy_rolling_deploy_of_the_shop() {
     let (fake, eks, rec) = setup().await;
     let v1 = shop_release("1", &[]).await;
-    let outcome = eks.deploy(&request(v1.clone()), &rec).await.unwrap();
-    let DeployOutcome::Succeeded { release } = outcome else { panic!("{outcome:?}") };
+    let outcome = deploy(&eks, &request(v1.clone()), &rec).await.unwrap();
+    let Ended::Succeeded(release) = outcome else { panic!("{outcome:?}") };
     assert_eq!(release.id, "dev.1");
     assert_eq!(live_images(&fake.client().await).await, images_of(&v1));
-    let history = eks.history().await.unwrap();
+    let history = Platform::history(&eks).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].status, ReleaseStatus::Succeeded);
     assert_eq!(history[0].services["user"].image, v1["user"].0);
@@ -126,31 +159,31 @@ async fn healthy_rolling_deploy_of_the_shop() {
 async fn fail_after_good(
     markers: &[(&str, &str)],
     timeout: Duration,
-) -> (FakeK8s, Eks, DeployOutcome, BTreeMap<String, (String, Vec<Value>)>) {
+) -> (FakeK8s, Eks, Ended, BTreeMap<String, (String, Vec<Value>)>) {
     let (fake, eks, rec) = setup().await;
     let v1 = shop_release("1", &[]).await;
-    assert!(matches!(eks.deploy(&request(v1.clone()), &rec).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    assert!(matches!(deploy(&eks, &request(v1.clone()), &rec).await.unwrap(), Ended::Succeeded(_)));
     let mut req = request(shop_release("2", markers).await);
-    req.rollout_timeout = timeout;
-    let outcome = eks.deploy(&req, &rec).await.unwrap();
+    req.settings.rollout_timeout = timeout;
+    let outcome = deploy(&eks, &req, &rec).await.unwrap();
     (fake, eks, outcome, v1)
 }
 
 async fn assert_rolled_back_to_v1(
     fake: &FakeK8s,
     eks: &Eks,
-    outcome: &DeployOutcome,
+    outcome: &Ended,
     v1: &BTreeMap<String, (String, Vec<Value>)>,
-    reasons: &[&str],
+    reason: Reason,
 ) {
-    let DeployOutcome::RolledBack { release, to, service, failure } = outcome else { panic!("{outcome:?}") };
+    let Ended::RolledBack { release, to, failure } = outcome else { panic!("{outcome:?}") };
     assert_eq!(to, "dev.1");
-    assert_eq!(service, "user");
-    assert!(reasons.contains(&failure.reason.as_str()), "{failure}");
+    assert_eq!(failure.service.as_deref(), Some("user"));
+    assert_eq!(failure.reason, reason, "{failure}");
     assert_eq!(release.status, ReleaseStatus::RolledBack);
     // Every service of the release, not just the failing one, is back on v1.
     assert_eq!(live_images(&fake.client().await).await, images_of(v1));
-    let history = eks.history().await.unwrap();
+    let history = Platform::history(eks).await.unwrap();
     let statuses: Vec<_> = history.iter().map(|r| (r.id.as_str(), r.status)).collect();
     assert_eq!(statuses, [("dev.1", ReleaseStatus::Succeeded), ("dev.2", ReleaseStatus::RolledBack)]);
     assert_eq!(history[1].rolled_back_to.as_deref(), Some("dev.1"));
@@ -159,10 +192,10 @@ async fn assert_rolled_back_to_v1(
 #[tokio::test]
 async fn crashloop_is_detected_and_every_service_returns_to_the_previous_release() {
     let (fake, eks, outcome, v1) = fail_after_good(&[("user", "crashloop")], Duration::from_mins(2)).await;
-    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["CrashLoopBackOff"]).await;
-    let DeployOutcome::RolledBack { failure, .. } = &outcome else { unreachable!() };
-    assert_eq!(failure.container.as_deref(), Some("user"));
-    assert!(failure.pod.as_deref().is_some_and(|p| p.starts_with("user-")), "{failure}");
+    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, Reason::CrashLoop).await;
+    let Ended::RolledBack { failure, .. } = &outcome else { unreachable!() };
+    assert!(failure.subject.contains("container user"), "{failure}");
+    assert!(failure.subject.contains("pod user-"), "{failure}");
     assert!(failure.restart_count.is_some_and(|n| n >= 1));
 }
 
@@ -170,7 +203,7 @@ async fn crashloop_is_detected_and_every_service_returns_to_the_previous_release
 async fn a_service_waits_for_its_dependency_and_is_never_applied_when_it_fails() {
     let (fake, eks, rec) = setup().await;
     let v1 = shop_release("1", &[]).await;
-    assert!(matches!(eks.deploy(&request(v1.clone()), &rec).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    assert!(matches!(deploy(&eks, &request(v1.clone()), &rec).await.unwrap(), Ended::Succeeded(_)));
     let deployments: Api<Deployment> = Api::namespaced(fake.client().await, NS);
     let generation = |d: Deployment| d.metadata.generation.unwrap();
     let order_before = generation(deployments.get("order").await.unwrap());
@@ -179,8 +212,8 @@ async fn a_service_waits_for_its_dependency_and_is_never_applied_when_it_fails()
     let mut req = request(shop_release("2", &[("user", "crashloop")]).await);
     req.depends_on.insert("order".into(), vec!["user".into()]);
     let rec2 = Recorder::default();
-    let outcome = eks.deploy(&req, &rec2).await.unwrap();
-    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["CrashLoopBackOff"]).await;
+    let outcome = deploy(&eks, &req, &rec2).await.unwrap();
+    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, Reason::CrashLoop).await;
     // order never saw release 2: its spec was not touched at all (an apply and a rollback
     // would have moved its generation twice).
     assert_eq!(generation(deployments.get("order").await.unwrap()), order_before);
@@ -198,7 +231,7 @@ async fn a_service_waits_for_its_dependency_and_is_never_applied_when_it_fails()
     let rec3 = Recorder::default();
     let mut req = request(shop_release("3", &[]).await);
     req.depends_on.insert("order".into(), vec!["user".into()]);
-    assert!(matches!(eks.deploy(&req, &rec3).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    assert!(matches!(deploy(&eks, &req, &rec3).await.unwrap(), Ended::Succeeded(_)));
     let messages: Vec<String> = rec3
         .events()
         .iter()
@@ -217,12 +250,12 @@ async fn a_service_waits_for_its_dependency_and_is_never_applied_when_it_fails()
 async fn a_release_of_one_service_leaves_the_others_running() {
     let (fake, eks, rec) = setup().await;
     let v1 = shop_release("1", &[]).await;
-    assert!(matches!(eks.deploy(&request(v1.clone()), &rec).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    assert!(matches!(deploy(&eks, &request(v1.clone()), &rec).await.unwrap(), Ended::Succeeded(_)));
     // `deploy --service user`: only user is in the request.
     let mut v2 = shop_release("2", &[]).await;
     v2.retain(|s, _| s == "user");
-    let outcome = eks.deploy(&request(v2.clone()), &rec).await.unwrap();
-    let DeployOutcome::Succeeded { release } = outcome else { panic!("{outcome:?}") };
+    let outcome = deploy(&eks, &request(v2.clone()), &rec).await.unwrap();
+    let Ended::Succeeded(release) = outcome else { panic!("{outcome:?}") };
     let mut expected = images_of(&v1);
     expected.insert("user".into(), v2["user"].0.clone());
     // Nothing pruned: every service still runs, the others on release 1.
@@ -233,29 +266,29 @@ async fn a_release_of_one_service_leaves_the_others_running() {
     );
     // The next full release's rollback target is that whole picture.
     let outcome =
-        eks.deploy(&request(shop_release("3", &[("order", "crashloop")]).await), &rec).await.unwrap();
-    assert!(matches!(&outcome, DeployOutcome::RolledBack { to, .. } if to == "dev.2"), "{outcome:?}");
+        deploy(&eks, &request(shop_release("3", &[("order", "crashloop")]).await), &rec).await.unwrap();
+    assert!(matches!(&outcome, Ended::RolledBack { to, .. } if to == "dev.2"), "{outcome:?}");
     assert_eq!(live_images(&fake.client().await).await, expected);
 }
 
 #[tokio::test]
 async fn image_pull_failure_rolls_back() {
     let (fake, eks, outcome, v1) = fail_after_good(&[("user", "imagepull")], Duration::from_mins(2)).await;
-    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["ErrImagePull", "ImagePullBackOff"]).await;
+    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, Reason::ImagePull).await;
 }
 
 #[tokio::test]
 async fn never_ready_pods_time_out_and_roll_back() {
     let (fake, eks, outcome, v1) = fail_after_good(&[("user", "notready")], Duration::from_secs(8)).await;
-    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["Timeout"]).await;
+    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, Reason::Deadline).await;
 }
 
 #[tokio::test]
 async fn slow_starting_pods_succeed() {
     let (fake, eks, rec) = setup().await;
     let v1 = shop_release("1", &[("user", "slowstart")]).await;
-    let outcome = eks.deploy(&request(v1.clone()), &rec).await.unwrap();
-    assert!(matches!(outcome, DeployOutcome::Succeeded { .. }), "{outcome:?}");
+    let outcome = deploy(&eks, &request(v1.clone()), &rec).await.unwrap();
+    assert!(matches!(outcome, Ended::Succeeded(_)), "{outcome:?}");
     assert_eq!(live_images(&fake.client().await).await, images_of(&v1));
 }
 
@@ -264,28 +297,25 @@ async fn manual_rollback_to_an_older_release() {
     let (fake, eks, rec) = setup().await;
     let v1 = shop_release("1", &[]).await;
     let v2 = shop_release("2", &[]).await;
-    eks.deploy(&request(v1.clone()), &rec).await.unwrap();
-    eks.deploy(&request(v2.clone()), &rec).await.unwrap();
+    deploy(&eks, &request(v1.clone()), &rec).await.unwrap();
+    deploy(&eks, &request(v2.clone()), &rec).await.unwrap();
     assert_eq!(live_images(&fake.client().await).await, images_of(&v2));
     // Default target: the last known-good before the current one.
-    let back = eks.rollback(None, &request(BTreeMap::new()), &rec).await.unwrap();
+    let back = rollback(&eks, None, &rec).await.unwrap();
     assert_eq!(back.rolled_back_to.as_deref(), Some("dev.1"));
     assert_eq!(live_images(&fake.client().await).await, images_of(&v1));
     // Explicit target, forward again.
-    let again = eks.rollback(Some("dev.2"), &request(BTreeMap::new()), &rec).await.unwrap();
+    let again = rollback(&eks, Some("dev.2"), &rec).await.unwrap();
     assert_eq!(again.id, "dev.4");
     assert_eq!(live_images(&fake.client().await).await, images_of(&v2));
-    assert!(matches!(
-        eks.rollback(Some("dev.99"), &request(BTreeMap::new()), &rec).await,
-        Err(EksError::UnknownRelease(_))
-    ));
+    assert!(matches!(rollback(&eks, Some("dev.99"), &rec).await, Err(EngineError::UnknownRelease(..))));
 }
 
 #[tokio::test]
 async fn prune_removes_what_left_the_overlay_and_nothing_else() {
     let (fake, eks, rec) = setup().await;
     let v1 = shop_release("1", &[]).await;
-    eks.deploy(&request(v1), &rec).await.unwrap();
+    deploy(&eks, &request(v1), &rec).await.unwrap();
     let mut v2 = shop_release("2", &[]).await;
     // payment's ServiceAccount leaves the overlay (and its Deployment stops using it).
     let payment = &mut v2.get_mut("payment").unwrap().1;
@@ -293,7 +323,7 @@ async fn prune_removes_what_left_the_overlay_and_nothing_else() {
     for o in payment.iter_mut().filter(|o| o["kind"] == "Deployment") {
         o["spec"]["template"]["spec"].as_object_mut().unwrap().remove("serviceAccountName");
     }
-    assert!(matches!(eks.deploy(&request(v2), &rec).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    assert!(matches!(deploy(&eks, &request(v2), &rec).await.unwrap(), Ended::Succeeded(_)));
     let client = fake.client().await;
     let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), NS);
     assert!(sa.get_opt("payment").await.unwrap().is_none(), "the removed ServiceAccount was not pruned");
@@ -319,37 +349,37 @@ async fn a_live_lock_is_respected_and_a_stale_one_taken_over() {
     };
     leases.create(&kube::api::PostParams::default(), &lease("other-run", now)).await.unwrap();
     let mut req = request(shop_release("1", &[]).await);
-    req.lock_wait = Duration::from_secs(1);
+    req.settings.lock_wait = Duration::from_secs(1);
     assert!(
-        matches!(eks.deploy(&req, &rec).await, Err(EksError::LockHeld { holder, .. }) if holder == "other-run")
+        matches!(deploy(&eks, &req, &rec).await, Err(EngineError::Platform(PlatformError::LockHeld { holder, .. })) if holder == "other-run")
     );
 
     leases.delete("deployer-shop-dev", &kube::api::DeleteParams::default()).await.unwrap();
     let stale = now.checked_sub(k8s_openapi::jiff::SignedDuration::from_mins(2)).unwrap();
     leases.create(&kube::api::PostParams::default(), &lease("dead-run", stale)).await.unwrap();
-    let outcome = eks.deploy(&req, &rec).await.unwrap();
-    assert!(matches!(outcome, DeployOutcome::Succeeded { .. }));
+    let outcome = deploy(&eks, &req, &rec).await.unwrap();
+    assert!(matches!(outcome, Ended::Succeeded(_)));
     assert!(rec.events().iter().any(|e| matches!(e, Event::Warning { message } if message.contains("took over the deploy lock from `dead-run`"))));
 }
 
 #[tokio::test]
 async fn a_run_killed_mid_deploy_is_taken_over_and_the_next_run_converges() {
     let (fake, eks, rec) = setup().await;
-    eks.deploy(&request(shop_release("1", &[]).await), &rec).await.unwrap();
+    deploy(&eks, &request(shop_release("1", &[]).await), &rec).await.unwrap();
     // A second run stops mid-watch (its task is dropped: no unlock, no final record).
     let slow = request(shop_release("2", &[("user", "slowstart")]).await);
-    let killed = tokio::time::timeout(Duration::from_secs(2), eks.deploy(&slow, &rec)).await;
+    let killed = tokio::time::timeout(Duration::from_secs(2), deploy(&eks, &slow, &rec)).await;
     assert!(killed.is_err(), "the deploy should still have been running");
     let leases: Api<Lease> = Api::namespaced(fake.client().await, NS);
     assert!(leases.get_opt("deployer-shop-dev").await.unwrap().is_some(), "the killed run left its lease");
     // The next run waits for the lease to go stale, takes it over, and converges.
     let mut next = request(shop_release("3", &[]).await);
-    next.holder = "next-run".into();
-    let outcome = eks.deploy(&next, &rec).await.unwrap();
-    let DeployOutcome::Succeeded { release } = outcome else { panic!("{outcome:?}") };
+    next.settings.holder = "next-run".into();
+    let outcome = deploy(&eks, &next, &rec).await.unwrap();
+    let Ended::Succeeded(release) = outcome else { panic!("{outcome:?}") };
     assert_eq!(release.id, "dev.3");
     assert_eq!(live_images(&fake.client().await).await, images_of(&next.services));
-    let statuses: Vec<_> = eks.history().await.unwrap().iter().map(|r| r.status).collect();
+    let statuses: Vec<_> = Platform::history(&eks).await.unwrap().iter().map(|r| r.status).collect();
     assert_eq!(statuses, [ReleaseStatus::Succeeded, ReleaseStatus::Pending, ReleaseStatus::Succeeded]);
 }
 
@@ -365,8 +395,8 @@ async fn service_colors(client: &kube::Client) -> Vec<String> {
 
 fn blue_green(services: BTreeMap<String, (String, Vec<Value>)>, checks: &[&str]) -> DeployRequest {
     let mut r = request(services);
-    r.blue_green = Some(Duration::ZERO);
-    r.http_checks = checks
+    r.settings.strategy = Strategy::BlueGreen { scale_down_delay: Duration::ZERO, smoke_checks: Vec::new() };
+    r.settings.gates.http_checks = checks
         .iter()
         .map(|u| deployer::config::HttpCheck { url: (*u).to_owned(), expect_status: 200, timeout: None })
         .collect();
@@ -390,16 +420,16 @@ async fn blue_green_switch_and_instant_switch_back() {
     // v1 → blue.
     let v1 = shop_release("1", &[]).await;
     assert!(matches!(
-        eks.deploy(&blue_green(v1, &[&url]), &rec).await.unwrap(),
-        DeployOutcome::Succeeded { .. }
+        deploy(&eks, &blue_green(v1, &[&url]), &rec).await.unwrap(),
+        Ended::Succeeded(_)
     ));
     assert_eq!(service_colors(&client).await, ["blue"; 4]);
     assert!(deployments.get_opt("user-blue").await.unwrap().is_some());
     // v2 → green; after the (zero) scale-down delay the blue colour is gone.
     let v2 = shop_release("2", &[]).await;
     assert!(matches!(
-        eks.deploy(&blue_green(v2.clone(), &[&url]), &rec).await.unwrap(),
-        DeployOutcome::Succeeded { .. }
+        deploy(&eks, &blue_green(v2.clone(), &[&url]), &rec).await.unwrap(),
+        Ended::Succeeded(_)
     ));
     assert_eq!(service_colors(&client).await, ["green"; 4]);
     assert!(deployments.get_opt("user-blue").await.unwrap().is_none(), "the previous colour was not removed");
@@ -407,8 +437,8 @@ async fn blue_green_switch_and_instant_switch_back() {
 
     // v3 crash-loops: it never receives traffic (the switch happens only after the idle colour is healthy).
     let v3 = shop_release("3", &[("user", "crashloop")]).await;
-    let outcome = eks.deploy(&blue_green(v3, &[&url]), &rec).await.unwrap();
-    assert!(matches!(&outcome, DeployOutcome::RolledBack { to, .. } if to == "dev.2"), "{outcome:?}");
+    let outcome = deploy(&eks, &blue_green(v3, &[&url]), &rec).await.unwrap();
+    assert!(matches!(&outcome, Ended::RolledBack { to, .. } if to == "dev.2"), "{outcome:?}");
     assert_eq!(service_colors(&client).await, ["green"; 4]);
     assert!(deployments.get_opt("user-blue").await.unwrap().is_none());
 
@@ -420,11 +450,11 @@ async fn blue_green_switch_and_instant_switch_back() {
         .mount(&health)
         .await;
     let v4 = shop_release("4", &[]).await;
-    let outcome = eks.deploy(&blue_green(v4, &[&url]), &rec).await.unwrap();
-    let DeployOutcome::RolledBack { to, failure, .. } = &outcome else { panic!("{outcome:?}") };
+    let outcome = deploy(&eks, &blue_green(v4, &[&url]), &rec).await.unwrap();
+    let Ended::RolledBack { to, failure, .. } = &outcome else { panic!("{outcome:?}") };
     assert_eq!(to, "dev.2");
-    assert_eq!(failure.reason, "CheckFailed");
-    assert!(failure.message.contains("returned 503, expected 200"), "{failure}");
+    assert_eq!(failure.reason, Reason::HttpCheck);
+    assert!(failure.detail.contains("returned 503, expected 200"), "{failure}");
     assert!(rec.events().iter().any(|e| matches!(e, Event::Service { message, .. } if message == "blue-green: switched traffic to blue (from green)")));
     assert_eq!(service_colors(&client).await, ["green"; 4]);
     assert_eq!(deployments.get("user-green").await.unwrap().metadata.uid, green_uid);

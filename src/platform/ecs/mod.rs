@@ -53,13 +53,12 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::Value;
 
 use self::classify::{DeploymentView, TaskView};
-use super::{
-    Applied, AppliedService, Desired, LiveService, LiveState, Outcome, Platform, PlatformError, ReleaseId,
-    ReleasePlan, ServiceRelease,
-};
+use super::{Applied, AppliedService, ApplyMode, Platform, PlatformError, Running};
 use crate::config::{Config, Environment, Target};
 use crate::events::{Event, Phase, Sink};
 use crate::health::{self, HealthPolicy, Observation, RolloutState, Sample, Verdict};
+use crate::model::{Failure, Reason};
+use crate::release::{Release, ReleaseStatus};
 
 /// One deployer service in this ECS environment.
 #[derive(Debug, Clone)]
@@ -67,8 +66,8 @@ struct EcsService {
     name: String,
     /// ECS service name.
     target: String,
-    template: Option<std::path::PathBuf>,
-    depends_on: Vec<String>,
+    /// The image repository (with the registry host): records keep the digest only.
+    repository: String,
 }
 
 /// ECS as a [`Platform`].
@@ -76,11 +75,10 @@ struct EcsService {
 pub struct EcsPlatform {
     ecs: aws_sdk_ecs::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
-    cw: aws_sdk_cloudwatch::Client,
-    http: reqwest::Client,
     cluster: String,
     services: Vec<EcsService>,
-    vars: BTreeMap<&'static str, String>,
+    product: String,
+    environment: String,
     poll: Duration,
     /// `strategy: blue-green`: services with `-blue`/`-green` colours are switched by deployer.
     blue_green: bool,
@@ -120,24 +118,16 @@ impl EcsPlatform {
             .map(|s| EcsService {
                 name: s.name.as_str().to_owned(),
                 target: crate::plan::ecs_service_name(config, env, s.name.as_str()),
-                template: s.ecs.as_ref().map(|e| config.root.join(&e.task_definition.value)),
-                depends_on: s.depends_on.iter().map(|d| d.as_str().to_owned()).collect(),
+                repository: format!("{}/{}", config.registry_host(), s.repository),
             })
             .collect();
-        let vars = BTreeMap::from([
-            ("env", env.name.clone()),
-            ("region", env.region.as_str().to_owned()),
-            ("account_id", env.account_id.as_str().to_owned()),
-            ("log_group", target.log_group.clone().unwrap_or_else(|| format!("/ecs/{product}-{}", env.name))),
-        ]);
         Ok(Self {
             ecs: aws_sdk_ecs::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
-            cw: aws_sdk_cloudwatch::Client::new(sdk),
-            http: reqwest::Client::new(),
             cluster: target.cluster.clone(),
             services,
-            vars,
+            product: product.to_owned(),
+            environment: env.name.clone(),
             poll: Duration::from_secs(1),
             blue_green: env.strategy.kind == crate::config::StrategyKind::BlueGreen,
             env_file: env.file.clone(),
@@ -164,67 +154,6 @@ impl EcsPlatform {
     /// The ECS service name of a deployer service.
     pub fn target_of(&self, service: &str) -> Option<&str> {
         self.services.iter().find(|s| s.name == service).map(|s| s.target.as_str())
-    }
-
-    /// Renders the task definitions of a release. `images` maps service → image reference
-    /// pinned by digest (`…@sha256:…`); services not listed are not part of the release.
-    pub fn release_plan(
-        &self,
-        id: ReleaseId,
-        actor: &str,
-        images: &BTreeMap<String, String>,
-    ) -> Result<ReleasePlan, PlatformError> {
-        self.render_release(id, actor, images).map_err(|e| e.in_file(&self.env_file))
-    }
-
-    fn render_release(
-        &self,
-        id: ReleaseId,
-        actor: &str,
-        images: &BTreeMap<String, String>,
-    ) -> Result<ReleasePlan, PlatformError> {
-        let mut services = Vec::new();
-        for (name, image) in images {
-            let svc = self.services.iter().find(|s| &s.name == name).ok_or_else(|| {
-                PlatformError::setup(
-                    format!("unknown service `{name}`"),
-                    format!(
-                        "known services: {}",
-                        self.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                )
-            })?;
-            if !image.contains("@sha256:") {
-                return Err(PlatformError::setup(
-                    format!("image `{image}` for `{name}` is not pinned by digest"),
-                    "deploy images by digest (`repo@sha256:…`) so every task runs exactly what was tested",
-                ));
-            }
-            let template = svc.template.as_ref().ok_or_else(|| {
-                PlatformError::setup(
-                    format!("service `{name}` has no ECS task-definition template"),
-                    "add `ecs: {task_definition: <file>}` to the service in deployer.yaml",
-                )
-            })?;
-            let text = std::fs::read_to_string(template).map_err(|e| {
-                PlatformError::setup(
-                    format!("cannot read {}: {e}", template.display()),
-                    "check the `ecs.task_definition` path",
-                )
-            })?;
-            let mut vars = self.vars.clone();
-            vars.insert("image", image.clone());
-            let doc = crate::render::ecs::render_task_definition(&text, &vars, name)
-                .map_err(|e| PlatformError::setup(e.to_string(), "fix the task-definition template"))?;
-            let depends_on = svc.depends_on.iter().filter(|d| images.contains_key(*d)).cloned().collect();
-            services.push(ServiceRelease {
-                service: name.clone(),
-                image: image.clone(),
-                desired: Desired::Spec(doc),
-                depends_on,
-            });
-        }
-        Ok(ReleasePlan { id, actor: actor.to_owned(), services })
     }
 
     async fn describe(&self, targets: &[&str]) -> Result<HashMap<String, Service>, PlatformError> {
@@ -304,7 +233,7 @@ impl EcsPlatform {
     /// scales the idle one down).
     async fn apply_colours(
         &self,
-        s: &ServiceRelease,
+        s: &Item,
         c: Colours,
         revision: String,
     ) -> Result<AppliedService, PlatformError> {
@@ -326,6 +255,8 @@ impl EcsPlatform {
                 handle: primary_id(&c.live).unwrap_or_default(),
                 changed: false,
                 traffic: None,
+                objects: Vec::new(),
+                after_switch: Vec::new(),
             });
         }
         let desired = c.live.desired_count().max(1);
@@ -351,6 +282,8 @@ impl EcsPlatform {
                 handle: primary_id(&c.idle).unwrap_or_default(),
                 changed: false,
                 traffic,
+                objects: Vec::new(),
+                after_switch: Vec::new(),
             });
         }
         let target = name(&c.idle);
@@ -379,6 +312,8 @@ impl EcsPlatform {
             handle,
             changed: true,
             traffic,
+            objects: Vec::new(),
+            after_switch: Vec::new(),
         })
     }
 
@@ -404,29 +339,6 @@ impl EcsPlatform {
             .await
             .map_err(|e| PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e)))?;
         Ok(())
-    }
-
-    /// For a blue/green service whose new colour completed: true once its target group has
-    /// `desired` healthy targets and none unhealthy.
-    async fn targets_ready(&self, group: &str, desired: u32) -> Result<bool, PlatformError> {
-        let out = self
-            .elb
-            .describe_target_health()
-            .target_group_arn(group)
-            .send()
-            .await
-            .map_err(|e| PlatformError::api("DescribeTargetHealth", DisplayErrorContext(&e)))?;
-        let states: Vec<&str> = out
-            .target_health_descriptions()
-            .iter()
-            .filter_map(|d| {
-                d.target_health()?
-                    .state()
-                    .map(aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum::as_str)
-            })
-            .collect();
-        let healthy = states.iter().filter(|s| **s == "healthy").count();
-        Ok(healthy >= desired as usize && !states.contains(&"unhealthy"))
     }
 
     async fn tags(&self, arn: &str) -> Result<Vec<(String, String)>, PlatformError> {
@@ -514,61 +426,6 @@ impl EcsPlatform {
         Ok(views)
     }
 
-    async fn alarm_samples(&self, names: &[String]) -> Result<Vec<Sample>, PlatformError> {
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
-        let out = self
-            .cw
-            .describe_alarms()
-            .set_alarm_names(Some(names.to_vec()))
-            .send()
-            .await
-            .map_err(|e| PlatformError::api("DescribeAlarms", DisplayErrorContext(&e)))?;
-        let mut found: HashMap<String, Sample> = HashMap::new();
-        for a in out.metric_alarms() {
-            let name = a.alarm_name().unwrap_or_default().to_owned();
-            let in_alarm = a.state_value().is_some_and(|s| s.as_str() == "ALARM");
-            let reason = a.state_reason().unwrap_or_default().to_owned();
-            found.insert(name.clone(), Sample::Alarm { name, in_alarm, reason });
-        }
-        for a in out.composite_alarms() {
-            let name = a.alarm_name().unwrap_or_default().to_owned();
-            let in_alarm = a.state_value().is_some_and(|s| s.as_str() == "ALARM");
-            let reason = a.state_reason().unwrap_or_default().to_owned();
-            found.insert(name.clone(), Sample::Alarm { name, in_alarm, reason });
-        }
-        // A named alarm that does not exist would silently turn the check off: it fails.
-        Ok(names
-            .iter()
-            .map(|n| {
-                found.remove(n).unwrap_or_else(|| Sample::Alarm {
-                    name: n.clone(),
-                    in_alarm: true,
-                    reason: "no such alarm in this account and region (fix `health.alarms`)".to_owned(),
-                })
-            })
-            .collect())
-    }
-
-    async fn http_sample(&self, check: &crate::config::HttpCheck, failures: &mut u32) -> Sample {
-        // The verdict names the URL already; keep only what the check saw.
-        let prefix = format!("GET {} ", check.url);
-        let last = crate::checks::http_check(&self.http, check)
-            .await
-            .err()
-            .map(|m| m.strip_prefix(&prefix).map_or_else(|| m.clone(), str::to_owned));
-        match last {
-            None => {
-                *failures = 0;
-                Sample::Http { url: check.url.clone(), consecutive_failures: 0, last: "ok".to_owned() }
-            }
-            Some(why) => {
-                *failures += 1;
-                Sample::Http { url: check.url.clone(), consecutive_failures: *failures, last: why }
-            }
-        }
-    }
 }
 
 fn deployment_views(s: &Service) -> Vec<DeploymentView> {
@@ -599,92 +456,205 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
+
+/// One service to apply: what it should run.
+#[derive(Debug, Clone)]
+struct Item {
+    service: String,
+    image: String,
+    desired: Desired,
+}
+
+/// What one service should run.
+#[derive(Debug, Clone)]
+enum Desired {
+    /// A rendered task definition (registered unless the service already runs the same).
+    Spec(Value),
+    /// A recorded task definition (`family:revision` or ARN): rollbacks use these.
+    Revision(String),
+}
+
 // The SDK's futures are large: each trait method boxes its body so callers' futures stay small.
 impl Platform for EcsPlatform {
-    async fn observe(&self) -> Result<LiveState, PlatformError> {
-        Box::pin(self.observe_impl()).await.map_err(|e| e.in_file(&self.env_file))
+    async fn history(&self) -> Result<Vec<Release>, PlatformError> {
+        Box::pin(self.history_impl()).await.map_err(|e| e.in_file(&self.env_file))
     }
 
-    async fn apply(&self, plan: &ReleasePlan) -> Result<Applied, PlatformError> {
-        Box::pin(self.apply_impl(plan)).await.map_err(|e| e.in_file(&self.env_file))
+    async fn running(&self) -> Result<BTreeMap<String, Running>, PlatformError> {
+        let mut out = BTreeMap::new();
+        for svc in &self.services {
+            let live = match self.colours(&svc.target).await? {
+                Some(c) => Some(c.live),
+                None => {
+                    let found = self.describe(&[svc.target.as_str()]).await?;
+                    found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")).cloned()
+                }
+            };
+            if let Some(s) = live {
+                let td = s.task_definition().map_or("(none)", taskdef::family_revision).to_owned();
+                out.insert(svc.name.clone(), Running { live: vec![td] });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn lock(&self, _holder: &str, _wait: Duration) -> Result<super::Lock, PlatformError> {
+        Ok(super::Lock::Unlocked)
+    }
+
+    async fn record(&self, release: &Release) -> Result<(), PlatformError> {
+        Box::pin(self.record_impl(release)).await.map_err(|e| e.in_file(&self.env_file))
+    }
+
+    async fn prepare(
+        &self,
+        _release: &mut Release,
+        _previous: Option<&Release>,
+        _blue_green: bool,
+        _events: &dyn Sink,
+    ) -> Result<(), PlatformError> {
+        // The colours are read from the listener at apply time: what serves production then.
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        release: &Release,
+        services: &[String],
+        mode: ApplyMode,
+        events: &dyn Sink,
+    ) -> Result<Applied, PlatformError> {
+        let mut items = Vec::new();
+        for name in services {
+            let Some(s) = release.services.get(name) else { continue };
+            let desired = match (&mode, &s.spec, &s.revision) {
+                (ApplyMode::Rollout { .. }, Some(spec), _) => Desired::Spec(spec.clone()),
+                (_, _, Some(rev)) => Desired::Revision(rev.clone()),
+                // Carried over from an earlier release and never recorded with a revision: it
+                // runs what it runs.
+                _ => continue,
+            };
+            items.push(Item { service: name.clone(), image: s.image.clone(), desired });
+        }
+        let applied = Box::pin(self.apply_impl(&items)).await.map_err(|e| e.in_file(&self.env_file))?;
+        for a in &applied.services {
+            let message = if a.changed {
+                format!("updating {} to {} (deployment {})", a.target, a.revision, a.handle)
+            } else {
+                format!("{} already runs {}: nothing to roll out", a.target, a.revision)
+            };
+            events.emit(&Event::Service { service: a.service.clone(), phase: Phase::Apply, message });
+        }
+        Ok(applied)
     }
 
     async fn watch(
         &self,
         applied: &Applied,
-        policy: &HealthPolicy,
+        deadline: tokio::time::Instant,
+        hold: Duration,
         events: &dyn Sink,
-    ) -> Result<Verdict, PlatformError> {
-        Box::pin(self.watch_impl(applied, policy, events)).await.map_err(|e| e.in_file(&self.env_file))
+    ) -> Result<Option<Failure>, PlatformError> {
+        let policy = HealthPolicy {
+            rollout_timeout: deadline.saturating_duration_since(tokio::time::Instant::now()),
+            bake_time: hold,
+            alarms: Vec::new(),
+            http: Vec::new(),
+            http_failure_limit: 0,
+        };
+        let verdict = Box::pin(self.watch_impl(applied, &policy, events)).await.map_err(|e| e.in_file(&self.env_file))?;
+        Ok(verdict.failures().first().map(failure_of))
     }
 
-    async fn record(
+    async fn switch(&self, applied: &Applied, forward: bool, events: &dyn Sink) -> Result<(), PlatformError> {
+        for a in &applied.services {
+            let Some(t) = &a.traffic else { continue };
+            let sw = bluegreen::TrafficSwitch { listener_arn: t.listener.clone(), rule_arn: t.rule.clone() };
+            let (to, serving) = if forward { (&t.to_group, &a.target) } else { (&t.from_group, &t.other) };
+            bluegreen::switch_to(&self.elb, &sw, to).await?;
+            events.emit(&Event::Service {
+                service: a.service.clone(),
+                phase: Phase::Apply,
+                message: format!("production traffic switched to {serving} ({to})"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn finish(
         &self,
-        plan: &ReleasePlan,
         applied: &Applied,
-        outcome: Outcome,
+        _release: &Release,
+        _previous: Option<&Release>,
+        events: &dyn Sink,
     ) -> Result<(), PlatformError> {
-        Box::pin(self.record_impl(plan, applied, outcome)).await.map_err(|e| e.in_file(&self.env_file))
+        // The release passed its bake and the scale-down delay: the old colour is no longer
+        // needed for a switch-back. It is scaled to 0 and kept (its task definition stays).
+        for a in &applied.services {
+            if let Some(t) = &a.traffic {
+                self.scale(&t.other, 0).await?;
+                events.emit(&Event::Service {
+                    service: a.service.clone(),
+                    phase: Phase::Record,
+                    message: format!("{} scaled down to 0 (kept for the next release)", t.other),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
+/// The engine's failure for a verdict's failure.
+fn failure_of(f: &health::Failure) -> Failure {
+    let reason = match f.cause {
+        health::Cause::UnitFailed => Reason::from_ecs_task(&f.reason),
+        health::Cause::RolloutFailed => Reason::RolloutFailed,
+        health::Cause::RolledBackByPlatform => Reason::RolledBackByPlatform,
+        health::Cause::Alarm => Reason::Alarm,
+        health::Cause::Http => Reason::HttpCheck,
+        health::Cause::Timeout => Reason::Deadline,
+    };
+    let (subject, detail) = match f.reason.split_once(" stopped: ") {
+        Some((unit, why)) => (unit.to_owned(), why.to_owned()),
+        None => (String::new(), f.reason.clone()),
+    };
+    Failure::new(f.service.as_deref(), reason, subject, detail)
+}
+
 impl EcsPlatform {
-    async fn observe_impl(&self) -> Result<LiveState, PlatformError> {
-        let targets: Vec<&str> = self.services.iter().map(|s| s.target.as_str()).collect();
-        let found = self.describe(&targets).await?;
-        let mut services = BTreeMap::new();
+    async fn history_impl(&self) -> Result<Vec<Release>, PlatformError> {
         let mut entries = Vec::new();
         for svc in &self.services {
-            // Blue/green: the live colour is what runs; records are on both colours.
-            let (live, holders) = match self.colours(&svc.target).await? {
-                Some(c) => (c.live.clone(), vec![c.live, c.idle]),
-                None => match found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")) {
-                    Some(s) => (s.clone(), vec![s.clone()]),
-                    None => continue,
-                },
-            };
-            let s = &live;
-            let mut known_good: Option<(String, String)> = None;
-            for h in &holders {
-                let tags = self.tags(h.service_arn().unwrap_or_default()).await?;
-                let get = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
-                if let Some(kg) = get(records::KNOWN_GOOD) {
-                    let release = get(records::KNOWN_GOOD_RELEASE).unwrap_or_default();
-                    if known_good.as_ref().is_none_or(|(r, _)| *r < release) {
-                        known_good = Some((release, kg));
-                    }
+            let holders: Vec<Service> = match self.colours(&svc.target).await? {
+                Some(c) => vec![c.live, c.idle],
+                None => {
+                    let found = self.describe(&[svc.target.as_str()]).await?;
+                    found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")).cloned().into_iter().collect()
                 }
-                for (k, v) in &tags {
-                    if let Some((id, e)) = records::decode(k, v) {
+            };
+            // Blue/green: records are on both colours; the same entry is read once.
+            let mut seen = BTreeSet::new();
+            for h in &holders {
+                for (k, v) in self.tags(h.service_arn().unwrap_or_default()).await? {
+                    if let Some((id, e)) = records::decode(&k, &v)
+                        && seen.insert(id.clone())
+                    {
                         entries.push((svc.name.clone(), id, e));
                     }
                 }
             }
-            let known_good = known_good.map(|(_, kg)| kg);
-            let rollout = primary_id(s).map(|p| classify::rollout_state(&deployment_views(s), &p, None, &[]));
-            services.insert(
-                svc.name.clone(),
-                LiveService {
-                    target: s.service_name().unwrap_or(&svc.target).to_owned(),
-                    revision: s.task_definition().map(str::to_owned),
-                    known_good,
-                    rollout,
-                    running: u32::try_from(s.running_count()).unwrap_or(0),
-                    desired: u32::try_from(s.desired_count()).unwrap_or(0),
-                },
-            );
         }
-        Ok(LiveState { services, releases: records::merge(entries) })
+        let repo = |service: &str| {
+            self.services.iter().find(|s| s.name == service).map(|s| s.repository.clone()).unwrap_or_default()
+        };
+        Ok(records::merge(&self.product, &self.environment, entries, &repo))
     }
 
-    async fn apply_impl(&self, plan: &ReleasePlan) -> Result<Applied, PlatformError> {
+    async fn apply_impl(&self, items: &[Item]) -> Result<Applied, PlatformError> {
         let mut wanted = Vec::new();
-        for s in &plan.services {
+        for s in items {
             let target = self.target_of(&s.service).ok_or_else(|| {
-                PlatformError::setup(
-                    format!("unknown service `{}`", s.service),
-                    "check the release's service names",
-                )
+                PlatformError::setup(format!("unknown service `{}`", s.service), "check the release's service names")
             })?;
             wanted.push((s, target));
         }
@@ -736,17 +706,11 @@ impl EcsPlatform {
                     .task_definition(&revision)
                     .send()
                     .await
-                    .map_err(|e| {
-                        PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e))
-                    })?;
-                let updated = out
-                    .service()
-                    .ok_or_else(|| PlatformError::api("UpdateService", "no service in the response"))?;
+                    .map_err(|e| PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e)))?;
+                let updated =
+                    out.service().ok_or_else(|| PlatformError::api("UpdateService", "no service in the response"))?;
                 let id = primary_id(updated).ok_or_else(|| {
-                    PlatformError::api(
-                        "UpdateService",
-                        "the service has no PRIMARY deployment after the update",
-                    )
+                    PlatformError::api("UpdateService", "the service has no PRIMARY deployment after the update")
                 })?;
                 let td = updated
                     .deployments()
@@ -765,9 +729,11 @@ impl EcsPlatform {
                 handle,
                 changed: !unchanged,
                 traffic: None,
+                objects: Vec::new(),
+                after_switch: Vec::new(),
             });
         }
-        Ok(Applied { release: plan.id.clone(), services: applied })
+        Ok(Applied { services: applied })
     }
 
     async fn watch_impl(
@@ -779,12 +745,7 @@ impl EcsPlatform {
         // A throttled or failed API call (after the SDK's own retries) must not roll back a
         // healthy release: a few in a row are tolerated and reported as warnings.
         const MAX_API_ERRORS: u32 = 5;
-        let mut st = WatchState {
-            start: Instant::now(),
-            since: SystemTime::now() - Duration::from_secs(10),
-            http_failures: vec![0_u32; policy.http.len()],
-            ..WatchState::default()
-        };
+        let mut st = WatchState { start: Instant::now(), since: SystemTime::now(), ..WatchState::default() };
         let mut errors = 0;
         loop {
             match Box::pin(self.poll_once(applied, policy, events, &mut st)).await {
@@ -814,37 +775,9 @@ impl EcsPlatform {
         for a in &applied.services {
             let svc = self.service_or_err(&found, &a.target)?;
             let messages: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
-            let mut state =
+            let state =
                 classify::rollout_state(&deployment_views(svc), &a.handle, a.previous.as_deref(), &messages);
-            if let (Some(t), RolloutState::Complete) = (&a.traffic, &state)
-                && !st.switched.contains(&a.service)
-            {
-                // Blue/green: the new colour is complete; traffic moves once its targets
-                // are healthy, and only then does the bake start.
-                let desired = u32::try_from(svc.desired_count()).unwrap_or(0);
-                if self.targets_ready(&t.to_group, desired).await? {
-                    let sw = bluegreen::TrafficSwitch {
-                        listener_arn: t.listener.clone(),
-                        rule_arn: t.rule.clone(),
-                    };
-                    bluegreen::switch_to(&self.elb, &sw, &t.to_group).await?;
-                    st.switched.insert(a.service.clone());
-                    events.emit(&Event::Service {
-                        service: a.service.clone(),
-                        phase: Phase::Health,
-                        message: format!(
-                            "traffic switched to {} ({}); {} kept for the bake",
-                            a.target, t.to_group, t.other
-                        ),
-                    });
-                } else {
-                    state = RolloutState::InProgress {
-                        running: u32::try_from(svc.running_count()).unwrap_or(0),
-                        desired,
-                        failed_tasks: 0,
-                    };
-                }
-            }
+            // Only events of this watch are progress: older ones belong to earlier deployments.
             for e in svc.events() {
                 let fresh =
                     e.created_at().and_then(|t| SystemTime::try_from(*t).ok()).is_some_and(|t| t >= st.since);
@@ -879,9 +812,7 @@ impl EcsPlatform {
                             a.handle
                         ),
                         RolloutState::Complete => format!("deployment {} completed", a.handle),
-                        RolloutState::Failed { reason } => {
-                            format!("deployment {} failed: {reason}", a.handle)
-                        }
+                        RolloutState::Failed { reason } => format!("deployment {} failed: {reason}", a.handle),
                         RolloutState::RolledBackByPlatform { reason, to } => {
                             format!("deployment {} failed and ECS rolled back to {to}: {reason}", a.handle)
                         }
@@ -892,80 +823,55 @@ impl EcsPlatform {
             samples.push(Sample::Rollout { service: a.service.clone(), state });
         }
         samples.extend(st.failed_units.iter().cloned());
-        samples.extend(self.alarm_samples(&policy.alarms).await?);
-        if health::rollouts_complete(&samples) {
-            if st.complete_at.is_none() {
-                st.complete_at = Some(Instant::now());
-                if !policy.bake_time.is_zero() {
-                    events.emit(&Event::PhaseStarted { phase: Phase::Bake });
-                }
-            }
-            for (check, failures) in policy.http.iter().zip(st.http_failures.iter_mut()) {
-                samples.push(self.http_sample(check, failures).await);
-            }
+        if health::rollouts_complete(&samples) && st.complete_at.is_none() {
+            st.complete_at = Some(Instant::now());
         }
-        let verdict = health::assess(
+        Ok(health::assess(
             policy,
             &Observation {
                 elapsed: st.start.elapsed(),
                 since_complete: st.complete_at.map(|t| t.elapsed()),
                 samples: &samples,
             },
-        );
-        if verdict.is_healthy() {
-            // The bake passed: the other colour is no longer needed for a switch-back.
-            for a in applied.services.iter().filter(|a| st.switched.contains(&a.service)) {
-                if let Some(t) = &a.traffic {
-                    self.scale(&t.other, 0).await?;
-                    events.emit(&Event::Service {
-                        service: a.service.clone(),
-                        phase: Phase::Health,
-                        message: format!("{} scaled down", t.other),
-                    });
-                }
-            }
-        }
-        Ok(verdict)
+        ))
     }
 
-    async fn record_impl(
-        &self,
-        plan: &ReleasePlan,
-        applied: &Applied,
-        outcome: Outcome,
-    ) -> Result<(), PlatformError> {
-        let mut targets: Vec<&str> = Vec::new();
-        for a in &applied.services {
-            targets.push(&a.target);
-            if let Some(t) = &a.traffic {
-                targets.push(&t.other);
+    async fn record_impl(&self, release: &Release) -> Result<(), PlatformError> {
+        let mut holders: Vec<(&str, String)> = Vec::new();
+        for (name, _) in &release.services {
+            let Some(target) = self.target_of(name) else { continue };
+            // Blue/green: both colours carry the records, so either one found later has them.
+            match self.colours(target).await? {
+                Some(c) => {
+                    for s in [c.live, c.idle] {
+                        holders.push((name.as_str(), s.service_name().unwrap_or_default().to_owned()));
+                    }
+                }
+                None => holders.push((name.as_str(), target.to_owned())),
             }
         }
+        let targets: Vec<&str> = holders.iter().map(|(_, t)| t.as_str()).collect();
         let found = self.describe(&targets).await?;
-        let at = now_rfc3339();
-        // Blue/green: both colours carry the records, so either one found later has them.
-        let mut holders: Vec<(&AppliedService, &str)> = Vec::new();
-        for a in &applied.services {
-            holders.push((a, a.target.as_str()));
-            if let Some(t) = &a.traffic {
-                holders.push((a, t.other.as_str()));
-            }
-        }
-        for (a, holder) in holders {
+        for (name, holder) in &holders {
+            let s = &release.services[*name];
             let svc = self.service_or_err(&found, holder)?;
             let arn = svc.service_arn().unwrap_or_default();
             let entry = records::Entry {
-                outcome,
-                at: at.clone(),
-                actor: plan.actor.clone(),
-                revision: taskdef::family_revision(&a.revision).to_owned(),
-                digest: records::digest_of(&a.image),
+                status: release.status,
+                at: release.started_at.clone(),
+                actor: release.actor.clone().unwrap_or_else(|| "unknown".into()),
+                revision: s.revision.as_deref().map(|r| taskdef::family_revision(r).to_owned()),
+                digest: crate::model::PinnedImage::parse(&s.image).map(|p| p.digest),
+                git_sha: release.git_sha.clone(),
+                returned_to: release.rolled_back_to.clone(),
             };
-            let (key, value) = records::encode(&plan.id, &entry);
+            let (key, value) = records::encode(&release.id, &entry);
             let mut tags = vec![Tag::builder().key(key).value(value).build()];
-            if outcome == Outcome::Succeeded {
-                tags.push(Tag::builder().key(records::KNOWN_GOOD).value(&a.revision).build());
-                tags.push(Tag::builder().key(records::KNOWN_GOOD_RELEASE).value(plan.id.as_str()).build());
+            if release.status == ReleaseStatus::Succeeded
+                && let Some(rev) = &s.revision
+            {
+                tags.push(Tag::builder().key(records::KNOWN_GOOD).value(rev).build());
+                tags.push(Tag::builder().key(records::KNOWN_GOOD_RELEASE).value(&release.id).build());
             }
             self.ecs
                 .tag_resource()
@@ -994,17 +900,14 @@ impl EcsPlatform {
 #[derive(Debug)]
 struct WatchState {
     start: Instant,
-    /// Service events older than this were there before the rollout.
+    /// Service events older than this were there before the watch.
     since: SystemTime,
-    /// When every rollout was first seen complete (the bake starts).
+    /// When every rollout was first seen complete (the hold starts).
     complete_at: Option<Instant>,
     seen_tasks: HashMap<String, BTreeSet<String>>,
     failed_units: Vec<Sample>,
     seen_events: BTreeSet<String>,
-    http_failures: Vec<u32>,
     last_progress: HashMap<String, String>,
-    /// Blue/green services whose traffic was switched.
-    switched: BTreeSet<String>,
 }
 
 impl Default for WatchState {
@@ -1016,132 +919,7 @@ impl Default for WatchState {
             seen_tasks: HashMap::new(),
             failed_units: Vec::new(),
             seen_events: BTreeSet::new(),
-            http_failures: Vec::new(),
             last_progress: HashMap::new(),
-            switched: BTreeSet::new(),
         }
     }
-}
-
-/// What a manual rollback did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RollbackReport {
-    /// The release rolled back to.
-    pub to: ReleaseId,
-    /// The rollback itself, recorded as a release.
-    pub applied: Applied,
-}
-
-/// Rolls the environment back to release `to`, or (None) to the newest succeeded release that
-/// differs from what runs now. Services go to the task definitions recorded for that release
-/// (never "revision − 1"); the rollback is watched like a deploy (without bake) and recorded as
-/// a release of its own, which becomes the known-good one. A rollback that does not become
-/// healthy is [`PlatformError::RollbackFailed`] (exit 6).
-pub async fn rollback(
-    platform: &EcsPlatform,
-    to: Option<&ReleaseId>,
-    actor: &str,
-    policy: &HealthPolicy,
-    events: &dyn Sink,
-) -> Result<RollbackReport, PlatformError> {
-    Box::pin(rollback_impl(platform, to, actor, policy, events))
-        .await
-        .map_err(|e| e.in_file(&platform.env_file))
-}
-
-async fn rollback_impl(
-    platform: &EcsPlatform,
-    to: Option<&ReleaseId>,
-    actor: &str,
-    policy: &HealthPolicy,
-    events: &dyn Sink,
-) -> Result<RollbackReport, PlatformError> {
-    let live = platform.observe().await?;
-    let succeeded: Vec<&super::ReleaseRecord> =
-        live.releases.iter().filter(|r| r.outcome == Outcome::Succeeded).collect();
-    let list = || succeeded.iter().map(|r| r.id.as_str()).collect::<Vec<_>>().join(", ");
-    let target = match to {
-        Some(id) => {
-            let rec = live.releases.iter().find(|r| &r.id == id).ok_or_else(|| {
-                PlatformError::setup(
-                    format!("no release `{id}` is recorded"),
-                    format!("recorded releases that succeeded: {}", list()),
-                )
-            })?;
-            if rec.outcome != Outcome::Succeeded {
-                return Err(PlatformError::setup(
-                    format!("release `{id}` {} and is not a safe target", rec.outcome.as_str()),
-                    format!("pick a release that succeeded: {}", list()),
-                ));
-            }
-            rec
-        }
-        None => succeeded
-            .iter()
-            .copied()
-            .find(|r| {
-                r.services.iter().any(|(svc, rs)| {
-                    live.services.get(svc).and_then(|l| l.revision.as_deref()).map(taskdef::family_revision)
-                        != Some(rs.revision.as_str())
-                })
-            })
-            .ok_or_else(|| {
-                PlatformError::setup(
-                    "no earlier succeeded release to roll back to",
-                    "`deployer history` lists the recorded releases; pass `--to <release>`",
-                )
-            })?,
-    };
-    let plan = ReleasePlan {
-        id: ReleaseId::new(time::OffsetDateTime::now_utc(), "rollback"),
-        actor: actor.to_owned(),
-        services: target
-            .services
-            .iter()
-            .filter(|(svc, _)| platform.target_of(svc).is_some())
-            .map(|(svc, rs)| ServiceRelease {
-                service: svc.clone(),
-                image: rs.digest.as_ref().map(|d| format!("@{d}")).unwrap_or_default(),
-                desired: Desired::Revision(rs.revision.clone()),
-                depends_on: Vec::new(),
-            })
-            .collect(),
-    };
-    events.emit(&Event::PhaseStarted { phase: Phase::Rollback });
-    let applied = platform.apply(&plan).await?;
-    for a in &applied.services {
-        events.emit(&Event::Service {
-            service: a.service.clone(),
-            phase: Phase::Rollback,
-            message: format!("rolling {} back to {} (release {})", a.target, a.revision, target.id),
-        });
-    }
-    let verdict = platform.watch(&applied, &policy.for_rollback(), events).await;
-    match verdict {
-        Ok(Verdict::Healthy) => {
-            platform.record(&plan, &applied, Outcome::Succeeded).await?;
-            Ok(RollbackReport { to: target.id.clone(), applied })
-        }
-        other => {
-            platform.record(&plan, &applied, Outcome::RollbackFailed).await?;
-            let (reason, failures) = match other {
-                Ok(v) => (
-                    v.failures().iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-                    v.failures().to_vec(),
-                ),
-                Err(e) => (e.to_string(), Vec::new()),
-            };
-            Err(PlatformError::RollbackFailed { release: plan.id, reason, failures })
-        }
-    }
-}
-
-/// The environment's release history, newest first.
-pub async fn history(platform: &EcsPlatform) -> Result<Vec<super::ReleaseRecord>, PlatformError> {
-    Ok(platform.observe().await?.releases)
-}
-
-/// What runs now per service, with the known-good revisions and the history.
-pub async fn status(platform: &EcsPlatform) -> Result<LiveState, PlatformError> {
-    platform.observe().await
 }

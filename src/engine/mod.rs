@@ -1,0 +1,658 @@
+//! The one release engine, for every platform.
+//!
+//! Everything that is not platform-specific happens here, once: release ids (`<env>.<n>`),
+//! the lock (acquire, renewal, stale takeover, release), the pending record, `depends_on`
+//! waves, one rollout deadline, the blue-green sequence (smoke checks, switch, keep the old side
+//! for `scale_down_delay`), the bake (the platform's own health signals plus CloudWatch alarms
+//! and HTTP checks, with one tolerance), the choice of rollback target (the recorded last
+//! known-good release, never "revision − 1"), every phase event, and the outcome that maps to
+//! the exit code. A [`Platform`] only does what differs: apply, watch, switch, record.
+//!
+//! Shape borrowed from helm's `pkg/action` (one action runs against a small client interface)
+//! and kube-rs `runtime::wait` (conditions are pure, waiting is separate).
+
+pub mod gates;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::config::HttpCheck;
+use crate::events::{Event, Phase, Sink};
+use crate::model::{Failure, Reason};
+use crate::platform::{Applied, ApplyMode, Platform, PlatformError};
+use crate::release::{self, Release, ReleaseStatus};
+
+/// How a release is rolled out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy {
+    Rolling,
+    /// The new version goes to the side that receives no production traffic; traffic moves once
+    /// it is healthy and the smoke checks pass; the old side is kept for `scale_down_delay`.
+    BlueGreen { scale_down_delay: Duration, smoke_checks: Vec<HttpCheck> },
+}
+
+impl Strategy {
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Rolling => "rolling",
+            Self::BlueGreen { .. } => "blue-green",
+        }
+    }
+}
+
+/// What the engine needs to know about the run and the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub product: String,
+    pub environment: String,
+    /// Identity written into the lock (`host/pid/…`).
+    pub holder: String,
+    pub actor: Option<String>,
+    pub confirmation: Option<String>,
+    pub git_sha: Option<String>,
+    /// How long to wait for a live lock holder (`timeouts.lock`).
+    pub lock_wait: Duration,
+    /// One deadline for the whole rollout, however many waves share it (`timeouts.rollout`).
+    pub rollout_timeout: Duration,
+    /// `health.bake_time`.
+    pub bake: Duration,
+    pub strategy: Strategy,
+    pub gates: gates::Gates,
+    /// Take fields over from other server-side-apply managers (EKS).
+    pub force_conflicts: bool,
+}
+
+/// What a release deploys: service → what it runs, and the order they go in.
+#[derive(Debug, Clone, Default)]
+pub struct Planned {
+    pub services: BTreeMap<String, release::ServiceRelease>,
+    /// Service → services of this release that must run healthy before it is applied.
+    pub depends_on: BTreeMap<String, Vec<String>>,
+}
+
+/// How a release ended when it did not end in an error of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ended {
+    Succeeded(Release),
+    /// Failed, and every service runs the last known-good release `to` again.
+    RolledBack { release: Release, to: String, failure: Failure },
+    /// Failed, and returning to the last known-good release failed (or there was none).
+    RollbackFailed { release: Release, failure: Failure, why: String },
+}
+
+/// Errors that stop the engine before a release could end normally.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error("release `{0}` is not recorded in this environment")]
+    UnknownRelease(String, Vec<String>),
+    #[error("release `{0}` {1} and is not a safe rollback target")]
+    UnsafeTarget(String, &'static str, Vec<String>),
+    #[error("no earlier release that succeeded to roll back to")]
+    NothingToRollBackTo,
+    #[error("the deploy lock was taken by another run while this one was changing the environment")]
+    LockLost,
+}
+
+impl EngineError {
+    pub fn hint(&self) -> String {
+        match self {
+            Self::Platform(e) => e.hint(),
+            Self::UnknownRelease(_, ok) | Self::UnsafeTarget(_, _, ok) => {
+                if ok.is_empty() {
+                    "no release of this environment has succeeded yet; `deployer history` lists them".into()
+                } else {
+                    format!("releases that succeeded: {}", ok.join(", "))
+                }
+            }
+            Self::NothingToRollBackTo => {
+                "`deployer history` lists the recorded releases; pass `--to <release>`".into()
+            }
+            Self::LockLost => "another run took over this environment; check `deployer status` before retrying".into(),
+        }
+    }
+}
+
+impl From<EngineError> for crate::Error {
+    fn from(e: EngineError) -> Self {
+        let hint = e.hint();
+        match e {
+            EngineError::Platform(p) => p.into(),
+            EngineError::UnknownRelease(..) | EngineError::UnsafeTarget(..) | EngineError::NothingToRollBackTo => {
+                crate::Error::Usage { message: e.to_string(), hint }
+            }
+            EngineError::LockLost => crate::Error::RollbackFailed { message: e.to_string(), hint },
+        }
+    }
+}
+
+impl From<Ended> for Result<Release, crate::Error> {
+    fn from(e: Ended) -> Self {
+        match e {
+            Ended::Succeeded(r) => Ok(r),
+            Ended::RolledBack { release, to, failure } => Err(crate::Error::RolledBack {
+                message: format!("release {} failed and was rolled back to {to}: {failure}", release.id),
+                hint: "every service runs the previous release again; fix the failure above and deploy again"
+                    .to_owned(),
+            }),
+            Ended::RollbackFailed { release, failure, why } => Err(crate::Error::RollbackFailed {
+                message: format!("release {} failed ({failure}) and the rollback failed: {why}", release.id),
+                hint: "manual action needed: check `deployer status`, then `deployer rollback --env ENV --to RELEASE`"
+                    .to_owned(),
+            }),
+        }
+    }
+}
+
+fn elapsed_ms(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A phase with its start and finish events.
+struct PhaseTimer<'a> {
+    events: &'a dyn Sink,
+    phase: Phase,
+    start: Instant,
+}
+
+impl<'a> PhaseTimer<'a> {
+    fn start(events: &'a dyn Sink, phase: Phase) -> Self {
+        events.emit(&Event::PhaseStarted { phase });
+        Self { events, phase, start: Instant::now() }
+    }
+
+    fn finish(self, ok: bool) {
+        self.events.emit(&Event::PhaseFinished { phase: self.phase, ok, elapsed_ms: elapsed_ms(self.start) });
+    }
+}
+
+fn now() -> String {
+    crate::report::now_rfc3339()
+}
+
+fn service_note(events: &dyn Sink, phase: Phase, message: String) {
+    events.emit(&Event::Service { service: String::new(), phase, message });
+}
+
+/// Service → digest of a release (for reports).
+pub fn digests_of(rel: &Release) -> BTreeMap<String, String> {
+    rel.services
+        .iter()
+        .map(|(s, r)| (s.clone(), crate::model::PinnedImage::digest_or_reference(&r.image)))
+        .collect()
+}
+
+/// The services of `planned` in `depends_on` waves (dependencies outside the release already
+/// run and do not wait; a cycle, refused by validation anyway, ends up in one last wave).
+pub fn waves(services: &[&str], depends_on: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
+    let index: BTreeMap<&str, usize> = services.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let mut placed = vec![false; services.len()];
+    let mut out: Vec<Vec<String>> = Vec::new();
+    while placed.iter().any(|p| !p) {
+        let deps = |i: usize| depends_on.get(services[i]).map_or(&[][..], Vec::as_slice);
+        let wave: Vec<usize> = (0..services.len())
+            .filter(|&i| !placed[i])
+            .filter(|&i| deps(i).iter().all(|d| index.get(d.as_str()).is_none_or(|&j| placed[j])))
+            .collect();
+        let wave = if wave.is_empty() { (0..services.len()).filter(|&i| !placed[i]).collect() } else { wave };
+        for &i in &wave {
+            placed[i] = true;
+        }
+        out.push(wave.into_iter().map(|i| services[i].to_owned()).collect());
+    }
+    out
+}
+
+/// Deploys a release and ends on a healthy environment: this release, or the last known-good.
+pub async fn deploy<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    planned: Planned,
+    events: &dyn Sink,
+) -> Result<Ended, EngineError> {
+    let lock = acquire(platform, settings, events).await?;
+    let result = Box::pin(deploy_locked(platform, settings, planned, &lock, events)).await;
+    lock.release().await;
+    result
+}
+
+async fn acquire<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    events: &dyn Sink,
+) -> Result<crate::platform::Lock, EngineError> {
+    let t = PhaseTimer::start(events, Phase::Lock);
+    let lock = platform.lock(&settings.holder, settings.lock_wait).await;
+    t.finish(lock.is_ok());
+    let lock = lock?;
+    if let Some(prev) = lock.took_over_from() {
+        events.emit(&Event::Warning {
+            message: format!("took over the deploy lock from `{prev}`, which stopped renewing it (a run that died?)"),
+        });
+    }
+    Ok(lock)
+}
+
+async fn deploy_locked<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    planned: Planned,
+    lock: &crate::platform::Lock,
+    events: &dyn Sink,
+) -> Result<Ended, EngineError> {
+    let history = platform.history().await?;
+    let sequence = release::next_sequence(&history);
+    let previous = release::last_known_good(&history, None).cloned();
+    let released: Vec<String> = planned.services.keys().cloned().collect();
+    let mut rel = Release {
+        id: Release::make_id(&settings.environment, sequence),
+        sequence,
+        product: settings.product.clone(),
+        environment: settings.environment.clone(),
+        status: ReleaseStatus::Pending,
+        git_sha: settings.git_sha.clone(),
+        actor: settings.actor.clone(),
+        confirmation: settings.confirmation.clone(),
+        started_at: now(),
+        finished_at: None,
+        failure: None,
+        rolled_back_to: None,
+        services: planned.services,
+    };
+    let blue_green = matches!(settings.strategy, Strategy::BlueGreen { .. });
+    platform.prepare(&mut rel, previous.as_ref(), blue_green, events).await?;
+    // A release of some services (`--service`) leaves the others as the last good release had
+    // them: the record carries them over, so it describes everything that runs, and nothing
+    // the release did not mention is pruned or rolled back.
+    if let Some(p) = &previous {
+        for (name, s) in &p.services {
+            rel.services.entry(name.clone()).or_insert_with(|| s.carried());
+        }
+    }
+    platform.record(&rel).await?;
+    events.emit(&Event::ReleaseStarted {
+        release_id: rel.id.clone(),
+        product: settings.product.clone(),
+        environment: settings.environment.clone(),
+        git_sha: rel.git_sha.clone().unwrap_or_default(),
+        services: released.clone(),
+        strategy: Some(settings.strategy.name().to_owned()),
+    });
+    let mut progress = Progress::default();
+    let result = roll_out(platform, settings, &mut rel, &released, &planned.depends_on, lock, &mut progress, events).await;
+    match result {
+        Ok(()) => {
+            for service in &released {
+                events.emit(&Event::HealthVerdict { service: service.clone(), verdict: crate::events::Verdict::Healthy });
+            }
+            let t = PhaseTimer::start(events, Phase::Record);
+            let finished = platform.finish(&progress.applied, &rel, previous.as_ref(), events).await;
+            rel.status = ReleaseStatus::Succeeded;
+            rel.finished_at = Some(now());
+            let recorded = match finished {
+                Ok(()) => platform.record(&rel).await,
+                Err(e) => Err(e),
+            };
+            t.finish(recorded.is_ok());
+            recorded?;
+            Ok(Ended::Succeeded(rel))
+        }
+        Err(failure) => {
+            rel.failure = Some(failure.to_string());
+            events.emit(&Event::HealthVerdict {
+                service: failure.service.clone().unwrap_or_default(),
+                verdict: crate::events::Verdict::Failed(Box::new(report_failure(&failure))),
+            });
+            let back = return_to(platform, settings, previous.as_ref(), &rel, &progress, events).await;
+            rel.finished_at = Some(now());
+            match back {
+                Ok(to) => {
+                    rel.status = ReleaseStatus::RolledBack;
+                    rel.rolled_back_to = Some(to.clone());
+                    platform.record(&rel).await?;
+                    Ok(Ended::RolledBack { release: rel, to, failure })
+                }
+                Err(why) => {
+                    rel.status = ReleaseStatus::Failed;
+                    platform.record(&rel).await?;
+                    Ok(Ended::RollbackFailed { release: rel, failure, why })
+                }
+            }
+        }
+    }
+}
+
+/// The report form of a failure (job summary, PR comment, Slack).
+pub fn report_failure(f: &Failure) -> crate::events::HealthFailure {
+    crate::events::HealthFailure {
+        workload: if f.subject.is_empty() { f.service.clone().unwrap_or_default() } else { f.subject.clone() },
+        pod: None,
+        container: None,
+        reason: f.reason.as_str().to_owned(),
+        restart_count: f.restart_count,
+        message: (!f.detail.is_empty()).then(|| f.detail.clone()),
+    }
+}
+
+/// What the rollout has done so far (what a rollback must undo).
+#[derive(Debug, Default)]
+struct Progress {
+    applied: Applied,
+    /// Blue-green: production traffic was moved to the new side.
+    switched: bool,
+}
+
+/// Applies and verifies a release: waves → (blue-green: smoke checks, switch) → bake →
+/// (blue-green: keep the previous side for the scale-down delay).
+#[allow(clippy::too_many_arguments)]
+async fn roll_out<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    rel: &mut Release,
+    released: &[String],
+    depends_on: &BTreeMap<String, Vec<String>>,
+    lock: &crate::platform::Lock,
+    progress: &mut Progress,
+    events: &dyn Sink,
+) -> Result<(), Failure> {
+    let deadline = tokio::time::Instant::now() + settings.rollout_timeout;
+    let names: Vec<&str> = released.iter().map(String::as_str).collect();
+    let waves = waves(&names, depends_on);
+    for (i, wave) in waves.iter().enumerate() {
+        if waves.len() > 1 {
+            service_note(events, Phase::Apply, format!("wave {}/{}: {}", i + 1, waves.len(), wave.join(", ")));
+        }
+        let t = PhaseTimer::start(events, Phase::Apply);
+        let applied = platform
+            .apply(rel, wave, ApplyMode::Rollout { force_conflicts: settings.force_conflicts }, events)
+            .await;
+        t.finish(applied.is_ok());
+        let applied = applied.map_err(|e| Failure::new(None, Reason::ApplyFailed, "", format!("{e} ({})", e.hint())))?;
+        // ECS registers task definitions while applying: the record names the revisions.
+        for a in &applied.services {
+            if let Some(s) = rel.services.get_mut(&a.service) {
+                s.revision = Some(a.revision.clone());
+            }
+        }
+        progress.applied.services.extend(applied.services.iter().cloned());
+        if lock.lost() {
+            return Err(Failure::new(None, Reason::RolloutFailed, "", EngineError::LockLost.to_string()));
+        }
+        // A later wave starts only once this one runs healthy: what depends on it is never
+        // applied next to a broken dependency.
+        let t = PhaseTimer::start(events, Phase::Health);
+        let verdict = watch(platform, settings, &applied, deadline, Duration::ZERO, false, events).await;
+        t.finish(verdict.is_ok());
+        verdict?;
+    }
+    if let Strategy::BlueGreen { smoke_checks, .. } = &settings.strategy {
+        if let Err(detail) = crate::checks::all_pass(&settings.gates.http, smoke_checks).await {
+            return Err(Failure::new(None, Reason::SmokeCheck, "", detail));
+        }
+        platform
+            .switch(&progress.applied, true, events)
+            .await
+            .map_err(|e| Failure::new(None, Reason::ApplyFailed, "traffic switch", e.to_string()))?;
+        progress.switched = true;
+    }
+    if !settings.bake.is_zero() {
+        let t = PhaseTimer::start(events, Phase::Bake);
+        let verdict = watch(platform, settings, &progress.applied, deadline, settings.bake, true, events).await;
+        t.finish(verdict.is_ok());
+        verdict?;
+    }
+    if let Strategy::BlueGreen { scale_down_delay, .. } = &settings.strategy
+        && !scale_down_delay.is_zero()
+    {
+        service_note(
+            events,
+            Phase::Bake,
+            format!(
+                "blue-green: keeping the previous side for {} (switching back is instant until then)",
+                humantime::format_duration(*scale_down_delay)
+            ),
+        );
+        watch(platform, settings, &progress.applied, deadline, *scale_down_delay, true, events).await?;
+    }
+    Ok(())
+}
+
+/// Watches `applied` until it runs healthy (before `deadline`) and stays so for `hold`; during a
+/// hold with `gated`, the CloudWatch alarms and HTTP checks run beside the platform's signals,
+/// and the first failure of any ends it.
+async fn watch<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    applied: &Applied,
+    deadline: tokio::time::Instant,
+    hold: Duration,
+    gated: bool,
+    events: &dyn Sink,
+) -> Result<(), Failure> {
+    let platform_watch = async {
+        match platform.watch(applied, deadline, hold, events).await {
+            Ok(None) => Ok(()),
+            Ok(Some(f)) => Err(f),
+            Err(e) => Err(Failure::new(None, Reason::RolloutFailed, "", format!("could not watch the rollout: {e}"))),
+        }
+    };
+    // Alarms gate the whole rollout (a release that trips one before its bake is not healthy
+    // either); HTTP checks only once the new version serves (during holds).
+    let gates = settings.gates.hold(if gated { hold } else { Duration::ZERO }, gated, events);
+    tokio::pin!(platform_watch, gates);
+    tokio::select! {
+        w = &mut platform_watch => match w {
+            Ok(()) => gates.await,
+            Err(f) => Err(f),
+        },
+        g = &mut gates => match g {
+            Ok(()) => platform_watch.await,
+            Err(f) => Err(f),
+        },
+    }
+}
+
+/// Returns the environment to the last known-good release after `failed` failed; Ok(its id).
+async fn return_to<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    target: Option<&Release>,
+    failed: &Release,
+    progress: &Progress,
+    events: &dyn Sink,
+) -> Result<String, String> {
+    let t = PhaseTimer::start(events, Phase::Rollback);
+    events.emit(&Event::RollbackStarted {
+        to_release: target.map(|t| t.id.clone()),
+        reason: failed.failure.clone().unwrap_or_default(),
+        digests: target.map(digests_of).unwrap_or_default(),
+    });
+    let result = restore(platform, settings, target, Some(failed), progress, events).await;
+    t.finish(result.is_ok());
+    events.emit(&Event::RollbackFinished {
+        to_release: target.map(|t| t.id.clone()),
+        ok: result.is_ok(),
+        digests: target.map(digests_of).unwrap_or_default(),
+        message: result.as_ref().err().cloned(),
+    });
+    result
+}
+
+/// Puts `target` back: a blue-green release that moved traffic switches it back (the old side
+/// still runs at full size); everything else is re-applied from the record and watched
+/// (no bake: alarms may report the bad version's damage for minutes).
+async fn restore<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    target: Option<&Release>,
+    from: Option<&Release>,
+    progress: &Progress,
+    events: &dyn Sink,
+) -> Result<String, String> {
+    let Some(target) = target else {
+        return Err("no earlier release succeeded in this environment, so there is nothing to return to (first deploy)".into());
+    };
+    if progress.switched {
+        platform.switch(&progress.applied, false, events).await.map_err(|e| format!("switching traffic back failed: {e}"))?;
+    }
+    let services: Vec<String> = target.services.keys().cloned().collect();
+    let applied = platform
+        .apply(target, &services, ApplyMode::Restore { from: from.cloned() }, events)
+        .await
+        .map_err(|e| format!("{e} ({})", e.hint()))?;
+    for a in applied.services.iter().filter(|a| a.changed) {
+        events.emit(&Event::Service {
+            service: a.service.clone(),
+            phase: Phase::Rollback,
+            message: format!("rolling back to {} ({})", target.id, a.revision),
+        });
+    }
+    let deadline = tokio::time::Instant::now() + settings.rollout_timeout;
+    match platform.watch(&applied, deadline, Duration::ZERO, events).await {
+        Ok(None) => Ok(target.id.clone()),
+        Ok(Some(f)) => Err(format!("release {} did not become healthy again: {f}", target.id)),
+        Err(e) => Err(format!("could not watch the rollback: {e}")),
+    }
+}
+
+/// Manual rollback to `to` (default: the newest succeeded release before the one that runs).
+/// Recorded as a release of its own with the target's contents, so it becomes the known-good one.
+pub async fn rollback<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    to: Option<&str>,
+    events: &dyn Sink,
+) -> Result<Ended, EngineError> {
+    // The target is checked before the lock: a typo must not wait for (or take) the lock.
+    let history = platform.history().await?;
+    let target = rollback_target(&history, to)?.clone();
+    let lock = acquire(platform, settings, events).await?;
+    let result = async {
+        let history = platform.history().await?;
+        let sequence = release::next_sequence(&history);
+        let current = history.iter().rev().find(|r| r.status == ReleaseStatus::Succeeded).cloned();
+        let mut rel = Release {
+            id: Release::make_id(&settings.environment, sequence),
+            sequence,
+            status: ReleaseStatus::Pending,
+            actor: settings.actor.clone(),
+            confirmation: settings.confirmation.clone(),
+            started_at: now(),
+            finished_at: None,
+            failure: None,
+            rolled_back_to: Some(target.id.clone()),
+            ..target.clone()
+        };
+        platform.record(&rel).await?;
+        let t = PhaseTimer::start(events, Phase::Rollback);
+        events.emit(&Event::RollbackStarted {
+            to_release: Some(target.id.clone()),
+            reason: format!("rollback to {} requested", target.id),
+            digests: digests_of(&target),
+        });
+        let result = restore(platform, settings, Some(&target), current.as_ref(), &Progress::default(), events).await;
+        t.finish(result.is_ok());
+        events.emit(&Event::RollbackFinished {
+            to_release: Some(target.id.clone()),
+            ok: result.is_ok(),
+            digests: digests_of(&target),
+            message: result.as_ref().err().cloned(),
+        });
+        rel.finished_at = Some(now());
+        match result {
+            Ok(_) => {
+                rel.status = ReleaseStatus::Succeeded;
+                platform.record(&rel).await?;
+                Ok(Ended::Succeeded(rel))
+            }
+            Err(why) => {
+                rel.status = ReleaseStatus::Failed;
+                rel.failure = Some(why.clone());
+                platform.record(&rel).await?;
+                let failure = Failure::new(None, Reason::RolloutFailed, "", why.clone());
+                Ok(Ended::RollbackFailed { release: rel, failure, why })
+            }
+        }
+    }
+    .await;
+    lock.release().await;
+    result
+}
+
+/// The release a rollback returns to: `to`, which must have succeeded, or the newest succeeded
+/// release before the newest one that succeeded (what runs).
+pub fn rollback_target<'a>(history: &'a [Release], to: Option<&str>) -> Result<&'a Release, EngineError> {
+    let ok: Vec<String> = history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).map(|r| r.id.clone()).collect();
+    match to {
+        Some(id) => {
+            let r = history.iter().find(|r| r.id == id).ok_or_else(|| EngineError::UnknownRelease(id.to_owned(), ok.clone()))?;
+            if r.status == ReleaseStatus::Succeeded {
+                Ok(r)
+            } else {
+                Err(EngineError::UnsafeTarget(id.to_owned(), r.status.as_str(), ok))
+            }
+        }
+        None => {
+            let current = history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).max_by_key(|r| r.sequence);
+            release::last_known_good(history, current.map(|c| c.id.as_str())).ok_or(EngineError::NothingToRollBackTo)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waves_follow_depends_on_inside_the_release_only() {
+        let deps: BTreeMap<String, Vec<String>> = [
+            ("order".to_owned(), vec!["user".to_owned()]),
+            // Not in this release: it already runs, nothing waits for it.
+            ("payment".to_owned(), vec!["analytics".to_owned()]),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(waves(&["order", "payment", "user"], &deps), vec![vec!["payment", "user"], vec!["order"]]);
+        assert_eq!(waves(&["order", "payment"], &BTreeMap::new()), vec![vec!["order", "payment"]]);
+        let chain: BTreeMap<String, Vec<String>> =
+            [("c".to_owned(), vec!["b".to_owned()]), ("b".to_owned(), vec!["a".to_owned()])].into_iter().collect();
+        assert_eq!(waves(&["c", "b", "a"], &chain), vec![vec!["a"], vec!["b"], vec!["c"]]);
+        let cycle: BTreeMap<String, Vec<String>> =
+            [("a".to_owned(), vec!["b".to_owned()]), ("b".to_owned(), vec!["a".to_owned()])].into_iter().collect();
+        assert_eq!(waves(&["a", "b", "c"], &cycle), vec![vec!["c"], vec!["a", "b"]]);
+        assert!(waves(&[], &BTreeMap::new()).is_empty());
+    }
+
+    fn rel(seq: u64, status: ReleaseStatus) -> Release {
+        Release {
+            id: Release::make_id("dev", seq),
+            sequence: seq,
+            product: "shop".into(),
+            environment: "dev".into(),
+            status,
+            git_sha: None,
+            actor: None,
+            confirmation: None,
+            started_at: String::new(),
+            finished_at: None,
+            failure: None,
+            rolled_back_to: None,
+            services: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_rollback_target_is_the_succeeded_release_before_what_runs() {
+        let h = vec![
+            rel(1, ReleaseStatus::Succeeded),
+            rel(2, ReleaseStatus::Succeeded),
+            rel(3, ReleaseStatus::RolledBack),
+        ];
+        assert_eq!(rollback_target(&h, None).unwrap().id, "dev.1");
+        assert_eq!(rollback_target(&h, Some("dev.2")).unwrap().id, "dev.2");
+        assert!(matches!(rollback_target(&h, Some("dev.3")), Err(EngineError::UnsafeTarget(..))));
+        assert!(matches!(rollback_target(&h, Some("dev.9")), Err(EngineError::UnknownRelease(..))));
+        assert!(matches!(rollback_target(&h[..1], None), Err(EngineError::NothingToRollBackTo)));
+    }
+}
