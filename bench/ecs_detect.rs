@@ -19,9 +19,9 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_ecs::types::DesiredStatus;
 use deployer::events::Recorder;
-use deployer::health::{Cause, HealthPolicy, Verdict};
+use deployer::model::Reason;
 use deployer::platform::ecs::EcsPlatform;
-use deployer::platform::{Platform, ReleaseId};
+use deployer::platform::{ApplyMode, Platform};
 use support::ecs_env::{CLUSTER, EcsEnv, Options, image};
 
 const RUNS: usize = 3;
@@ -74,27 +74,46 @@ async fn settle(env: &EcsEnv, ecs_name: &str, td: &str) {
 async fn ours(env: &EcsEnv, p: &EcsPlatform, n: u8) -> (f64, String) {
     let mut imgs = BTreeMap::new();
     imgs.insert("user".to_owned(), image("user", Some("crashloop"), 100 + n));
-    let plan = p.release_plan(ReleaseId(format!("bench-{n}")), "bench", &imgs).unwrap();
-    let applied = p.apply(&plan).await.unwrap();
-    let policy = HealthPolicy::from_environment(&env.env);
-    let verdict = p.watch(&applied, &policy, &Recorder::default()).await.unwrap();
+    let mut inputs =
+        deployer::plan::Inputs { images: imgs, services: vec!["user".into()], pinned: BTreeMap::new() };
+    inputs.pinned.insert("user".into(), deployer::plan::prebuilt_digest(&inputs, "user").unwrap());
+    let planned = deployer::pipeline::planned(&env.config, &env.env, &inputs, &|_| None).await.unwrap();
+    let release = deployer::release::Release {
+        id: format!("bench.{n}"),
+        sequence: u64::from(n),
+        product: "shop".into(),
+        environment: env.env.name.clone(),
+        status: deployer::release::ReleaseStatus::Pending,
+        git_sha: None,
+        actor: None,
+        confirmation: None,
+        started_at: String::new(),
+        finished_at: None,
+        failure: None,
+        rolled_back_to: None,
+        services: planned.services,
+    };
+    let rec = Recorder::default();
+    let applied = p
+        .apply(&release, &["user".to_owned()], ApplyMode::Rollout { force_conflicts: false }, &rec)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + env.env.timeouts.rollout;
+    let failure = p.watch(&applied, deadline, Duration::ZERO, &rec).await.unwrap();
     let at = SystemTime::now();
     let a = &applied.services[0];
     let stop = first_stop(env, &a.target, &a.handle).await.expect("a stopped task");
-    let summary = match &verdict {
-        Verdict::Failed { failures } => {
-            let causes: Vec<&str> = failures
-                .iter()
-                .map(|f| match f.cause {
-                    Cause::UnitFailed => "task failed",
-                    Cause::RolledBackByPlatform => "ECS rolled back",
-                    Cause::RolloutFailed => "rollout failed",
-                    _ => "other",
-                })
-                .collect();
-            format!("failed ({})", causes[0])
-        }
-        v => format!("{v:?}"),
+    let summary = match &failure {
+        Some(f) => format!(
+            "failed ({})",
+            match f.reason {
+                Reason::CrashLoop => "task failed",
+                Reason::RolledBackByPlatform => "ECS rolled back",
+                Reason::RolloutFailed => "rollout failed",
+                _ => "other",
+            }
+        ),
+        None => "healthy".to_owned(),
     };
     (secs(stop, at), summary)
 }

@@ -12,8 +12,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use deployer::engine::{self, Ended, Planned, Settings, Strategy};
 use deployer::events::{Event, Phase, Sink};
-use deployer::platform::eks::{DeployOutcome, DeployRequest, Eks};
+use deployer::platform::eks::Eks;
+use deployer::release::ServiceRelease;
 use deployer::render::ImagePin;
 use deployer::render::kustomize::{Kustomize, MANAGED_BY};
 use futures::StreamExt;
@@ -84,22 +86,24 @@ async fn release(
     out
 }
 
-fn request(services: BTreeMap<String, (String, Vec<serde_json::Value>)>) -> DeployRequest {
-    DeployRequest {
-        services,
-        depends_on: BTreeMap::new(),
-        git_sha: None,
+fn request(services: BTreeMap<String, (String, Vec<serde_json::Value>)>) -> (Settings, Planned) {
+    let settings = Settings {
+        product: "shop".into(),
+        environment: "dev".into(),
+        holder: "bench".into(),
         actor: None,
         confirmation: None,
-        force_conflicts: false,
+        git_sha: None,
+        lock_wait: Duration::from_secs(30),
         rollout_timeout: Duration::from_mins(10),
         bake: Duration::ZERO,
-        lock_wait: Duration::from_secs(30),
-        holder: "bench".into(),
-        blue_green: None,
-        smoke_checks: Vec::new(),
-        http_checks: Vec::new(),
-    }
+        strategy: Strategy::Rolling,
+        gates: engine::gates::Gates::none(),
+        force_conflicts: false,
+    };
+    let services =
+        services.into_iter().map(|(s, (image, objs))| (s, ServiceRelease::new(image, objs, None))).collect();
+    (settings, Planned { services, depends_on: BTreeMap::new() })
 }
 
 #[tokio::main]
@@ -127,8 +131,10 @@ async fn main() {
     let mut latencies = Vec::new();
     for run in 0..RUNS {
         let good = request(release(&root, &format!("{}", 2 * run + 1), false).await);
-        let ok = eks.deploy(&good, &deployer::events::Fanout::default()).await.expect("deploy");
-        assert!(matches!(ok, DeployOutcome::Succeeded { .. }));
+        let ok = engine::deploy(&eks, &good.0, good.1, &deployer::events::Fanout::default())
+            .await
+            .expect("deploy");
+        assert!(matches!(ok, Ended::Succeeded(_)));
         // An independent observer: the instant a pod first reports a failing container state.
         let first_fail: Arc<Mutex<Option<Instant>>> = Arc::default();
         let ff = first_fail.clone();
@@ -147,9 +153,9 @@ async fn main() {
         });
         let clock = RollbackClock(Mutex::new(None));
         let bad = request(release(&root, &format!("{}", 2 * run + 2), true).await);
-        let outcome = eks.deploy(&bad, &clock).await.expect("deploy");
+        let outcome = engine::deploy(&eks, &bad.0, bad.1, &clock).await.expect("deploy");
         observer.abort();
-        assert!(matches!(outcome, DeployOutcome::RolledBack { .. }), "{outcome:?}");
+        assert!(matches!(outcome, Ended::RolledBack { .. }), "{outcome:?}");
         let (Some(fail), Some(rb)) = (*first_fail.lock().expect("lock"), *clock.0.lock().expect("lock"))
         else {
             panic!("missing timestamps")

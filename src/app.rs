@@ -7,16 +7,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::cli::{Cli, Command, DeployArgs, ImageArgs, OutputFormat};
-use crate::config::{Config, ConfigError, ConfigErrors, Environment, Target, did_you_mean};
+use crate::config::{Config, ConfigErrors, Environment, did_you_mean};
 use crate::error::{Error, ExitCode};
 use crate::events::{Event, Fanout, Phase, Sink};
 use crate::identity;
 use crate::identity::Masker;
 use crate::identity::guard::{LinePrompt, Prompt};
-use crate::observe::{self, VarFn};
+use crate::observe::VarFn;
 use crate::pipeline::{self, phase};
 use crate::plan::{self, Inputs};
-use crate::render::RenderError;
 use crate::report::{self, github::Github, live};
 
 /// What the binary gives the library: where to write, where to read confirmations from.
@@ -204,15 +203,8 @@ async fn dispatch(
 async fn deploy(cx: &pipeline::Context<'_>, args: &DeployArgs, prompt: &mut dyn Prompt) -> Result<(), Error> {
     let inputs = inputs(cx.config, &args.images)?;
     let session = pipeline::establish(cx).await?;
-    let (the_plan, render_errors) =
-        Box::pin(compute_plan(cx.config, cx.env, &inputs, cx.events, cx.var, Some(Ok(&session)))).await?;
-    let git_sha = the_plan.git_sha.clone();
-    cx.events.emit(&Event::Planned { plan: Box::new(the_plan) });
-    if !render_errors.is_empty() {
-        return Err(ConfigErrors(render_errors).into());
-    }
     let flags = pipeline::Flags { yes: args.yes, force_conflicts: args.force_conflicts };
-    Box::pin(pipeline::deploy(cx, &session, inputs, &flags, git_sha, prompt)).await
+    Box::pin(pipeline::deploy(cx, &session, inputs, &flags, prompt)).await
 }
 
 async fn dispatch_read_only(
@@ -263,7 +255,7 @@ async fn dispatch_read_only(
                         .unwrap_or_default()
                 })),
             };
-            let (the_plan, render_errors) = Box::pin(compute_plan(
+            let (the_plan, render_errors, _) = Box::pin(pipeline::compute_plan(
                 &config,
                 &env,
                 &inputs,
@@ -379,57 +371,6 @@ async fn load(cli: &Cli, events: &dyn Sink) -> Result<(Config, Environment), Err
         Ok((config, env))
     })
     .await
-}
-
-async fn compute_plan(
-    config: &Config,
-    env: &Environment,
-    inputs: &Inputs,
-    events: &dyn Sink,
-    var: VarFn<'_>,
-    session: Option<Result<&crate::identity::AwsSession, String>>,
-) -> Result<(plan::Plan, Vec<ConfigError>), Error> {
-    let observed = phase(events, Phase::Observe, async {
-        Ok(observe::observe(config, env, inputs, var, session).await)
-    })
-    .await?;
-    for u in &observed.unobserved {
-        events.emit(&Event::Unobserved { what: u.what.clone(), reason: u.reason.clone() });
-    }
-    let render_errors = render_errors(config, env, &observed);
-    let the_plan =
-        phase(events, Phase::Plan, async { Ok(plan::plan(config, env, &observed, inputs)) }).await?;
-    Ok((the_plan, render_errors))
-}
-
-/// Render failures that are the configuration's fault (kustomize errors, bad templates, images
-/// left un-pinned), each naming the overlay or template. A missing kustomize is not one: the
-/// plan reports it as not rendered.
-fn render_errors(config: &Config, env: &Environment, observed: &plan::Observed) -> Vec<ConfigError> {
-    observed
-        .renders
-        .iter()
-        .filter_map(|(service, r)| {
-            let e = r.as_ref().err()?;
-            if matches!(e, RenderError::NotFound(_)) {
-                return None;
-            }
-            let svc = config.service(service)?;
-            let file = match (&env.target, e) {
-                (Target::Ecs(_), _) | (_, RenderError::TaskDefinition { .. }) => {
-                    svc.ecs.as_ref().map(|t| config.root.join(&t.task_definition.value))
-                }
-                (Target::Eks(_), _) => config.overlay_dir(svc, &env.name),
-            };
-            Some(ConfigError {
-                file: file.unwrap_or_else(|| config.path.clone()),
-                line: None,
-                column: None,
-                message: e.to_string(),
-                hint: Some(e.hint()),
-            })
-        })
-        .collect()
 }
 
 /// Parses `--image SERVICE=REF` and `--service NAME` against the product's services.

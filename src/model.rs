@@ -188,7 +188,10 @@ mod tests {
         assert_eq!(p.repository, "127.0.0.1:5000/shop/user");
         assert_eq!(p.digest, "sha256:abc");
         assert_eq!(p.to_string(), "127.0.0.1:5000/shop/user@sha256:abc");
-        assert_eq!(PinnedImage::parse("host:5000/shop/user@sha256:1").unwrap().repository, "host:5000/shop/user");
+        assert_eq!(
+            PinnedImage::parse("host:5000/shop/user@sha256:1").unwrap().repository,
+            "host:5000/shop/user"
+        );
         assert!(PinnedImage::parse("shop/user:1.2").is_none());
         assert!(PinnedImage::parse("shop/user@md5:1").is_none());
         assert_eq!(PinnedImage::digest_or_reference("shop/user:1"), "shop/user:1");

@@ -56,7 +56,11 @@ pub async fn observe(
         },
     }
     for (name, r) in renders {
-        obs.renders.insert(name, r.map(|rendered| summarize(&rendered)));
+        obs.renders.insert(name.clone(), r.as_ref().map(summarize).map_err(Clone::clone));
+        if let Ok(rendered) = r {
+            // Kept whole: what the plan shows is what the release applies (rendered once).
+            obs.rendered.insert(name, rendered);
+        }
     }
     obs
 }
@@ -167,14 +171,7 @@ async fn live_eks(
     Ok(())
 }
 
-/// A service rendered in full: what deploy applies.
-#[derive(Debug, Clone)]
-pub enum RenderedService {
-    /// Kubernetes objects from the overlay (images pinned when digests are known).
-    Kubernetes(Vec<serde_json::Value>),
-    /// An ECS task definition.
-    Ecs(serde_json::Value),
-}
+pub use crate::render::RenderedService;
 
 /// Renders every selected service for the environment: kustomize overlays (EKS, in one kustomize
 /// process when they all render)
@@ -283,7 +280,7 @@ fn summarize(rendered: &RenderedService) -> Rendered {
 }
 
 /// The commit: `GITHUB_SHA` in Actions, else `git rev-parse HEAD` in the product directory.
-async fn git_sha(root: &Path, var: VarFn<'_>) -> Option<String> {
+pub async fn git_sha(root: &Path, var: VarFn<'_>) -> Option<String> {
     if let Some(sha) = var("GITHUB_SHA").filter(|s| !s.is_empty()) {
         return Some(sha);
     }

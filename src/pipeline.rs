@@ -6,16 +6,17 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::config::{Config, Environment, StrategyKind, Target};
+use crate::config::{Config, ConfigError, Environment, StrategyKind, Target};
 use crate::engine::{self, Ended, Planned, Settings, Strategy};
 use crate::error::Error;
 use crate::events::{Event, Outcome, Phase, PhaseTiming, Sink};
 use crate::identity::guard::{self, Action, Invocation, Prompt};
 use crate::identity::{self, AwsSession, Masker};
 use crate::observe::{self, RenderedService, VarFn};
-use crate::plan::{Inputs, Pinned};
+use crate::plan::{self, Inputs, Pinned};
 use crate::platform::{self, Platform};
 use crate::release::{Release, ServiceRelease};
+use crate::render::RenderError;
 
 /// What every executor needs.
 pub struct Context<'a> {
@@ -304,8 +305,9 @@ async fn connect(cx: &Context<'_>, session: &AwsSession) -> Result<platform::Any
     match &cx.env.target {
         Target::Eks(target) => {
             let access = identity::eks::kube_config(target, session).await?;
-            let client = kube::Client::try_from(access.config.clone())
-                .map_err(|e| platform::PlatformError::Connect { what: "the cluster".into(), message: e.to_string() })?;
+            let client = kube::Client::try_from(access.config.clone()).map_err(|e| {
+                platform::PlatformError::Connect { what: "the cluster".into(), message: e.to_string() }
+            })?;
             Ok(platform::Any::Eks(platform::eks::Eks::new(
                 client,
                 &target.namespace,
@@ -341,7 +343,22 @@ pub fn settings(
     git_sha: Option<String>,
     confirmation: Option<String>,
 ) -> Settings {
-    let env = cx.env;
+    let mut s = settings_for(cx.config, cx.env, session.map(|s| &s.config), actor(cx.var).as_deref());
+    s.holder = holder(cx.var);
+    s.git_sha = git_sha;
+    s.confirmation = confirmation;
+    s.force_conflicts = flags.force_conflicts;
+    s
+}
+
+/// The engine's settings an environment file asks for (strategy, deadlines, bake, gates);
+/// `sdk` reads the CloudWatch alarms.
+pub fn settings_for(
+    config: &Config,
+    env: &Environment,
+    sdk: Option<&aws_types::SdkConfig>,
+    actor: Option<&str>,
+) -> Settings {
     let strategy = match env.strategy.kind {
         StrategyKind::BlueGreen => Strategy::BlueGreen {
             scale_down_delay: env.strategy.scale_down_delay,
@@ -352,22 +369,20 @@ pub fn settings(
     let mut gates = engine::gates::Gates::none();
     gates.alarms = env.health.alarms.clone();
     gates.http_checks = env.health.http.clone();
-    gates.cloudwatch = session
-        .filter(|_| !env.health.alarms.is_empty())
-        .map(|s| aws_sdk_cloudwatch::Client::new(&s.config));
+    gates.cloudwatch = sdk.filter(|_| !env.health.alarms.is_empty()).map(aws_sdk_cloudwatch::Client::new);
     Settings {
-        product: cx.config.product.product.as_str().to_owned(),
+        product: config.product.product.as_str().to_owned(),
         environment: env.name.clone(),
-        holder: holder(cx.var),
-        actor: actor(cx.var),
-        confirmation,
-        git_sha,
+        holder: format!("{}/{:08x}", std::process::id(), rand::random::<u32>()),
+        actor: actor.map(str::to_owned),
+        confirmation: None,
+        git_sha: None,
         lock_wait: env.timeouts.lock,
         rollout_timeout: env.timeouts.rollout,
         bake: env.health.bake_time.map(|d| d.0).unwrap_or_default(),
         strategy,
         gates,
-        force_conflicts: flags.force_conflicts,
+        force_conflicts: false,
     }
 }
 
@@ -375,19 +390,20 @@ fn environment_url(cx: &Context<'_>) -> Option<String> {
     cx.env.notifications.github.as_ref().and_then(|g| g.environment_url.clone())
 }
 
-/// `deployer deploy`.
+/// `deployer deploy`: images (build + push, or resolve) → observe and plan against the real
+/// pins (shown) → gates (render errors, scan, approval) → the engine applies exactly the
+/// services the plan rendered.
 pub async fn deploy(
     cx: &Context<'_>,
     session: &AwsSession,
     mut inputs: Inputs,
     flags: &Flags,
-    git_sha: Option<String>,
     prompt: &mut dyn Prompt,
 ) -> Result<(), Error> {
     let timeline = Timeline::new(cx.events);
     let tcx =
         Context { config: cx.config, env: cx.env, var: cx.var, events: &timeline, masker: cx.masker.clone() };
-    let result = Box::pin(deploy_inner(&tcx, session, &mut inputs, flags, git_sha, prompt)).await;
+    let result = Box::pin(deploy_inner(&tcx, session, &mut inputs, flags, prompt)).await;
     let (outcome, release_id) = match &result {
         Ok(id) => (Outcome::Succeeded, Some(id.clone())),
         Err((e, id)) => (
@@ -416,44 +432,159 @@ async fn deploy_inner(
     session: &AwsSession,
     inputs: &mut Inputs,
     flags: &Flags,
-    git_sha: Option<String>,
     prompt: &mut dyn Prompt,
 ) -> Result<String, (Error, Option<String>)> {
-    let confirmation = confirm(cx, session, Action::Deploy, flags.yes, prompt).map_err(|e| (e, None))?;
-    inputs.pinned =
-        Box::pin(resolve_images(cx, session, inputs, git_sha.as_deref())).await.map_err(|e| (e, None))?;
-    Box::pin(phase(cx.events, Phase::Scan, scan_gate(cx, session, &inputs.pinned)))
-        .await
-        .map_err(|e| (e, None))?;
-    let planned = phase(cx.events, Phase::Render, async { planned(cx, inputs).await }).await.map_err(|e| (e, None))?;
-    let platform = connect(cx, session).await.map_err(|e| (e, None))?;
+    let no_id = |e: Error| (e, None);
+    let git_sha = observe::git_sha(&cx.config.root, cx.var).await;
+    inputs.pinned = Box::pin(resolve_images(cx, session, inputs, git_sha.as_deref())).await.map_err(no_id)?;
+    let (the_plan, render_errors, rendered) =
+        Box::pin(compute_plan(cx.config, cx.env, inputs, cx.events, cx.var, Some(Ok(session))))
+            .await
+            .map_err(no_id)?;
+    cx.events.emit(&Event::Planned { plan: Box::new(the_plan) });
+    if !render_errors.is_empty() {
+        return Err(no_id(crate::config::ConfigErrors(render_errors).into()));
+    }
+    Box::pin(phase(cx.events, Phase::Scan, scan_gate(cx, session, &inputs.pinned))).await.map_err(no_id)?;
+    let confirmation = confirm(cx, session, Action::Deploy, flags.yes, prompt).map_err(no_id)?;
+    let planned = planned_from(cx.config, inputs, rendered).map_err(no_id)?;
+    let platform = connect(cx, session).await.map_err(no_id)?;
     let settings = settings(cx, Some(session), flags, git_sha, Some(confirmation));
-    let ended = Box::pin(engine::deploy(&platform, &settings, planned, cx.events)).await.map_err(|e| (e.into(), None))?;
+    let ended = Box::pin(engine::deploy(&platform, &settings, planned, cx.events))
+        .await
+        .map_err(|e| (e.into(), None))?;
     let id = match &ended {
-        Ended::Succeeded(r) | Ended::RolledBack { release: r, .. } | Ended::RollbackFailed { release: r, .. } => {
-            r.id.clone()
-        }
+        Ended::Succeeded(r)
+        | Ended::RolledBack { release: r, .. }
+        | Ended::RollbackFailed { release: r, .. } => r.id.clone(),
     };
     Result::<Release, Error>::from(ended).map(|r| r.id).map_err(|e| (e, Some(id)))
 }
 
-/// Renders every selected service once, with its pinned image: what the release applies
-/// (Kubernetes objects or an ECS task definition).
-async fn planned(cx: &Context<'_>, inputs: &Inputs) -> Result<Planned, Error> {
-    let (_, renders) = observe::render_services(cx.config, cx.env, inputs, cx.var).await;
+/// The release the plan rendered: every selected service with its pinned image and its objects
+/// or task definition, in `depends_on` order. A selected service that did not render (e.g. no
+/// kustomize on PATH) refuses the deploy.
+fn planned_from(
+    config: &Config,
+    inputs: &Inputs,
+    mut rendered: BTreeMap<String, RenderedService>,
+) -> Result<Planned, Error> {
     let mut services = BTreeMap::new();
+    let mut missing = Vec::new();
+    for svc in config
+        .product
+        .services
+        .iter()
+        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
+    {
+        let name = svc.name.as_str();
+        let image =
+            inputs.pinned.get(name).map(|p| format!("{}@{}", p.repository, p.digest)).unwrap_or_default();
+        match rendered.remove(name) {
+            Some(RenderedService::Kubernetes(objs)) => {
+                services.insert(name.to_owned(), ServiceRelease::new(image, objs, None));
+            }
+            Some(RenderedService::Ecs(doc)) => {
+                services.insert(name.to_owned(), ServiceRelease::new(image, Vec::new(), Some(doc)));
+            }
+            None => missing.push(name.to_owned()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Error::Config(crate::config::ConfigErrors(vec![ConfigError {
+            file: config.path.clone(),
+            line: None,
+            column: None,
+            message: format!("could not render {}", missing.join(", ")),
+            hint: Some(
+                "see the plan above for why (kustomize not found, a broken overlay or template)".into(),
+            ),
+        }])));
+    }
+    Ok(Planned { services, depends_on: depends_on(config) })
+}
+
+fn depends_on(config: &Config) -> BTreeMap<String, Vec<String>> {
+    config
+        .product
+        .services
+        .iter()
+        .map(|s| (s.name.as_str().to_owned(), s.depends_on.iter().map(|d| d.as_str().to_owned()).collect()))
+        .collect()
+}
+
+/// Observes (renders every selected service once, reads what runs) and computes the pure plan.
+/// Returns the plan, the render failures that are the configuration's fault, and the rendered
+/// services in full: what `deploy` applies is what the plan showed.
+pub async fn compute_plan(
+    config: &Config,
+    env: &Environment,
+    inputs: &Inputs,
+    events: &dyn Sink,
+    var: VarFn<'_>,
+    session: Option<Result<&crate::identity::AwsSession, String>>,
+) -> Result<(plan::Plan, Vec<ConfigError>, BTreeMap<String, RenderedService>), Error> {
+    let observed = phase(events, Phase::Observe, async {
+        Ok(observe::observe(config, env, inputs, var, session).await)
+    })
+    .await?;
+    for u in &observed.unobserved {
+        events.emit(&Event::Unobserved { what: u.what.clone(), reason: u.reason.clone() });
+    }
+    let render_errors = render_errors(config, env, &observed);
+    let the_plan =
+        phase(events, Phase::Plan, async { Ok(plan::plan(config, env, &observed, inputs)) }).await?;
+    Ok((the_plan, render_errors, observed.rendered))
+}
+
+/// Render failures that are the configuration's fault (kustomize errors, bad templates, images
+/// left un-pinned), each naming the overlay or template. A missing kustomize is not one: the
+/// plan reports it as not rendered.
+pub fn render_errors(config: &Config, env: &Environment, observed: &plan::Observed) -> Vec<ConfigError> {
+    observed
+        .renders
+        .iter()
+        .filter_map(|(service, r)| {
+            let e = r.as_ref().err()?;
+            if matches!(e, RenderError::NotFound(_)) {
+                return None;
+            }
+            let svc = config.service(service)?;
+            let file = match (&env.target, e) {
+                (Target::Ecs(_), _) | (_, RenderError::TaskDefinition { .. }) => {
+                    svc.ecs.as_ref().map(|t| config.root.join(&t.task_definition.value))
+                }
+                (Target::Eks(_), _) => config.overlay_dir(svc, &env.name),
+            };
+            Some(ConfigError {
+                file: file.unwrap_or_else(|| config.path.clone()),
+                line: None,
+                column: None,
+                message: e.to_string(),
+                hint: Some(e.hint()),
+            })
+        })
+        .collect()
+}
+
+/// Renders every selected service once, with its pinned image: what a release applies (for
+/// callers that do not need the plan, e.g. benchmarks and tests of the engine).
+pub async fn planned(
+    config: &Config,
+    env: &Environment,
+    inputs: &Inputs,
+    var: VarFn<'_>,
+) -> Result<Planned, Error> {
+    let (_, renders) = observe::render_services(config, env, inputs, var).await;
+    let mut rendered = BTreeMap::new();
     let mut errors = Vec::new();
     for (svc, r) in renders {
-        let image = inputs.pinned.get(&svc).map(|p| format!("{}@{}", p.repository, p.digest)).unwrap_or_default();
         match r {
-            Ok(RenderedService::Kubernetes(objs)) => {
-                services.insert(svc, ServiceRelease::new(image, objs, None));
+            Ok(x) => {
+                rendered.insert(svc, x);
             }
-            Ok(RenderedService::Ecs(doc)) => {
-                services.insert(svc, ServiceRelease::new(image, Vec::new(), Some(doc)));
-            }
-            Err(e) => errors.push(crate::config::ConfigError {
-                file: cx.config.path.clone(),
+            Err(e) => errors.push(ConfigError {
+                file: config.path.clone(),
                 line: None,
                 column: None,
                 message: e.to_string(),
@@ -464,14 +595,7 @@ async fn planned(cx: &Context<'_>, inputs: &Inputs) -> Result<Planned, Error> {
     if !errors.is_empty() {
         return Err(Error::Config(crate::config::ConfigErrors(errors)));
     }
-    let depends_on = cx
-        .config
-        .product
-        .services
-        .iter()
-        .map(|s| (s.name.as_str().to_owned(), s.depends_on.iter().map(|d| d.as_str().to_owned()).collect()))
-        .collect();
-    Ok(Planned { services, depends_on })
+    planned_from(config, inputs, rendered)
 }
 
 /// `deployer rollback`.
@@ -543,10 +667,10 @@ pub async fn status(cx: &Context<'_>) -> Result<Vec<ServiceStatus>, Error> {
     let mut out = Vec::new();
     for (svc, rel) in &current.services {
         // What the record says runs: the image (EKS) or the task definition (ECS).
-        let recorded = rel
-            .revision
-            .as_deref()
-            .map_or_else(|| rel.image.clone(), |r| crate::platform::ecs::taskdef::family_revision(r).to_owned());
+        let recorded = rel.revision.as_deref().map_or_else(
+            || rel.image.clone(),
+            |r| crate::platform::ecs::taskdef::family_revision(r).to_owned(),
+        );
         let live = running.get(svc).map(|r| r.live.clone()).unwrap_or_default();
         let drifted = live.is_empty() || live.iter().any(|i| i != &recorded);
         out.push(ServiceStatus {

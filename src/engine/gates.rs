@@ -82,18 +82,17 @@ impl Gates {
             if tokio::time::Instant::now() >= end {
                 return Ok(());
             }
-            tokio::time::sleep(self.every.min(end.saturating_duration_since(tokio::time::Instant::now()))).await;
+            tokio::time::sleep(self.every.min(end.saturating_duration_since(tokio::time::Instant::now())))
+                .await;
         }
     }
 
     async fn alarms_ok(&self) -> Result<(), Sampled> {
         let (Some(cw), false) = (&self.cloudwatch, self.alarms.is_empty()) else { return Ok(()) };
-        let out = cw
-            .describe_alarms()
-            .set_alarm_names(Some(self.alarms.clone()))
-            .send()
-            .await
-            .map_err(|e| Sampled::Unavailable(format!("DescribeAlarms failed: {}", DisplayErrorContext(&e))))?;
+        let out =
+            cw.describe_alarms().set_alarm_names(Some(self.alarms.clone())).send().await.map_err(|e| {
+                Sampled::Unavailable(format!("DescribeAlarms failed: {}", DisplayErrorContext(&e)))
+            })?;
         let mut found: HashMap<String, (bool, String)> = HashMap::new();
         for a in out.metric_alarms() {
             let in_alarm = a.state_value().is_some_and(|s| s.as_str() == "ALARM");

@@ -23,12 +23,15 @@ use crate::platform::{Applied, ApplyMode, Platform, PlatformError};
 use crate::release::{self, Release, ReleaseStatus};
 
 /// How a release is rolled out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Strategy {
     Rolling,
     /// The new version goes to the side that receives no production traffic; traffic moves once
     /// it is healthy and the smoke checks pass; the old side is kept for `scale_down_delay`.
-    BlueGreen { scale_down_delay: Duration, smoke_checks: Vec<HttpCheck> },
+    BlueGreen {
+        scale_down_delay: Duration,
+        smoke_checks: Vec<HttpCheck>,
+    },
 }
 
 impl Strategy {
@@ -75,9 +78,17 @@ pub struct Planned {
 pub enum Ended {
     Succeeded(Release),
     /// Failed, and every service runs the last known-good release `to` again.
-    RolledBack { release: Release, to: String, failure: Failure },
+    RolledBack {
+        release: Release,
+        to: String,
+        failure: Failure,
+    },
     /// Failed, and returning to the last known-good release failed (or there was none).
-    RollbackFailed { release: Release, failure: Failure, why: String },
+    RollbackFailed {
+        release: Release,
+        failure: Failure,
+        why: String,
+    },
 }
 
 /// Errors that stop the engine before a release could end normally.
@@ -109,7 +120,9 @@ impl EngineError {
             Self::NothingToRollBackTo => {
                 "`deployer history` lists the recorded releases; pass `--to <release>`".into()
             }
-            Self::LockLost => "another run took over this environment; check `deployer status` before retrying".into(),
+            Self::LockLost => {
+                "another run took over this environment; check `deployer status` before retrying".into()
+            }
         }
     }
 }
@@ -119,9 +132,9 @@ impl From<EngineError> for crate::Error {
         let hint = e.hint();
         match e {
             EngineError::Platform(p) => p.into(),
-            EngineError::UnknownRelease(..) | EngineError::UnsafeTarget(..) | EngineError::NothingToRollBackTo => {
-                crate::Error::Usage { message: e.to_string(), hint }
-            }
+            EngineError::UnknownRelease(..)
+            | EngineError::UnsafeTarget(..)
+            | EngineError::NothingToRollBackTo => crate::Error::Usage { message: e.to_string(), hint },
             EngineError::LockLost => crate::Error::RollbackFailed { message: e.to_string(), hint },
         }
     }
@@ -228,7 +241,9 @@ async fn acquire<P: Platform>(
     let lock = lock?;
     if let Some(prev) = lock.took_over_from() {
         events.emit(&Event::Warning {
-            message: format!("took over the deploy lock from `{prev}`, which stopped renewing it (a run that died?)"),
+            message: format!(
+                "took over the deploy lock from `{prev}`, which stopped renewing it (a run that died?)"
+            ),
         });
     }
     Ok(lock)
@@ -280,11 +295,16 @@ async fn deploy_locked<P: Platform>(
         strategy: Some(settings.strategy.name().to_owned()),
     });
     let mut progress = Progress::default();
-    let result = roll_out(platform, settings, &mut rel, &released, &planned.depends_on, lock, &mut progress, events).await;
+    let result =
+        roll_out(platform, settings, &mut rel, &released, &planned.depends_on, lock, &mut progress, events)
+            .await;
     match result {
         Ok(()) => {
             for service in &released {
-                events.emit(&Event::HealthVerdict { service: service.clone(), verdict: crate::events::Verdict::Healthy });
+                events.emit(&Event::HealthVerdict {
+                    service: service.clone(),
+                    verdict: crate::events::Verdict::Healthy,
+                });
             }
             let t = PhaseTimer::start(events, Phase::Record);
             let finished = platform.finish(&progress.applied, &rel, previous.as_ref(), events).await;
@@ -309,7 +329,7 @@ async fn deploy_locked<P: Platform>(
             match back {
                 Ok(to) => {
                     rel.status = ReleaseStatus::RolledBack;
-                    rel.rolled_back_to = Some(to.clone());
+                    rel.rolled_back_to = previous.as_ref().map(|p| p.id.clone());
                     platform.record(&rel).await?;
                     Ok(Ended::RolledBack { release: rel, to, failure })
                 }
@@ -326,7 +346,11 @@ async fn deploy_locked<P: Platform>(
 /// The report form of a failure (job summary, PR comment, Slack).
 pub fn report_failure(f: &Failure) -> crate::events::HealthFailure {
     crate::events::HealthFailure {
-        workload: if f.subject.is_empty() { f.service.clone().unwrap_or_default() } else { f.subject.clone() },
+        workload: if f.subject.is_empty() {
+            f.service.clone().unwrap_or_default()
+        } else {
+            f.subject.clone()
+        },
         pod: None,
         container: None,
         reason: f.reason.as_str().to_owned(),
@@ -361,14 +385,19 @@ async fn roll_out<P: Platform>(
     let waves = waves(&names, depends_on);
     for (i, wave) in waves.iter().enumerate() {
         if waves.len() > 1 {
-            service_note(events, Phase::Apply, format!("wave {}/{}: {}", i + 1, waves.len(), wave.join(", ")));
+            service_note(
+                events,
+                Phase::Apply,
+                format!("wave {}/{}: {}", i + 1, waves.len(), wave.join(", ")),
+            );
         }
         let t = PhaseTimer::start(events, Phase::Apply);
         let applied = platform
             .apply(rel, wave, ApplyMode::Rollout { force_conflicts: settings.force_conflicts }, events)
             .await;
         t.finish(applied.is_ok());
-        let applied = applied.map_err(|e| Failure::new(None, Reason::ApplyFailed, "", format!("{e} ({})", e.hint())))?;
+        let applied = applied
+            .map_err(|e| Failure::new(None, Reason::ApplyFailed, "", format!("{e} ({})", e.hint())))?;
         // ECS registers task definitions while applying: the record names the revisions.
         for a in &applied.services {
             if let Some(s) = rel.services.get_mut(&a.service) {
@@ -398,7 +427,8 @@ async fn roll_out<P: Platform>(
     }
     if !settings.bake.is_zero() {
         let t = PhaseTimer::start(events, Phase::Bake);
-        let verdict = watch(platform, settings, &progress.applied, deadline, settings.bake, true, events).await;
+        let verdict =
+            watch(platform, settings, &progress.applied, deadline, settings.bake, true, events).await;
         t.finish(verdict.is_ok());
         verdict?;
     }
@@ -434,7 +464,12 @@ async fn watch<P: Platform>(
         match platform.watch(applied, deadline, hold, events).await {
             Ok(None) => Ok(()),
             Ok(Some(f)) => Err(f),
-            Err(e) => Err(Failure::new(None, Reason::RolloutFailed, "", format!("could not watch the rollout: {e}"))),
+            Err(e) => Err(Failure::new(
+                None,
+                Reason::RolloutFailed,
+                "",
+                format!("could not watch the rollout: {e}"),
+            )),
         }
     };
     // Alarms gate the whole rollout (a release that trips one before its bake is not healthy
@@ -490,12 +525,25 @@ async fn restore<P: Platform>(
     progress: &Progress,
     events: &dyn Sink,
 ) -> Result<String, String> {
-    let Some(target) = target else {
-        return Err("no earlier release succeeded in this environment, so there is nothing to return to (first deploy)".into());
-    };
     if progress.switched {
-        platform.switch(&progress.applied, false, events).await.map_err(|e| format!("switching traffic back failed: {e}"))?;
+        platform
+            .switch(&progress.applied, false, events)
+            .await
+            .map_err(|e| format!("switching traffic back failed: {e}"))?;
     }
+    // No release recorded yet: what ran before this one (ECS services exist before deployer
+    // deploys to them) is the only thing to return to.
+    let before;
+    let (target, label) = match target {
+        Some(t) => (t, t.id.clone()),
+        None => {
+            before = ran_before(&progress.applied, settings);
+            if before.services.is_empty() {
+                return Err("no earlier release succeeded in this environment, so there is nothing to return to (first deploy)".into());
+            }
+            (&before, "what ran before".to_owned())
+        }
+    };
     let services: Vec<String> = target.services.keys().cloned().collect();
     let applied = platform
         .apply(target, &services, ApplyMode::Restore { from: from.cloned() }, events)
@@ -505,14 +553,46 @@ async fn restore<P: Platform>(
         events.emit(&Event::Service {
             service: a.service.clone(),
             phase: Phase::Rollback,
-            message: format!("rolling back to {} ({})", target.id, a.revision),
+            message: format!("rolling back to {label} ({})", a.revision),
         });
     }
     let deadline = tokio::time::Instant::now() + settings.rollout_timeout;
     match platform.watch(&applied, deadline, Duration::ZERO, events).await {
-        Ok(None) => Ok(target.id.clone()),
-        Ok(Some(f)) => Err(format!("release {} did not become healthy again: {f}", target.id)),
+        Ok(None) => Ok(label),
+        Ok(Some(f)) => Err(format!("{label} did not become healthy again: {f}")),
         Err(e) => Err(format!("could not watch the rollback: {e}")),
+    }
+}
+
+/// A release made of the revisions that ran before `applied` (where the platform knows them).
+fn ran_before(applied: &Applied, settings: &Settings) -> Release {
+    Release {
+        id: String::new(),
+        sequence: 0,
+        product: settings.product.clone(),
+        environment: settings.environment.clone(),
+        status: ReleaseStatus::Succeeded,
+        git_sha: None,
+        actor: None,
+        confirmation: None,
+        started_at: String::new(),
+        finished_at: None,
+        failure: None,
+        rolled_back_to: None,
+        services: applied
+            .services
+            .iter()
+            .filter_map(|a| {
+                let previous = a.previous.clone()?;
+                Some((
+                    a.service.clone(),
+                    release::ServiceRelease {
+                        revision: Some(previous),
+                        ..release::ServiceRelease::new(String::new(), Vec::new(), None)
+                    },
+                ))
+            })
+            .collect(),
     }
 }
 
@@ -551,7 +631,8 @@ pub async fn rollback<P: Platform>(
             reason: format!("rollback to {} requested", target.id),
             digests: digests_of(&target),
         });
-        let result = restore(platform, settings, Some(&target), current.as_ref(), &Progress::default(), events).await;
+        let result =
+            restore(platform, settings, Some(&target), current.as_ref(), &Progress::default(), events).await;
         t.finish(result.is_ok());
         events.emit(&Event::RollbackFinished {
             to_release: Some(target.id.clone()),
@@ -583,10 +664,14 @@ pub async fn rollback<P: Platform>(
 /// The release a rollback returns to: `to`, which must have succeeded, or the newest succeeded
 /// release before the newest one that succeeded (what runs).
 pub fn rollback_target<'a>(history: &'a [Release], to: Option<&str>) -> Result<&'a Release, EngineError> {
-    let ok: Vec<String> = history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).map(|r| r.id.clone()).collect();
+    let ok: Vec<String> =
+        history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).map(|r| r.id.clone()).collect();
     match to {
         Some(id) => {
-            let r = history.iter().find(|r| r.id == id).ok_or_else(|| EngineError::UnknownRelease(id.to_owned(), ok.clone()))?;
+            let r = history
+                .iter()
+                .find(|r| r.id == id)
+                .ok_or_else(|| EngineError::UnknownRelease(id.to_owned(), ok.clone()))?;
             if r.status == ReleaseStatus::Succeeded {
                 Ok(r)
             } else {
@@ -594,8 +679,10 @@ pub fn rollback_target<'a>(history: &'a [Release], to: Option<&str>) -> Result<&
             }
         }
         None => {
-            let current = history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).max_by_key(|r| r.sequence);
-            release::last_known_good(history, current.map(|c| c.id.as_str())).ok_or(EngineError::NothingToRollBackTo)
+            let current =
+                history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).max_by_key(|r| r.sequence);
+            release::last_known_good(history, current.map(|c| c.id.as_str()))
+                .ok_or(EngineError::NothingToRollBackTo)
         }
     }
 }
@@ -616,10 +703,14 @@ mod tests {
         assert_eq!(waves(&["order", "payment", "user"], &deps), vec![vec!["payment", "user"], vec!["order"]]);
         assert_eq!(waves(&["order", "payment"], &BTreeMap::new()), vec![vec!["order", "payment"]]);
         let chain: BTreeMap<String, Vec<String>> =
-            [("c".to_owned(), vec!["b".to_owned()]), ("b".to_owned(), vec!["a".to_owned()])].into_iter().collect();
+            [("c".to_owned(), vec!["b".to_owned()]), ("b".to_owned(), vec!["a".to_owned()])]
+                .into_iter()
+                .collect();
         assert_eq!(waves(&["c", "b", "a"], &chain), vec![vec!["a"], vec!["b"], vec!["c"]]);
         let cycle: BTreeMap<String, Vec<String>> =
-            [("a".to_owned(), vec!["b".to_owned()]), ("b".to_owned(), vec!["a".to_owned()])].into_iter().collect();
+            [("a".to_owned(), vec!["b".to_owned()]), ("b".to_owned(), vec!["a".to_owned()])]
+                .into_iter()
+                .collect();
         assert_eq!(waves(&["a", "b", "c"], &cycle), vec![vec!["c"], vec!["a", "b"]]);
         assert!(waves(&[], &BTreeMap::new()).is_empty());
     }

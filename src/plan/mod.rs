@@ -31,6 +31,9 @@ pub struct Observed {
     pub changes: BTreeMap<String, Vec<crate::platform::eks::diff::ObjectChange>>,
     /// Objects of the running release that the new one no longer has.
     pub prune: Vec<ObjectRef>,
+    /// Per service that rendered: the objects / task definition in full, exactly what a deploy
+    /// applies (the plan and the release share one render).
+    pub rendered: BTreeMap<String, crate::render::RenderedService>,
 }
 
 /// A rendered service.

@@ -323,4 +323,3 @@ impl From<PlatformError> for crate::Error {
         }
     }
 }
-

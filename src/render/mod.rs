@@ -11,6 +11,15 @@ pub mod kustomize;
 
 use serde::Serialize;
 
+/// A service rendered in full, with its images pinned: what deploy applies.
+#[derive(Debug, Clone)]
+pub enum RenderedService {
+    /// Kubernetes objects from the overlay.
+    Kubernetes(Vec<serde_json::Value>),
+    /// An ECS task definition.
+    Ecs(serde_json::Value),
+}
+
 /// A pinned (or, in a plan before the build, still pending) image of one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImagePin {

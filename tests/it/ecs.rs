@@ -6,10 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use deployer::events::Recorder;
-use deployer::health::{Cause, HealthPolicy};
-use deployer::platform::ecs::{self, EcsPlatform, bluegreen};
-use deployer::platform::{self, Outcome, PlatformError, ReleaseId};
+use deployer::engine::{self, Ended, EngineError};
+use deployer::events::{Event, Recorder};
+use deployer::model::Reason;
+use deployer::platform::Platform;
+use deployer::platform::ecs::{EcsPlatform, bluegreen};
+use deployer::release::{Release, ReleaseStatus};
 
 use crate::support::ecs_env::{self, ALARM, CLUSTER, EcsEnv, Options, SERVICES, image, images};
 
@@ -17,35 +19,120 @@ fn platform(env: &EcsEnv) -> EcsPlatform {
     EcsPlatform::new(&env.sdk, &env.config, &env.env).unwrap()
 }
 
-fn id(n: u32) -> ReleaseId {
-    ReleaseId(format!("20261123T0{n}0000Z-r{n}"))
+fn id(n: u32) -> String {
+    format!("test.{n}")
 }
 
+/// What one service's apply did, as deployer reported it ("updating TARGET to REVISION
+/// (deployment HANDLE)" / "TARGET already runs REVISION").
+#[derive(Debug, Clone)]
+struct Applied {
+    service: String,
+    target: String,
+    revision: String,
+    handle: String,
+    changed: bool,
+}
+
+/// A deploy's outcome and what it applied (for rollbacks: what the rollback applied too).
+struct Report {
+    ended: Ended,
+    applied: Vec<Applied>,
+}
+
+fn applied_of(events: &[Event]) -> Vec<Applied> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Service { service, message, .. } => {
+                if let Some(rest) = message.strip_prefix("updating ") {
+                    let (target, rest) = rest.split_once(" to ")?;
+                    let (revision, rest) = rest.split_once(" (deployment ")?;
+                    Some(Applied {
+                        service: service.clone(),
+                        target: target.to_owned(),
+                        revision: revision.to_owned(),
+                        handle: rest.trim_end_matches(')').to_owned(),
+                        changed: true,
+                    })
+                } else {
+                    let (target, revision) = message.split_once(" already runs ")?;
+                    Some(Applied {
+                        service: service.clone(),
+                        target: target.to_owned(),
+                        revision: revision.trim_end_matches(": nothing to roll out").to_owned(),
+                        handle: String::new(),
+                        changed: false,
+                    })
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Deploys `imgs` (service → image pinned by digest) through the engine, with the environment's
+/// settings, as `deployer deploy` does.
 async fn deploy(
     env: &EcsEnv,
     p: &EcsPlatform,
-    release: &ReleaseId,
     imgs: &BTreeMap<String, String>,
-) -> Result<platform::DeployReport, PlatformError> {
-    let plan = p.release_plan(release.clone(), "octocat", imgs).unwrap();
-    let policy = HealthPolicy::from_environment(&env.env);
-    platform::deploy(p, &plan, &policy, &Recorder::default()).await
+) -> Result<Report, EngineError> {
+    let inputs = deployer::plan::Inputs {
+        images: imgs.clone(),
+        services: imgs.keys().cloned().collect(),
+        pinned: BTreeMap::new(),
+    };
+    let mut inputs = inputs;
+    inputs.pinned =
+        imgs.keys().filter_map(|s| Some((s.clone(), deployer::plan::prebuilt_digest(&inputs, s)?))).collect();
+    let planned = deployer::pipeline::planned(&env.config, &env.env, &inputs, &|_| None).await.unwrap();
+    let settings = settings(env);
+    let rec = Recorder::default();
+    let ended = engine::deploy(p, &settings, planned, &rec).await?;
+    Ok(Report { applied: applied_of(&rec.events()), ended })
 }
 
+fn settings(env: &EcsEnv) -> engine::Settings {
+    let mut s = deployer::pipeline::settings_for(&env.config, &env.env, Some(&env.sdk), Some("octocat"));
+    s.lock_wait = Duration::from_secs(5);
+    s
+}
+
+fn rolled_back(r: &Report) -> &deployer::model::Failure {
+    match &r.ended {
+        Ended::RolledBack { failure, .. } => failure,
+        other => panic!("expected a rolled-back release, got {other:?}"),
+    }
+}
+
+async fn history(p: &EcsPlatform) -> Vec<Release> {
+    let mut h = p.history().await.unwrap();
+    h.reverse();
+    h
+}
+
+/// The `family:revision` a service runs (ECS answers with the ARN, or with what it was given).
 async fn task_definition_of(env: &EcsEnv, service: &str) -> String {
-    env.service(&format!("shop-{service}")).await.task_definition().unwrap().to_owned()
+    revision(env.service(&format!("shop-{service}")).await.task_definition().unwrap())
+}
+
+fn revision(td: &str) -> String {
+    td.rsplit('/').next().unwrap_or(td).to_owned()
 }
 
 /// Every task definition a service runs, is known-good for, or that the history names is ACTIVE.
 async fn assert_nothing_in_use_deregistered(env: &EcsEnv, p: &EcsPlatform) {
-    let live = ecs::status(p).await.unwrap();
     let mut in_use = BTreeSet::new();
-    for s in live.services.values() {
-        in_use.extend(s.revision.clone());
-        in_use.extend(s.known_good.clone());
+    for s in SERVICES {
+        let target = format!("shop-{s}");
+        if let Some(td) = env.service(&target).await.task_definition() {
+            in_use.insert(td.to_owned());
+        }
+        in_use.extend(env.tags(&target).await.get("deployer:known-good").cloned());
     }
-    for r in &live.releases {
-        in_use.extend(r.services.values().map(|s| s.revision.clone()));
+    for r in p.history().await.unwrap() {
+        in_use.extend(r.services.values().filter_map(|s| s.revision.clone()));
     }
     in_use.extend(env.initial.values().cloned());
     assert!(!in_use.is_empty());
@@ -54,20 +141,29 @@ async fn assert_nothing_in_use_deregistered(env: &EcsEnv, p: &EcsPlatform) {
     }
 }
 
+fn applied<'a>(r: &'a Report, service: &str) -> &'a Applied {
+    r.applied
+        .iter()
+        .find(|a| a.service == service)
+        .unwrap_or_else(|| panic!("{service} not applied: {:?}", r.applied))
+}
+
 #[tokio::test]
 async fn healthy_rolling_deploy_of_four_services_is_recorded_as_known_good() {
     let env = EcsEnv::start(Options::default()).await;
     let p = platform(&env);
-    let report = deploy(&env, &p, &id(1), &images(2)).await.unwrap();
-    assert!(report.verdict.is_healthy());
-    assert_eq!(report.applied.services.len(), 4);
-    for a in &report.applied.services {
+    let before: BTreeMap<String, String> =
+        env.initial.iter().map(|(s, td)| (s.clone(), td.clone())).collect();
+    let report = deploy(&env, &p, &images(2)).await.unwrap();
+    assert!(matches!(report.ended, Ended::Succeeded(_)), "{:?}", report.ended);
+    assert_eq!(report.applied.len(), 4);
+    for a in &report.applied {
         assert!(a.changed, "{a:?}");
-        assert_eq!(a.previous.as_deref(), Some(env.initial[&a.service].as_str()));
-        assert_eq!(task_definition_of(&env, &a.service).await, a.revision);
+        assert_ne!(a.revision, before[&a.service]);
+        assert_eq!(task_definition_of(&env, &a.service).await, revision(&a.revision));
         let tags = env.tags(&a.target).await;
         assert_eq!(tags["deployer:known-good"], a.revision);
-        assert_eq!(tags["deployer:known-good-release"], "20261123T010000Z-r1");
+        assert_eq!(tags["deployer:known-good-release"], "test.1");
         // The rendered template went through verbatim, pinned by digest.
         let td = env.ecs.describe_task_definition().task_definition(&a.revision).send().await.unwrap();
         let td = td.task_definition().unwrap();
@@ -75,24 +171,23 @@ async fn healthy_rolling_deploy_of_four_services_is_recorded_as_known_good() {
         assert_eq!(td.family(), Some(format!("shop-{}-test", a.service).as_str()));
     }
     // `order` depends on `user`: its deployment started only after user's completed.
-    let handle = |s: &str| report.applied.services.iter().find(|a| a.service == s).unwrap().handle.clone();
     let deployment = |svc: aws_sdk_ecs::types::Service, id: String| {
         svc.deployments().iter().find(|d| d.id() == Some(id.as_str())).unwrap().clone()
     };
-    let user = deployment(env.service("shop-user").await, handle("user"));
-    let order = deployment(env.service("shop-order").await, handle("order"));
+    let user = deployment(env.service("shop-user").await, applied(&report, "user").handle.clone());
+    let order = deployment(env.service("shop-order").await, applied(&report, "order").handle.clone());
     assert!(order.created_at().unwrap() >= user.updated_at().unwrap(), "{user:?} {order:?}");
-    let history = ecs::history(&p).await.unwrap();
+    let history = history(&p).await;
     assert_eq!(history.len(), 1);
-    assert_eq!(history[0].outcome, Outcome::Succeeded);
-    assert_eq!(history[0].actor, "octocat");
+    assert_eq!(history[0].status, ReleaseStatus::Succeeded);
+    assert_eq!(history[0].actor.as_deref(), Some("octocat"));
     assert_eq!(history[0].services.len(), 4);
-    assert_eq!(history[0].services["order"].digest.as_deref(), Some(&*format!("sha256:{}", "02".repeat(32))));
+    assert!(history[0].services["order"].image.ends_with(&*format!("@sha256:{}", "02".repeat(32))));
 
     // The same images again: nothing registered, nothing rolled out.
     let before = env.ecs.list_task_definitions().family_prefix("shop-user-test").send().await.unwrap();
-    let again = deploy(&env, &p, &id(2), &images(2)).await.unwrap();
-    assert!(again.applied.services.iter().all(|a| !a.changed), "{:?}", again.applied);
+    let again = deploy(&env, &p, &images(2)).await.unwrap();
+    assert!(again.applied.iter().all(|a| !a.changed), "{:?}", again.applied);
     let after = env.ecs.list_task_definitions().family_prefix("shop-user-test").send().await.unwrap();
     assert_eq!(before.task_definition_arns(), after.task_definition_arns());
     assert_nothing_in_use_deregistered(&env, &p).await;
@@ -103,25 +198,25 @@ async fn crashloop_fails_fast_and_rolls_back_to_the_known_good_task_definition()
     // No circuit breaker: only deployer's own fail-fast can notice.
     let env = EcsEnv::start(Options::default()).await;
     let p = platform(&env);
-    let good = deploy(&env, &p, &id(1), &images(2)).await.unwrap();
-    let good_user = good.applied.services.iter().find(|a| a.service == "user").unwrap().revision.clone();
-    let good_order = good.applied.services.iter().find(|a| a.service == "order").unwrap().handle.clone();
+    let good = deploy(&env, &p, &images(2)).await.unwrap();
+    let good_user = applied(&good, "user").revision.clone();
+    let good_order = applied(&good, "order").handle.clone();
 
     let mut bad = images(3);
     bad.insert("user".into(), image("user", Some("crashloop"), 3));
-    let err = deploy(&env, &p, &id(2), &bad).await.unwrap_err();
-    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
-    let unit =
-        failures.iter().find(|f| f.cause == Cause::UnitFailed).unwrap_or_else(|| panic!("{failures:?}"));
-    assert_eq!(unit.service.as_deref(), Some("user"));
-    assert!(unit.reason.contains("Essential container in task exited"), "{unit:?}");
-    assert!(unit.reason.contains("exit code 1"), "{unit:?}");
-    assert_eq!(deployer::Error::from(err).exit_code(), deployer::ExitCode::RolledBack);
+    let report = deploy(&env, &p, &bad).await.unwrap();
+    let failure = rolled_back(&report);
+    assert_eq!(failure.service.as_deref(), Some("user"));
+    assert_eq!(failure.reason, Reason::CrashLoop, "{failure}");
+    assert!(failure.detail.contains("Essential container in task exited"), "{failure}");
+    assert!(failure.detail.contains("exit code 1"), "{failure}");
+    let err = Result::<Release, deployer::Error>::from(report.ended.clone()).unwrap_err();
+    assert_eq!(err.exit_code(), deployer::ExitCode::RolledBack);
 
     // Every service of the release is back on the recorded known-good revision (not "−1").
-    assert_eq!(task_definition_of(&env, "user").await, good_user);
-    for a in &good.applied.services {
-        assert_eq!(task_definition_of(&env, &a.service).await, a.revision, "{}", a.service);
+    assert_eq!(task_definition_of(&env, "user").await, revision(&good_user));
+    for a in &good.applied {
+        assert_eq!(task_definition_of(&env, &a.service).await, revision(&a.revision), "{}", a.service);
         let s = env.service(&a.target).await;
         assert_eq!(s.deployments().len(), 1, "{:?}", s.deployments());
     }
@@ -129,9 +224,10 @@ async fn crashloop_fails_fast_and_rolls_back_to_the_known_good_task_definition()
     let order = env.service("shop-order").await;
     assert_eq!(order.deployments().len(), 1);
     assert_eq!(order.deployments()[0].id(), Some(good_order.as_str()));
-    let history = ecs::history(&p).await.unwrap();
-    assert_eq!(history[0].id.as_str(), "20261123T020000Z-r2");
-    assert_eq!(history[0].outcome, Outcome::RolledBack);
+    let history = history(&p).await;
+    assert_eq!(history[0].id, id(2));
+    assert_eq!(history[0].status, ReleaseStatus::RolledBack);
+    assert_eq!(history[0].rolled_back_to.as_deref(), Some("test.1"));
     // The failed release did not become known-good.
     assert_eq!(env.tags("shop-user").await["deployer:known-good"], good_user);
     assert_nothing_in_use_deregistered(&env, &p).await;
@@ -143,21 +239,18 @@ async fn ecs_circuit_breaker_rollback_is_reported_as_a_failure() {
     // A slow poll lets ECS's circuit breaker trip and roll back before deployer looks again:
     // the case where the peers report success because the service is "stable" again.
     let p = platform(&env).with_poll_interval(Duration::from_secs(3));
-    let good = deploy(&env, &p, &id(1), &images(2)).await.unwrap();
-    let good_user = good.applied.services.iter().find(|a| a.service == "user").unwrap().revision.clone();
+    let good = deploy(&env, &p, &images(2)).await.unwrap();
+    let good_user = applied(&good, "user").revision.clone();
 
     let mut bad = BTreeMap::new();
     bad.insert("user".to_owned(), image("user", Some("crashloop"), 3));
-    let err = deploy(&env, &p, &id(2), &bad).await.unwrap_err();
-    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
-    let by_ecs = failures
-        .iter()
-        .find(|f| f.cause == Cause::RolledBackByPlatform)
-        .unwrap_or_else(|| panic!("ECS's rollback not reported: {failures:?}"));
-    assert!(by_ecs.reason.contains("failed"), "{by_ecs:?}");
-    assert!(by_ecs.reason.contains(&good_user), "{by_ecs:?}");
-    assert_eq!(task_definition_of(&env, "user").await, good_user);
-    assert_eq!(ecs::history(&p).await.unwrap()[0].outcome, Outcome::RolledBack);
+    let report = deploy(&env, &p, &bad).await.unwrap();
+    let failure = rolled_back(&report);
+    assert_eq!(failure.reason, Reason::RolledBackByPlatform, "ECS's rollback not reported: {failure}");
+    assert!(failure.detail.contains("failed"), "{failure}");
+    assert!(failure.detail.contains(&good_user), "{failure}");
+    assert_eq!(task_definition_of(&env, "user").await, revision(&good_user));
+    assert_eq!(history(&p).await[0].status, ReleaseStatus::RolledBack);
     // Deployer changed task definitions only: the circuit breaker is configured as before.
     let svc = env.service("shop-user").await;
     let cb = svc.deployment_configuration().unwrap().deployment_circuit_breaker().unwrap();
@@ -171,11 +264,12 @@ async fn image_pull_failure_fails_fast() {
     let p = platform(&env);
     let mut bad = BTreeMap::new();
     bad.insert("order".to_owned(), image("order", Some("imagepull"), 3));
-    let err = deploy(&env, &p, &id(1), &bad).await.unwrap_err();
-    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
-    assert_eq!(failures[0].cause, Cause::UnitFailed, "{failures:?}");
-    assert!(failures[0].reason.contains("CannotPullContainerError"), "{failures:?}");
-    assert_eq!(task_definition_of(&env, "order").await, env.initial["order"]);
+    let report = deploy(&env, &p, &bad).await.unwrap();
+    let failure = rolled_back(&report);
+    assert_eq!(failure.reason, Reason::ImagePull, "{failure}");
+    assert!(failure.detail.contains("CannotPullContainerError"), "{failure}");
+    // No release recorded yet: back to what ran before.
+    assert_eq!(task_definition_of(&env, "order").await, revision(&env.initial["order"]));
 }
 
 #[tokio::test]
@@ -193,14 +287,11 @@ async fn failing_http_check_during_the_bake_rolls_back() {
     let p = platform(&env).with_poll_interval(Duration::from_millis(300));
     let mut one = BTreeMap::new();
     one.insert("payment".to_owned(), image("payment", None, 2));
-    let err = deploy(&env, &p, &id(1), &one).await.unwrap_err();
-    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
-    assert_eq!(failures[0].cause, Cause::Http, "{failures:?}");
-    assert!(
-        failures[0].reason.contains("failed 3 times in a row: returned 503, expected 200"),
-        "{failures:?}"
-    );
-    assert_eq!(task_definition_of(&env, "payment").await, env.initial["payment"]);
+    let report = deploy(&env, &p, &one).await.unwrap();
+    let failure = rolled_back(&report);
+    assert_eq!(failure.reason, Reason::HttpCheck, "{failure}");
+    assert!(failure.detail.contains("returned 503, expected 200 (3 times in a row)"), "{failure}");
+    assert_eq!(task_definition_of(&env, "payment").await, revision(&env.initial["payment"]));
     // The check ran only once the rollout was complete: exactly the three failing samples.
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
 }
@@ -243,55 +334,62 @@ async fn an_alarm_in_alarm_during_the_bake_rolls_back() {
     };
     let mut one = BTreeMap::new();
     one.insert("payment".to_owned(), image("payment", None, 2));
-    let err = deploy(&env, &p, &id(1), &one).await.unwrap_err();
+    let report = deploy(&env, &p, &one).await.unwrap();
     watcher.await.unwrap();
-    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
-    assert_eq!(failures[0].cause, Cause::Alarm, "{failures:?}");
-    assert!(failures[0].reason.contains(ALARM));
+    let failure = rolled_back(&report);
+    assert_eq!(failure.reason, Reason::Alarm, "{failure}");
+    assert!(failure.subject.contains(ALARM), "{failure}");
     // No release was recorded as known-good yet: back to what ran before.
-    assert_eq!(task_definition_of(&env, "payment").await, env.initial["payment"]);
+    assert_eq!(task_definition_of(&env, "payment").await, revision(&env.initial["payment"]));
     assert!(!env.tags("shop-payment").await.contains_key("deployer:known-good"));
     assert_nothing_in_use_deregistered(&env, &p).await;
+}
+
+async fn rollback(p: &EcsPlatform, env: &EcsEnv, to: Option<&str>) -> Result<Report, EngineError> {
+    let mut s = settings(env);
+    s.actor = Some("ops".into());
+    let rec = Recorder::default();
+    let ended = engine::rollback(p, &s, to, &rec).await?;
+    Ok(Report { applied: applied_of(&rec.events()), ended })
 }
 
 #[tokio::test]
 async fn manual_rollback_to_an_older_release_and_back() {
     let env = EcsEnv::start(Options::default()).await;
     let p = platform(&env);
-    let r1 = deploy(&env, &p, &id(1), &images(2)).await.unwrap();
-    let r2 = deploy(&env, &p, &id(2), &images(3)).await.unwrap();
-    let rev = |r: &platform::DeployReport, s: &str| {
-        r.applied.services.iter().find(|a| a.service == s).unwrap().revision.clone()
-    };
-    let policy = HealthPolicy::from_environment(&env.env);
+    let r1 = deploy(&env, &p, &images(2)).await.unwrap();
+    let r2 = deploy(&env, &p, &images(3)).await.unwrap();
+    let rev = |r: &Report, s: &str| revision(&applied(r, s).revision);
 
-    let report = ecs::rollback(&p, Some(&id(1)), "ops", &policy, &Recorder::default()).await.unwrap();
-    assert_eq!(report.to, id(1));
+    let report = rollback(&p, &env, Some(&id(1))).await.unwrap();
+    let Ended::Succeeded(rel) = &report.ended else { panic!("{:?}", report.ended) };
+    assert_eq!(rel.rolled_back_to.as_deref(), Some("test.1"));
     for s in SERVICES {
         assert_eq!(task_definition_of(&env, s).await, rev(&r1, s), "{s}");
-        assert_eq!(env.tags(&format!("shop-{s}")).await["deployer:known-good"], rev(&r1, s));
+        assert_eq!(revision(&env.tags(&format!("shop-{s}")).await["deployer:known-good"]), rev(&r1, s));
     }
-    let history = ecs::history(&p).await.unwrap();
-    assert_eq!(history.len(), 3);
-    assert_eq!(history[0].actor, "ops");
-    assert_eq!(history[0].outcome, Outcome::Succeeded);
+    let h = history(&p).await;
+    assert_eq!(h.len(), 3);
+    assert_eq!(h[0].actor.as_deref(), Some("ops"));
+    assert_eq!(h[0].status, ReleaseStatus::Succeeded);
+    assert_eq!(h[0].rolled_back_to.as_deref(), Some("test.1"));
 
-    // Without a target: the newest succeeded release that differs from what runs (r2).
-    let report = ecs::rollback(&p, None, "ops", &policy, &Recorder::default()).await.unwrap();
-    assert_eq!(report.to, id(2));
+    // Without a target: the newest succeeded release before the one that runs (test.2).
+    let report = rollback(&p, &env, None).await.unwrap();
+    let Ended::Succeeded(rel) = &report.ended else { panic!("{:?}", report.ended) };
+    assert_eq!(rel.rolled_back_to.as_deref(), Some("test.2"));
     for s in SERVICES {
         assert_eq!(task_definition_of(&env, s).await, rev(&r2, s), "{s}");
     }
 
-    let unknown = ecs::rollback(&p, Some(&ReleaseId("nope".into())), "ops", &policy, &Recorder::default())
-        .await
-        .unwrap_err();
-    assert!(unknown.to_string().contains("no release `nope`"), "{unknown}");
+    let Err(unknown) = rollback(&p, &env, Some("nope")).await else {
+        panic!("an unknown release was accepted")
+    };
+    assert!(unknown.to_string().contains("release `nope` is not recorded"), "{unknown}");
     let unknown = deployer::Error::from(unknown);
     assert_eq!(unknown.exit_code(), deployer::ExitCode::Config);
     let shown = unknown.problems()[0].to_string();
-    assert!(shown.contains("environments/test.yaml: no release `nope` is recorded"), "{shown}");
-    assert!(shown.contains("hint: recorded releases that succeeded: 2026"), "{shown}");
+    assert!(shown.contains("hint: releases that succeeded: test.1, test.2, test.3, test.4"), "{shown}");
     assert_nothing_in_use_deregistered(&env, &p).await;
 }
 
@@ -335,8 +433,9 @@ async fn native_blue_green_is_followed_by_deployment_id_through_the_bake() {
     let p = platform(&env);
     let mut one = BTreeMap::new();
     one.insert("user".to_owned(), image("user", None, 2));
-    let report = deploy(&env, &p, &id(1), &one).await.unwrap();
-    let a = &report.applied.services[0];
+    let report = deploy(&env, &p, &one).await.unwrap();
+    assert!(matches!(report.ended, Ended::Succeeded(_)), "{:?}", report.ended);
+    let a = applied(&report, "user");
     // Returned only once ECS finished ITS bake: our deployment is the only one, COMPLETED.
     let s = env.service("shop-user").await;
     assert_eq!(s.deployments().len(), 1, "{:?}", s.deployments());
@@ -365,25 +464,25 @@ async fn deployer_blue_green_switches_once_green_is_healthy_then_scales_blue_dow
     assert_eq!(rule_serves(&env, &rule).await, blue_group);
     let p = platform(&env);
     // One release: `user` blue/green by deployer, the other three rolling.
-    let report = deploy(&env, &p, &id(1), &images(2)).await.unwrap();
-    let user = report.applied.services.iter().find(|a| a.service == "user").unwrap();
+    let report = deploy(&env, &p, &images(2)).await.unwrap();
+    assert!(matches!(report.ended, Ended::Succeeded(_)), "{:?}", report.ended);
+    let user = applied(&report, "user");
     assert_eq!(user.target, "shop-user-green");
-    let traffic = user.traffic.as_ref().unwrap();
-    assert_eq!(
-        (traffic.from_group.as_str(), traffic.to_group.as_str()),
-        (blue_group.as_str(), green_group.as_str())
-    );
     assert_eq!(rule_serves(&env, &rule).await, green_group);
     assert_eq!(env.service("shop-user-green").await.task_definition(), Some(user.revision.as_str()));
     assert_eq!(env.service("shop-user-blue").await.desired_count(), 0);
     // Records on both colours; the next deploy goes to blue.
     assert_eq!(env.tags("shop-user-blue").await["deployer:known-good"], user.revision);
     assert_eq!(env.tags("shop-user-green").await["deployer:known-good"], user.revision);
-    let next = deploy(&env, &p, &id(2), &images(3)).await.unwrap();
-    let user = next.applied.services.iter().find(|a| a.service == "user").unwrap();
+    let next = deploy(&env, &p, &images(3)).await.unwrap();
+    let user = applied(&next, "user");
     assert_eq!(user.target, "shop-user-blue");
     assert_eq!(rule_serves(&env, &rule).await, blue_group);
-    assert_eq!(ecs::status(&p).await.unwrap().services["user"].target, "shop-user-blue");
+    assert_eq!(env.service("shop-user-green").await.desired_count(), 0);
+    assert_eq!(
+        p.running().await.unwrap()["user"].live,
+        [env.service("shop-user-blue").await.task_definition().unwrap().rsplit('/').next().unwrap()]
+    );
     assert_nothing_in_use_deregistered(&env, &p).await;
 }
 
@@ -426,10 +525,9 @@ async fn deployer_blue_green_rollback_switches_back_to_the_kept_colour() {
     };
     let mut one = BTreeMap::new();
     one.insert("user".to_owned(), image("user", None, 2));
-    let err = deploy(&env, &p, &id(1), &one).await.unwrap_err();
+    let report = deploy(&env, &p, &one).await.unwrap();
     trigger.await.unwrap();
-    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
-    assert_eq!(failures[0].cause, Cause::Alarm, "{failures:?}");
+    assert_eq!(rolled_back(&report).reason, Reason::Alarm, "{:?}", report.ended);
     // Switched back to blue, whose tasks were kept: same deployment, no new tasks.
     assert_eq!(rule_serves(&env, &rule).await, blue_group);
     let blue = env.service("shop-user-blue").await;
@@ -437,7 +535,7 @@ async fn deployer_blue_green_rollback_switches_back_to_the_kept_colour() {
     assert_eq!(blue.deployments()[0].id(), Some(blue_deployment.as_str()));
     assert_eq!(blue.task_definition(), Some(env.initial["user"].as_str()));
     assert_eq!(env.service("shop-user-green").await.desired_count(), 0);
-    assert_eq!(ecs::history(&p).await.unwrap()[0].outcome, Outcome::RolledBack);
+    assert_eq!(history(&p).await[0].status, ReleaseStatus::RolledBack);
 }
 
 #[tokio::test]
@@ -447,9 +545,8 @@ async fn deployer_blue_green_crashloop_never_gets_traffic() {
     let p = platform(&env);
     let mut one = BTreeMap::new();
     one.insert("user".to_owned(), image("user", Some("crashloop"), 2));
-    let err = deploy(&env, &p, &id(1), &one).await.unwrap_err();
-    let PlatformError::RolledBack { failures, .. } = &err else { panic!("expected RolledBack, got {err:?}") };
-    assert_eq!(failures[0].cause, Cause::UnitFailed, "{failures:?}");
+    let report = deploy(&env, &p, &one).await.unwrap();
+    assert_eq!(rolled_back(&report).reason, Reason::CrashLoop, "{:?}", report.ended);
     assert_eq!(rule_serves(&env, &rule).await, blue_group);
     assert_eq!(env.service("shop-user-green").await.desired_count(), 0);
     assert_eq!(env.service("shop-user-blue").await.task_definition(), Some(env.initial["user"].as_str()));
@@ -459,25 +556,33 @@ async fn deployer_blue_green_crashloop_never_gets_traffic() {
 async fn a_rollback_that_does_not_become_healthy_is_exit_6() {
     let env = EcsEnv::start(Options::default()).await;
     let p = platform(&env);
+    let good = deploy(&env, &p, &images(2)).await.unwrap();
+    assert!(matches!(good.ended, Ended::Succeeded(_)));
     // The recorded known-good revision no longer works (say, a secret it reads was deleted):
-    // emulated by pointing the record at a crash-looping task definition.
+    // emulated by pointing the record of test.1 at a crash-looping task definition.
     let broken = env.register_plain("user", &image("user", Some("crashloop"), 7)).await;
+    let family_revision = broken.rsplit('/').next().unwrap().to_owned();
     let arn = env.service("shop-user").await.service_arn().unwrap().to_owned();
+    let tags = env.tags("shop-user").await;
+    let record = tags["deployer:release:test.1"].clone();
+    let mut parts: Vec<&str> = record.split(' ').collect();
+    parts[3] = &family_revision;
     env.ecs
         .tag_resource()
         .resource_arn(arn)
-        .tags(aws_sdk_ecs::types::Tag::builder().key("deployer:known-good").value(&broken).build())
+        .tags(
+            aws_sdk_ecs::types::Tag::builder().key("deployer:release:test.1").value(parts.join(" ")).build(),
+        )
         .send()
         .await
         .unwrap();
     let mut bad = BTreeMap::new();
     bad.insert("user".to_owned(), image("user", Some("imagepull"), 3));
-    let err = deploy(&env, &p, &id(1), &bad).await.unwrap_err();
-    let PlatformError::RollbackFailed { reason, failures, .. } = &err else {
-        panic!("expected RollbackFailed, got {err:?}")
-    };
-    assert!(failures[0].reason.contains("CannotPullContainerError"), "{failures:?}");
-    assert!(reason.contains("Essential container in task exited"), "{reason}");
-    assert_eq!(deployer::Error::from(err).exit_code(), deployer::ExitCode::RollbackFailed);
-    assert_eq!(ecs::history(&p).await.unwrap()[0].outcome, Outcome::RollbackFailed);
+    let report = deploy(&env, &p, &bad).await.unwrap();
+    let Ended::RollbackFailed { failure, why, .. } = &report.ended else { panic!("{:?}", report.ended) };
+    assert_eq!(failure.reason, Reason::ImagePull, "{failure}");
+    assert!(why.contains("Essential container in task exited"), "{why}");
+    let err = Result::<Release, deployer::Error>::from(report.ended.clone()).unwrap_err();
+    assert_eq!(err.exit_code(), deployer::ExitCode::RollbackFailed);
+    assert_eq!(history(&p).await[0].status, ReleaseStatus::Failed);
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use deployer::engine::{self, EngineError, Ended, Planned, Settings, Strategy};
+use deployer::engine::{self, Ended, EngineError, Planned, Settings, Strategy};
 use deployer::events::{Event, Recorder};
 use deployer::model::Reason;
 use deployer::platform::eks::Eks;
@@ -419,10 +419,7 @@ async fn blue_green_switch_and_instant_switch_back() {
 
     // v1 → blue.
     let v1 = shop_release("1", &[]).await;
-    assert!(matches!(
-        deploy(&eks, &blue_green(v1, &[&url]), &rec).await.unwrap(),
-        Ended::Succeeded(_)
-    ));
+    assert!(matches!(deploy(&eks, &blue_green(v1, &[&url]), &rec).await.unwrap(), Ended::Succeeded(_)));
     assert_eq!(service_colors(&client).await, ["blue"; 4]);
     assert!(deployments.get_opt("user-blue").await.unwrap().is_some());
     // v2 → green; after the (zero) scale-down delay the blue colour is gone.

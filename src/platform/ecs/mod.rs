@@ -425,7 +425,6 @@ impl EcsPlatform {
         }
         Ok(views)
     }
-
 }
 
 fn deployment_views(s: &Service) -> Vec<DeploymentView> {
@@ -447,15 +446,6 @@ fn deployment_views(s: &Service) -> Vec<DeploymentView> {
 fn primary_id(s: &Service) -> Option<String> {
     s.deployments().iter().find(|d| d.status() == Some("PRIMARY")).and_then(|d| d.id()).map(str::to_owned)
 }
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 
 /// One service to apply: what it should run.
 #[derive(Debug, Clone)]
@@ -562,7 +552,9 @@ impl Platform for EcsPlatform {
             http: Vec::new(),
             http_failure_limit: 0,
         };
-        let verdict = Box::pin(self.watch_impl(applied, &policy, events)).await.map_err(|e| e.in_file(&self.env_file))?;
+        let verdict = Box::pin(self.watch_impl(applied, &policy, events))
+            .await
+            .map_err(|e| e.in_file(&self.env_file))?;
         Ok(verdict.failures().first().map(failure_of))
     }
 
@@ -629,7 +621,12 @@ impl EcsPlatform {
                 Some(c) => vec![c.live, c.idle],
                 None => {
                     let found = self.describe(&[svc.target.as_str()]).await?;
-                    found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")).cloned().into_iter().collect()
+                    found
+                        .get(&svc.target)
+                        .filter(|s| s.status() == Some("ACTIVE"))
+                        .cloned()
+                        .into_iter()
+                        .collect()
                 }
             };
             // Blue/green: records are on both colours; the same entry is read once.
@@ -654,7 +651,10 @@ impl EcsPlatform {
         let mut wanted = Vec::new();
         for s in items {
             let target = self.target_of(&s.service).ok_or_else(|| {
-                PlatformError::setup(format!("unknown service `{}`", s.service), "check the release's service names")
+                PlatformError::setup(
+                    format!("unknown service `{}`", s.service),
+                    "check the release's service names",
+                )
             })?;
             wanted.push((s, target));
         }
@@ -706,11 +706,17 @@ impl EcsPlatform {
                     .task_definition(&revision)
                     .send()
                     .await
-                    .map_err(|e| PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e)))?;
-                let updated =
-                    out.service().ok_or_else(|| PlatformError::api("UpdateService", "no service in the response"))?;
+                    .map_err(|e| {
+                        PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e))
+                    })?;
+                let updated = out
+                    .service()
+                    .ok_or_else(|| PlatformError::api("UpdateService", "no service in the response"))?;
                 let id = primary_id(updated).ok_or_else(|| {
-                    PlatformError::api("UpdateService", "the service has no PRIMARY deployment after the update")
+                    PlatformError::api(
+                        "UpdateService",
+                        "the service has no PRIMARY deployment after the update",
+                    )
                 })?;
                 let td = updated
                     .deployments()
@@ -812,7 +818,9 @@ impl EcsPlatform {
                             a.handle
                         ),
                         RolloutState::Complete => format!("deployment {} completed", a.handle),
-                        RolloutState::Failed { reason } => format!("deployment {} failed: {reason}", a.handle),
+                        RolloutState::Failed { reason } => {
+                            format!("deployment {} failed: {reason}", a.handle)
+                        }
                         RolloutState::RolledBackByPlatform { reason, to } => {
                             format!("deployment {} failed and ECS rolled back to {to}: {reason}", a.handle)
                         }

@@ -134,7 +134,10 @@ pub fn merge(
         });
         rec.status = worst(rec.status, e.status);
         let image = e.digest.as_ref().map_or_else(String::new, |d| format!("{}@{d}", repository(&service)));
-        rec.services.insert(service, ServiceRelease { revision: e.revision, ..ServiceRelease::new(image, Vec::new(), None) });
+        rec.services.insert(
+            service,
+            ServiceRelease { revision: e.revision, ..ServiceRelease::new(image, Vec::new(), None) },
+        );
     }
     by_id.into_values().collect()
 }
@@ -210,6 +213,13 @@ mod tests {
         let mut all: Vec<&str> = keys.iter().map(String::as_str).collect();
         all.push(KNOWN_GOOD);
         let gone = prune(all);
-        assert_eq!(gone, vec![format!("{RELEASE_PREFIX}dev.1"), format!("{RELEASE_PREFIX}dev.2"), format!("{RELEASE_PREFIX}dev.3")]);
+        assert_eq!(
+            gone,
+            vec![
+                format!("{RELEASE_PREFIX}dev.1"),
+                format!("{RELEASE_PREFIX}dev.2"),
+                format!("{RELEASE_PREFIX}dev.3")
+            ]
+        );
     }
 }

@@ -144,11 +144,20 @@ impl Eks {
         apply::apply_all(&self.client, &mut resolver, objects, &self.namespace, force).await.map(|_| ())
     }
 
-    async fn prune(&self, previous: &[ObjectRef], current: &[ObjectRef], events: &dyn Sink) -> Result<(), EksError> {
+    async fn prune(
+        &self,
+        previous: &[ObjectRef],
+        current: &[ObjectRef],
+        events: &dyn Sink,
+    ) -> Result<(), EksError> {
         let mut resolver = Resolver::default();
         let gone = apply::prune(&self.client, &mut resolver, previous, current, &self.namespace).await?;
         for g in gone {
-            events.emit(&Event::Service { service: String::new(), phase: Phase::Apply, message: format!("pruned {g}") });
+            events.emit(&Event::Service {
+                service: String::new(),
+                phase: Phase::Apply,
+                message: format!("pruned {g}"),
+            });
         }
         Ok(())
     }
@@ -198,7 +207,8 @@ impl Platform for Eks {
     }
 
     async fn lock(&self, holder: &str, wait: Duration) -> Result<crate::platform::Lock, PlatformError> {
-        let lock = lock::Lock::acquire(&self.client, &self.namespace, &self.lease_name(), holder, wait).await?;
+        let lock =
+            lock::Lock::acquire(&self.client, &self.namespace, &self.lease_name(), holder, wait).await?;
         Ok(crate::platform::Lock::Lease(lock))
     }
 
@@ -296,7 +306,9 @@ impl Platform for Eks {
         events: &dyn Sink,
     ) -> Result<Option<Failure>, PlatformError> {
         // A hold is not bounded by the rollout deadline: the workloads already ran healthy.
-        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now()).max(hold + Duration::from_secs(30));
+        let timeout = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(hold + Duration::from_secs(30));
         let outcome = watch::watch(&self.client, &self.workloads(applied), timeout, hold, events).await;
         Ok(match outcome {
             WatchOutcome::Healthy => None,
@@ -310,7 +322,8 @@ impl Platform for Eks {
             // select the old colour, which still runs at full size).
             return Ok(());
         }
-        let objects: Vec<Value> = applied.services.iter().flat_map(|a| a.after_switch.iter().cloned()).collect();
+        let objects: Vec<Value> =
+            applied.services.iter().flat_map(|a| a.after_switch.iter().cloned()).collect();
         self.apply_objects(&objects, false).await?;
         if let Some(new) = bluegreen::live_color(&objects) {
             events.emit(&Event::Service {
@@ -361,4 +374,3 @@ fn failure_of(service: &str, f: &assess::Failure) -> Failure {
 fn all_refs(rel: &Release) -> Vec<ObjectRef> {
     rel.services.values().flat_map(|s| s.manifests.iter().map(object_ref)).collect()
 }
-

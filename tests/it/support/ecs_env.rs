@@ -84,11 +84,12 @@ pub struct EcsEnv {
     _slot: tokio::sync::SemaphorePermit<'static>,
 }
 
-/// An image of `service` pinned by digest; `marker` (crashloop, imagepull, …) goes into the tag.
+/// An image of `service` pinned by digest; `marker` (crashloop, imagepull, …) goes into the
+/// repository path (a tag before a digest is dropped when the image is pinned, as it should be).
 pub fn image(service: &str, marker: Option<&str>, n: u8) -> String {
-    let tag = marker.map(|m| format!(":{m}")).unwrap_or_default();
+    let dir = marker.map(|m| format!("{m}/")).unwrap_or_default();
     format!(
-        "111111111111.dkr.ecr.eu-west-1.amazonaws.com/shop/{service}{tag}@sha256:{}",
+        "111111111111.dkr.ecr.eu-west-1.amazonaws.com/{dir}shop/{service}@sha256:{}",
         format!("{n:02x}").repeat(32)
     )
 }
