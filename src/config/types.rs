@@ -209,6 +209,9 @@ pub struct EcsTarget {
     /// Log group substituted into task definitions. Default `/ecs/<product>-<env>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_group: Option<String>,
+    /// DynamoDB table holding the deploy lock (partition key `lock_id`, string). Default `deployer-locks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_table: Option<String>,
 }
 
 /// Rollout strategy.

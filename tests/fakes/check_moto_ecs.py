@@ -499,6 +499,56 @@ def run_checks(c: Checker, port: int, scale: float) -> None:
             done is not None and done["deployments"][0]["id"] == bg_dep["id"] and took >= 60 * scale
             and not target_health(tg_blue), took)
 
+    check_dynamodb_conditional_writes(c, kw)
+
+
+def check_dynamodb_conditional_writes(c: Checker, kw: dict) -> None:
+    """DynamoDB conditional writes are atomic per item (the ECS deploy lock relies on it): of
+    racers updating on the same `version = :seen`, exactly one wins and the others get
+    ConditionalCheckFailedException. Plain moto 5.2 let two win in about 5% of such rounds."""
+    ddb = boto3.client("dynamodb", **kw)
+    ddb.create_table(TableName="check-locks", BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "lock_id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "lock_id", "AttributeType": "S"}])
+    racers, rounds = 8, 200
+    clients = [boto3.client("dynamodb", **kw) for _ in range(racers)]
+    ddb.put_item(TableName="check-locks", Item={"lock_id": {"S": "k"}, "version": {"N": "0"}})
+    bad, other_errors = [], []
+    for r in range(rounds):
+        barrier, wins = threading.Barrier(racers), []
+
+        def race(i: int, r: int = r, barrier: threading.Barrier = barrier, wins: list = wins) -> None:
+            barrier.wait()
+            try:
+                clients[i].update_item(
+                    TableName="check-locks", Key={"lock_id": {"S": "k"}},
+                    UpdateExpression="SET #v = :next, #h = :me", ConditionExpression="#v = :seen",
+                    ExpressionAttributeNames={"#v": "version", "#h": "holder"},
+                    ExpressionAttributeValues={":next": {"N": str(r + 1)}, ":seen": {"N": str(r)},
+                                               ":me": {"S": str(i)}})
+                wins.append(i)
+            except botocore.exceptions.ClientError as e:
+                if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    other_errors.append(e.response["Error"]["Code"])
+
+        threads = [threading.Thread(target=race, args=(i,)) for i in range(racers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if len(wins) != 1:
+            bad.append((r, len(wins)))
+    c.check(f"DynamoDB: {racers} racing conditional updates x {rounds} rounds: exactly one winner each",
+            not bad and not other_errors, (bad[:5], other_errors[:5]))
+    try:
+        ddb.put_item(TableName="check-locks", Item={"lock_id": {"S": "k"}},
+                     ConditionExpression="attribute_not_exists(lock_id)")
+        refused = None
+    except botocore.exceptions.ClientError as e:
+        refused = e.response["Error"]["Code"]
+    c.check("DynamoDB: attribute_not_exists on an existing item is refused (ConditionalCheckFailedException)",
+            refused == "ConditionalCheckFailedException", refused)
+
 
 if __name__ == "__main__":
     sys.exit(main())

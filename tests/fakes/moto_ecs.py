@@ -29,7 +29,8 @@ All delays are multiplied by --time-scale.
 Locking: moto's werkzeug server handles requests on several threads and the controller
 mutates the same objects. One re-entrant lock serialises every ECS and ELBv2 request
 (including response serialisation) with the controller's ticks, so a client never sees
-a half-applied step.
+a half-applied step. DynamoDB requests are serialised by a lock of their own, so that
+conditional writes are atomic as on AWS (the deploy lock relies on it).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from typing import Any
 log = logging.getLogger("moto_ecs")
 
 LOCK = threading.RLock()
+DYNAMODB_LOCK = threading.Lock()
 
 # Markers in image references, in precedence order when several containers disagree:
 # a task whose image cannot be pulled never gets far enough to crash, and so on.
@@ -1237,6 +1239,19 @@ def install_patches() -> None:
                 return _orig(self)
 
         cls.call_action = call_action
+
+    # DynamoDB conditional writes are atomic per item on AWS; moto evaluates the condition and
+    # then writes without a lock, so two racing requests can both pass (measured: 16 of 300
+    # rounds of 8 racers). Serialise DynamoDB requests (its own lock: no controller involved).
+    from moto.dynamodb.responses import DynamoHandler
+
+    orig_dynamodb = DynamoHandler.call_action
+
+    def dynamodb_call_action(self, _orig=orig_dynamodb):
+        with DYNAMODB_LOCK:
+            return _orig(self)
+
+    DynamoHandler.call_action = dynamodb_call_action
 
     def ctl_of(backend, svc) -> ServiceCtl:
         assert CONTROLLER is not None

@@ -42,6 +42,7 @@
 
 pub mod bluegreen;
 pub mod classify;
+pub mod lock;
 pub mod records;
 pub mod taskdef;
 
