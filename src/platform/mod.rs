@@ -89,8 +89,8 @@ pub struct Running {
 pub enum Lock {
     /// A Kubernetes Lease.
     Lease(eks::lock::Lock),
-    /// No lock primitive (ECS until its lock table lands in this build).
-    Unlocked,
+    /// An item in a DynamoDB table (ECS), written only by conditional updates.
+    Table(ecs::lock::Lock),
 }
 
 impl Lock {
@@ -98,7 +98,7 @@ impl Lock {
     pub fn took_over_from(&self) -> Option<&str> {
         match self {
             Self::Lease(l) => l.took_over_from.as_deref(),
-            Self::Unlocked => None,
+            Self::Table(l) => l.took_over_from.as_deref(),
         }
     }
 
@@ -106,7 +106,7 @@ impl Lock {
     pub fn lost(&self) -> bool {
         match self {
             Self::Lease(l) => l.lost(),
-            Self::Unlocked => false,
+            Self::Table(l) => l.lost(),
         }
     }
 
@@ -114,7 +114,7 @@ impl Lock {
     pub async fn release(self) {
         match self {
             Self::Lease(l) => l.release().await,
-            Self::Unlocked => {}
+            Self::Table(l) => l.release().await,
         }
     }
 }
@@ -261,6 +261,9 @@ pub enum PlatformError {
     /// The platform's API cannot be reached with these credentials.
     #[error("cannot connect to {what}: {message}")]
     Connect { what: String, message: String },
+    /// The deploy role may not do what the release needs.
+    #[error("{message}")]
+    Denied { message: String, hint: String },
 }
 
 impl PlatformError {
@@ -291,7 +294,7 @@ impl PlatformError {
 
     pub fn hint(&self) -> String {
         match self {
-            Self::Api { hint, .. } | Self::Setup { hint, .. } => hint.clone(),
+            Self::Api { hint, .. } | Self::Setup { hint, .. } | Self::Denied { hint, .. } => hint.clone(),
             Self::LockHeld { .. } => {
                 "another deploy or rollback of this environment is running; wait for it (`timeouts.lock`) or stop it".into()
             }
@@ -319,7 +322,7 @@ impl From<PlatformError> for crate::Error {
             ),
             PlatformError::Api { .. } => Self::Internal { message, hint },
             PlatformError::LockHeld { .. } => Self::LockHeld { message, hint },
-            PlatformError::Connect { .. } => Self::Auth { message, hint },
+            PlatformError::Connect { .. } | PlatformError::Denied { .. } => Self::Auth { message, hint },
         }
     }
 }

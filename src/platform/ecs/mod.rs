@@ -76,6 +76,9 @@ struct EcsService {
 pub struct EcsPlatform {
     ecs: aws_sdk_ecs::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    /// The DynamoDB table of the deploy lock (`target.ecs.lock_table`).
+    lock_table: String,
     cluster: String,
     services: Vec<EcsService>,
     product: String,
@@ -125,6 +128,8 @@ impl EcsPlatform {
         Ok(Self {
             ecs: aws_sdk_ecs::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            lock_table: lock::table_name(target).to_owned(),
             cluster: target.cluster.clone(),
             services,
             product: product.to_owned(),
@@ -489,8 +494,30 @@ impl Platform for EcsPlatform {
         Ok(out)
     }
 
-    async fn lock(&self, _holder: &str, _wait: Duration) -> Result<super::Lock, PlatformError> {
-        Ok(super::Lock::Unlocked)
+    async fn lock(&self, holder: &str, wait: Duration) -> Result<super::Lock, PlatformError> {
+        let key = lock::lock_key(&self.product, &self.environment);
+        match lock::Lock::acquire(&self.dynamodb, &self.lock_table, &key, holder, wait).await {
+            Ok(l) => Ok(super::Lock::Table(l)),
+            Err(e) => {
+                let hint = e.hint();
+                Err(match e {
+                    lock::LockError::Held { key, holder, .. } => {
+                        PlatformError::LockHeld { lock: key, holder }
+                    }
+                    lock::LockError::TableMissing { .. } => PlatformError::Setup {
+                        message: e.to_string(),
+                        hint,
+                        file: Some(self.env_file.clone()),
+                    },
+                    lock::LockError::Denied { .. } => PlatformError::Denied { message: e.to_string(), hint },
+                    other => PlatformError::Api {
+                        operation: "the deploy lock".into(),
+                        message: other.to_string(),
+                        hint,
+                    },
+                })
+            }
+        }
     }
 
     async fn record(&self, release: &Release) -> Result<(), PlatformError> {
