@@ -624,29 +624,29 @@ mod tests {
         assert!(matches!(assess_deployment(&d, Some(&rs2()), &[&crash]), Verdict::Failed { .. }));
     }
 
-    fn sts(status: serde_json::Value) -> StatefulSet {
+    fn sts(status: &serde_json::Value) -> StatefulSet {
         serde_json::from_value(serde_json::json!({"metadata":{"name":"db","generation":3},
             "spec":{"replicas":2,"selector":{},"serviceName":"db","template":{}},"status":status}))
         .unwrap()
     }
 
-    fn crashing_pod(labels: serde_json::Value) -> Pod {
+    fn crashing_pod(labels: &serde_json::Value) -> Pod {
         pod(serde_json::json!({"metadata":{"name":"x-1","labels":labels},"status":{"containerStatuses":[{
             "name":"c","image":"i","imageID":"","ready":false,"restartCount":4,"state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}}))
     }
 
     #[test]
     fn statefulset_pods_of_the_abandoned_revision_do_not_fail_the_rollback() {
-        let old = crashing_pod(serde_json::json!({CONTROLLER_REVISION_HASH:"db-bad"}));
-        let new = crashing_pod(serde_json::json!({CONTROLLER_REVISION_HASH:"db-good"}));
+        let old = crashing_pod(&serde_json::json!({CONTROLLER_REVISION_HASH:"db-bad"}));
+        let new = crashing_pod(&serde_json::json!({CONTROLLER_REVISION_HASH:"db-good"}));
         let status = serde_json::json!({"observedGeneration":3,"replicas":2,"readyReplicas":1,
             "currentRevision":"db-bad","updateRevision":"db-good","updatedReplicas":1});
-        assert!(matches!(assess_statefulset(&sts(status.clone()), &[&old]), Verdict::Progressing { .. }));
-        assert!(matches!(assess_statefulset(&sts(status), &[&new]), Verdict::Failed { .. }));
+        assert!(matches!(assess_statefulset(&sts(&status), &[&old]), Verdict::Progressing { .. }));
+        assert!(matches!(assess_statefulset(&sts(&status), &[&new]), Verdict::Failed { .. }));
         // Before the controller observed the rollback, no pod decides.
         let unobserved = serde_json::json!({"observedGeneration":2,"replicas":2,"updateRevision":"db-bad"});
-        let bad = crashing_pod(serde_json::json!({CONTROLLER_REVISION_HASH:"db-bad"}));
-        assert!(matches!(assess_statefulset(&sts(unobserved), &[&bad]), Verdict::Progressing { .. }));
+        let bad = crashing_pod(&serde_json::json!({CONTROLLER_REVISION_HASH:"db-bad"}));
+        assert!(matches!(assess_statefulset(&sts(&unobserved), &[&bad]), Verdict::Progressing { .. }));
     }
 
     #[test]
@@ -660,8 +660,8 @@ mod tests {
             )
             .unwrap()
         };
-        let old = crashing_pod(serde_json::json!({POD_TEMPLATE_GENERATION:"2"}));
-        let new = crashing_pod(serde_json::json!({POD_TEMPLATE_GENERATION:"3"}));
+        let old = crashing_pod(&serde_json::json!({POD_TEMPLATE_GENERATION:"2"}));
+        let new = crashing_pod(&serde_json::json!({POD_TEMPLATE_GENERATION:"3"}));
         let current = ds(serde_json::json!({DS_TEMPLATE_GENERATION:"3"}));
         assert!(matches!(assess_daemonset(&current, &[&old]), Verdict::Progressing { .. }));
         assert!(matches!(assess_daemonset(&current, &[&new]), Verdict::Failed { .. }));

@@ -56,7 +56,7 @@ fn owned_by<'a, K: kube::Resource>(items: &'a [std::sync::Arc<K>], uid: &str) ->
 
 /// The progress deadline Kubernetes gives a Deployment that sets none; also the bound for
 /// StatefulSets and DaemonSets, which have no progress deadline, under a zero rollout timeout.
-const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_mins(10);
 
 impl Stores {
     /// Under a zero rollout timeout, how long a workload may go without any change of its
