@@ -2,6 +2,10 @@
 //! fail. Watches, never polls: every Deployment, ReplicaSet and Pod change is pushed by the API
 //! server and re-assessed at once, so a crash loop is reported within moments of the pod status
 //! that shows it, not at the progress deadline.
+//!
+//! The timeout bounds the whole watch; a zero timeout (`timeouts.rollout: 0s`) sets no overall
+//! bound, and each workload fails instead once its verdict has not changed for its own progress
+//! deadline plus a margin (see `Stores::stall_limit`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
