@@ -518,6 +518,239 @@ def raw_checks(fake):
           'unknown field "spec"' in body["message"], body)
 
 
+def daemonset_template_generation_check(fake):
+    """The registry's deprecated.daemonset.template.generation (+1 per template change only)
+    and the controller's pod-template-generation label, as a real v1.28 cluster shows them."""
+    base = "/apis/apps/v1/namespaces/default/daemonsets"
+    ds = {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent"},
+          "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                   "template": {"metadata": {"labels": {"app": "agent"}},
+                                "spec": {"containers": [{"name": "a",
+                                                         "image": "registry.local/agent:1"}]}}}}
+    ann = "deprecated.daemonset.template.generation"
+    code, created = fake.json("POST", base, ds)
+
+    def pod_tg(want):
+        pods = fake.json("GET", "/api/v1/namespaces/default/pods?labelSelector=app%3Dagent")[1]
+        live = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+        return len(live) == 1 and \
+            live[0]["metadata"]["labels"].get("pod-template-generation") == want
+    check("DaemonSet create: template generation annotation 1, pod label 1",
+          code == 201 and created["metadata"]["annotations"].get(ann) == "1" and
+          wait_for(lambda: pod_tg("1"), 10), created["metadata"])
+    code, upd = fake.json("PATCH", base + "/agent", {"spec": {"template": {"spec": {
+        "containers": [{"name": "a", "image": "registry.local/agent:2"}]}}}},
+        ctype="application/strategic-merge-patch+json")
+    code2, upd2 = fake.json("PATCH", base + "/agent", {"spec": {"minReadySeconds": 1}},
+                            ctype="application/merge-patch+json")
+    check("template change -> annotation 2 (pod relabelled 2); other spec change -> generation "
+          "3, annotation stays 2",
+          code == 200 and upd["metadata"]["annotations"].get(ann) == "2" and code2 == 200 and
+          upd2["metadata"]["generation"] == 3 and
+          upd2["metadata"]["annotations"].get(ann) == "2" and wait_for(lambda: pod_tg("2"), 10),
+          (upd["metadata"], upd2["metadata"]))
+    fake.json("DELETE", base + "/agent")
+
+
+def rec12_manifest(name, image, reps):
+    """Recording 12's Deployment: progressDeadlineSeconds 20, maxSurge 1, maxUnavailable 0."""
+    return """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: %(name)s
+  namespace: rec12
+  labels:
+    app: %(name)s
+spec:
+  replicas: %(reps)d
+  progressDeadlineSeconds: 20
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxSurge: 1
+      maxUnavailable: 0
+  selector:
+    matchLabels:
+      app: %(name)s
+  template:
+    metadata:
+      labels:
+        app: %(name)s
+    spec:
+      containers:
+      - name: web
+        image: %(image)s
+        ports:
+        - containerPort: 8080
+          name: http
+""" % {"name": name, "image": image, "reps": reps}
+
+
+def summary(o):
+    """A Deployment/ReplicaSet event as the recording's tables show it."""
+    md, s = o["metadata"], o.get("status") or {}
+    ann = md.get("annotations") or {}
+    out = {"kind": o["kind"], "name": md["name"], "generation": md.get("generation"),
+           "arrived": o.get("_arrived"),
+           "observedGeneration": s.get("observedGeneration"),
+           "revision": ann.get("deployment.kubernetes.io/revision"),
+           "revision-history": ann.get("deployment.kubernetes.io/revision-history"),
+           "spec.replicas": (o.get("spec") or {}).get("replicas")}
+    for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas",
+              "unavailableReplicas"):
+        out[k] = s.get(k)
+    if o["kind"] == "Deployment":
+        out["Progressing"] = cond(o, "Progressing")
+        out["Available"] = cond(o, "Available")
+    return out
+
+
+def rollback_after_deadline(fake, kc, name, reps):
+    """Recording 12's steps 2-3 for one Deployment; returns (timed-out condition, notready RS,
+    re-used RS, [summaries of every Deployment/ReplicaSet event from the rollback apply on])."""
+    kc("apply", "--server-side", "--field-manager=deployer", "-f", "-",
+       input_text=rec12_manifest(name, "registry.local/web:1.0", reps))
+    path = "/apis/apps/v1/namespaces/rec12/deployments/" + name
+    wait_for(lambda: cond(fake.json("GET", path)[1], "Progressing").get("reason") ==
+             "NewReplicaSetAvailable", 30)
+    rss = fake.json("GET", "/apis/apps/v1/namespaces/rec12/replicasets")[1]["items"]
+    good_rs = [r["metadata"]["name"] for r in rss if r["metadata"]["name"].startswith(name + "-")]
+    kc("apply", "--server-side", "--field-manager=deployer", "-f", "-",
+       input_text=rec12_manifest(name, "registry.local/web:notready", reps))
+    timed_out = wait_for(lambda: cond(fake.json("GET", path)[1], "Progressing").get("reason") ==
+                         "ProgressDeadlineExceeded" and fake.json("GET", path)[1], 30)
+    before = cond(timed_out, "Progressing")
+    rv = timed_out["metadata"]["resourceVersion"]
+    events = []
+
+    def reader(resource):
+        # Each event with the moment it arrived: the hold is a time, not an order.
+        r = urllib.request.Request(fake.base + "/apis/apps/v1/namespaces/rec12/%s?watch=1&"
+                                   "timeoutSeconds=4&resourceVersion=%s" % (resource, rv),
+                                   headers={"Accept": "application/json"})
+        with urllib.request.urlopen(r, timeout=10) as resp:
+            for raw in resp:
+                if raw.strip():
+                    e = json.loads(raw)
+                    e["object"]["_arrived"] = time.time()
+                    events.append(e)
+    readers = [threading.Thread(target=reader, args=(r,)) for r in ("deployments",
+                                                                     "replicasets")]
+    for t in readers:
+        t.start()
+    time.sleep(0.3)
+    rc, out, err = kc("apply", "--server-side", "--field-manager=deployer", "-f", "-",
+                      input_text=rec12_manifest(name, "registry.local/web:1.0", reps))
+    for t in readers:
+        t.join(15)
+    mine = [e["object"] for e in events if e["type"] == "MODIFIED" and
+            (e["object"]["metadata"]["name"] == name or
+             e["object"]["metadata"]["name"].startswith(name + "-"))]
+    mine.sort(key=lambda o: int(o["metadata"]["resourceVersion"]))
+    notready = before.get("message", "").split('"')[1] if '"' in before.get("message", "") \
+        else None
+    return before, notready, (good_rs or [None])[0], [summary(o) for o in mine]
+
+
+def rollback_stale_condition_checks(kc, fake, tmp):
+    """Recording 12: a rollback to an existing ReplicaSet after ProgressDeadlineExceeded."""
+    fake.json("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rec12"}})
+    got = {}
+
+    def run(name, reps, f, k):
+        got[name] = rollback_after_deadline(f, k, name, reps)
+    held = Fake(tmp, "held", "--stale-status-hold", "5")
+    kc_held = Kubectl(held.kubeconfig, tmp)
+    held.json("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "rec12"}})
+    threads = [threading.Thread(target=run, args=a) for a in (
+        ("web-one", 1, fake, kc), ("web-two", 2, fake, kc), ("web-held", 1, held, kc_held))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        rec = held.stderr.name
+    finally:
+        rc = held.stop()
+    check("--stale-status-hold fake exits cleanly", rc == 0, rc)
+    with open(rec) as f:
+        log = f.read()
+    check("--stale-status-hold fake logged no internal errors",
+          "internal error" not in log and "crashed" not in log and "Traceback" not in log,
+          log[-3000:])
+
+    for name in ("web-one", "web-held"):
+        before, notready, reused, seq = got[name]
+        deps = [e for e in seq if e["kind"] == "Deployment"]
+        check("%s: the notready release timed out: Progressing=False/ProgressDeadlineExceeded "
+              "'ReplicaSet \"<notready RS>\" has timed out progressing.'" % name,
+              before.get("status") == "False" and notready and notready != reused and
+              before.get("message") == 'ReplicaSet "%s" has timed out progressing.' % notready,
+              before)
+        order = [(e["kind"], e["name"]) for e in seq]
+        first_obs = next((i for i, e in enumerate(deps)
+                          if e["observedGeneration"] == e["generation"] == 3), None)
+        ok = len(deps) >= 4 and first_obs == 2 and \
+            deps[0]["observedGeneration"] == 2 and deps[0]["revision"] == "2" and \
+            deps[1]["observedGeneration"] == 2 and deps[1]["revision"] == "3"
+        check("%s: Deployment writes: apply (obsGen 2, revision 2) -> revision 3 (obsGen 2) -> "
+              "first obsGen 3 write" % name, ok, deps)
+        rs_bump = next((i for i, e in enumerate(seq) if e["kind"] == "ReplicaSet" and
+                        e["name"] == reused and e["revision"] == "3"), None)
+        rs_down = next((i for i, e in enumerate(seq) if e["kind"] == "ReplicaSet" and
+                        e["name"] == notready and e["spec.replicas"] == 0), None)
+        rev_write = seq.index(deps[1]) if len(deps) > 1 else None
+        stale_write = seq.index(deps[2]) if len(deps) > 2 else None
+        check("%s: order: re-used RS revision 3 + revision-history 1, then the revision "
+              "annotation write, then the notready RS scaled to 0, then the obsGen 3 write" % name,
+              None not in (rs_bump, rev_write, rs_down, stale_write) and
+              rs_bump < rev_write < rs_down < stale_write and
+              seq[rs_bump]["revision-history"] == "1", order)
+        stale = deps[2] if len(deps) > 2 else {}
+        check("%s: first obsGen == generation status: replicas 2, updated 1, ready 1, available "
+              "1, unavailable omitted, the old ProgressDeadlineExceeded copied unchanged" % name,
+              stale.get("replicas") == 2 and stale.get("updatedReplicas") == 1 and
+              stale.get("readyReplicas") == 1 and stale.get("availableReplicas") == 1 and
+              stale.get("unavailableReplicas") is None and stale.get("Progressing") == before,
+              (stale, before))
+        final = deps[3] if len(deps) > 3 else {}
+        fc = final.get("Progressing") or {}
+        check("%s: next status: replicas 1, True/NewReplicaSetAvailable naming the re-used RS, "
+              "new lastUpdateTime = lastTransitionTime" % name,
+              final.get("replicas") == 1 and final.get("updatedReplicas") == 1 and
+              fc.get("status") == "True" and fc.get("reason") == "NewReplicaSetAvailable" and
+              fc.get("message") == 'ReplicaSet "%s" has successfully progressed.' % reused and
+              fc.get("lastUpdateTime") == fc.get("lastTransitionTime") >= before.get(
+                  "lastUpdateTime", "~"), final)
+        check("%s: Available is never touched" % name,
+              len({json.dumps(e["Available"], sort_keys=True) for e in deps}) == 1, deps)
+    def stale_for(seq):
+        deps = [e for e in seq if e["kind"] == "Deployment"]
+        return deps[3]["arrived"] - deps[2]["arrived"] if len(deps) > 3 else None
+    held_for = stale_for(got["web-held"][3])
+    # Held 1 s from the write; measured between arrivals (a watch delivers the stale event a
+    # little late under load), so only half of it is asserted: the default is one tick (20 ms).
+    check("--stale-status-hold 5 (x 0.2): the stale status stays ~1 s before it is replaced",
+          held_for is not None and held_for >= 0.5, held_for)
+    before, notready, reused, seq = got["web-two"]
+    deps = [e for e in seq if e["kind"] == "Deployment"]
+    first = next((e for e in deps if e["observedGeneration"] == e["generation"] == 3), {})
+    fp = first.get("Progressing") or {}
+    check("web-two (2 replicas): the first obsGen 3 status is True/ReplicaSetUpdated naming the "
+          "re-used RS (replicas 3, updated 2), never the stale deadline",
+          fp.get("status") == "True" and fp.get("reason") == "ReplicaSetUpdated" and
+          fp.get("message") == 'ReplicaSet "%s" is progressing.' % reused and
+          first.get("replicas") == 3 and first.get("updatedReplicas") == 2 and
+          not any((e.get("Progressing") or {}).get("reason") == "ProgressDeadlineExceeded"
+                  for e in deps if e["observedGeneration"] == 3), deps)
+    last = deps[-1] if deps else {}
+    lp = last.get("Progressing") or {}
+    check("web-two: then True/NewReplicaSetAvailable, lastTransitionTime kept",
+          lp.get("reason") == "NewReplicaSetAvailable" and
+          lp.get("lastTransitionTime") == fp.get("lastTransitionTime") and
+          last.get("replicas") == 2, deps)
+
+
 def watch_expiry_check(tmp):
     """Separate fake with a tiny watch history so an old resourceVersion really expires."""
     small = Fake(tmp, "small", "--watch-history", "20")
@@ -653,6 +886,8 @@ def main():
     try:
         for fn, args in ((deployment_checks, (kc, fake, tmp)), (lease_checks, (kc, fake, tmp)),
                          (raw_checks, (fake,)), (pod_behaviour_checks, (kc, fake, tmp)),
+                         (rollback_stale_condition_checks, (kc, fake, tmp)),
+                         (daemonset_template_generation_check, (fake,)),
                          (watch_expiry_check, (tmp,))):
             try:
                 fn(*args)

@@ -5,6 +5,7 @@ Standard library only: run it with a bare ``python3``.
 
     python3 tests/fakes/fake_k8s.py --port 0 [--host 127.0.0.1] [--time-scale 1.0]
                                      [--kubeconfig PATH] [--watch-history 10000]
+                                     [--stale-status-hold SECONDS]
 
 It prints exactly one line ``LISTENING <port>`` on stdout once it accepts connections; logs go to
 stderr.  SIGTERM/SIGINT stop it cleanly.  Plain HTTP, any (or no) bearer token is accepted.
@@ -1691,6 +1692,15 @@ def default_object(rt, obj, old, cluster):
             ru.setdefault("maxSurge", 0)
         spec.setdefault("revisionHistoryLimit", 10)
         default_template(spec.get("template"))
+        # The registry keeps the internal spec.templateGeneration (1 on create, +1 on every
+        # template change) in this annotation; the controller labels pods with it.
+        tg = 1
+        if old is not None:
+            prev = deep_get(old, "metadata", "annotations", DS_TEMPLATE_GENERATION) or ""
+            tg = int(prev) if prev.isdigit() else int(deep_get(old, "metadata", "generation") or 1)
+            if canon(spec.get("template")) != canon(deep_get(old, "spec", "template")):
+                tg += 1
+        md.setdefault("annotations", {})[DS_TEMPLATE_GENERATION] = str(tg)
     elif kind == "Job" and isinstance(spec, dict):
         spec.setdefault("parallelism", 1)
         spec.setdefault("completions", 1)
@@ -2061,6 +2071,8 @@ class Cluster:
         self.last_rv = {}
         self.used_ips = set()
         self.time_scale = time_scale
+        # --stale-status-hold (seconds, before --time-scale); see DeploymentController.
+        self.stale_status_hold = 0.0
         self.stopping = False
         self.recorder = EventRecorder(self)
         self._pod_ip = 2
@@ -2658,6 +2670,7 @@ class EventRecorder:
 # ----------------------------------------------------------------------------------------------
 
 REV = "deployment.kubernetes.io/revision"
+DS_TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
 REV_HIST = "deployment.kubernetes.io/revision-history"
 DESIRED = "deployment.kubernetes.io/desired-replicas"
 MAXREP = "deployment.kubernetes.io/max-replicas"
@@ -2805,12 +2818,17 @@ class DeploymentController:
 
     def __init__(self, cluster):
         self.c = cluster
+        # uid -> epoch seconds: Deployments this controller does not sync before then.
+        self.held = {}
 
     def scale(self, seconds):
         return seconds * self.c.time_scale
 
     def tick(self):
+        now = time.time()
         for d in self.c.objects(RT["deployments"]):
+            if self.held.get(d["metadata"]["uid"], 0) > now:
+                continue
             try:
                 self.sync(d)
             except ApiError as e:
@@ -3120,6 +3138,20 @@ class DeploymentController:
                                                         "ProgressDeadlineExceeded", msg))
         if canon(status) != canon(d.get("status") or {}):
             self.update_status(d, status)
+            self.hold_if_stale(d, status)
+
+    def hold_if_stale(self, d, status):
+        """--stale-status-hold: after the first status of a new generation that still carries the
+        previous rollout's ProgressDeadlineExceeded (recording 12: a rollback to an existing
+        ReplicaSet with 1 replica), leave the Deployment alone for a while, as a throttled
+        kube-controller-manager did for 1.25 s in web-one-1."""
+        hold = self.scale(self.c.stale_status_hold)
+        cond = get_condition(status, "Progressing") or {}
+        gen = d["metadata"].get("generation", 0)
+        if hold > 0 and cond.get("reason") == "ProgressDeadlineExceeded" and \
+                status.get("observedGeneration") == gen and \
+                (d.get("status") or {}).get("observedGeneration", 0) < gen:
+            self.held[d["metadata"]["uid"]] = time.time() + hold
 
     # ---- strategies -------------------------------------------------------------------------
     def sync(self, d):
@@ -3942,7 +3974,8 @@ class DaemonSetController:
             t2 = copy.deepcopy(tmpl)
             t2.setdefault("metadata", {}).setdefault("labels", {}).update({
                 "controller-revision-hash": h,
-                "pod-template-generation": str(ds["metadata"].get("generation", 1))})
+                "pod-template-generation": deep_get(ds, "metadata", "annotations",
+                                                    DS_TEMPLATE_GENERATION, default="1")})
             t2.setdefault("spec", {})["affinity"] = {"nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
                     "matchFields": [{"key": "metadata.name", "operator": "In",
@@ -5517,12 +5550,19 @@ def main(argv=None):
     ap.add_argument("--kubeconfig", help="write a kubeconfig for this server to PATH")
     ap.add_argument("--watch-history", type=int, default=10000,
                     help="events kept for watch resumption; older resourceVersions get 410")
+    ap.add_argument("--stale-status-hold", type=float, default=0.0, metavar="SECONDS",
+                    help="after writing a new generation's first status that still carries the "
+                    "previous rollout's ProgressDeadlineExceeded (a rollback to an existing "
+                    "ReplicaSet, 1 replica), do not sync that Deployment again for SECONDS "
+                    "(scaled by --time-scale), like a throttled kube-controller-manager "
+                    "(recording 12: 9 ms to 1.25 s); default 0 = the next tick")
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = ap.parse_args(argv)
     if args.time_scale <= 0:
         ap.error("--time-scale must be > 0")
 
     cluster = Cluster(time_scale=args.time_scale, history=max(10, args.watch_history))
+    cluster.stale_status_hold = max(0.0, args.stale_status_hold)
     bootstrap(cluster)
     Handler.cluster = cluster
     Handler.verbose = args.verbose

@@ -142,6 +142,49 @@ async fn deploy_fail_roll_back_history_status_and_manual_rollback_through_the_cl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_progress_deadline_failure_rolls_back_with_exit_5_under_a_zero_rollout_timeout() {
+    // Recording 12 through the CLI: never-ready user pods and a 20 s (x 0.2) progress deadline;
+    // the rollback re-uses release 1's ReplicaSets and the controller's first status of the new
+    // generation still says ProgressDeadlineExceeded (the fake's default, as the real one did).
+    // `timeouts.rollout: 0s` is no overall deadline: the progress deadline decides.
+    let stand = Stand::start("").await;
+    let env = stand.product.path().join("environments/dev.yaml");
+    let yaml = std::fs::read_to_string(&env).unwrap().replace("rollout: 2m", "rollout: 0s");
+    std::fs::write(&env, yaml).unwrap();
+    for svc in SERVICES {
+        let base = stand.product.path().join(format!("services/{svc}/k8s/base/deployment.yaml"));
+        let yaml = std::fs::read_to_string(&base).unwrap();
+        assert!(yaml.contains("progressDeadlineSeconds: 120"), "{yaml}");
+        std::fs::write(&base, yaml.replace("progressDeadlineSeconds: 120", "progressDeadlineSeconds: 20"))
+            .unwrap();
+    }
+    let deploy =
+        |version: &str, markers: &[(&str, &str)]| args(&["deploy", "--env", "dev"], images(version, markers));
+    let o = stand.run(deploy("1", &[]), vec![]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+
+    let o = stand.run(deploy("2", &[("user", "notready")]), vec![]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}\n{err}");
+    assert!(err.contains("release dev.2 failed and was rolled back to dev.1"), "{err}");
+    assert!(err.contains("ProgressDeadlineExceeded"), "{err}");
+    let o = stand.run(args(&["history", "--env", "dev"], vec![]), vec![]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let rows: Vec<Vec<&str>> = out.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0][..2], ["dev.2", "rolled-back"], "{out}");
+    assert_eq!(rows[0][rows[0].len() - 2..], ["→", "dev.1"], "{out}");
+    let o = stand.run(args(&["status", "--env", "dev"], vec![]), vec![]).await;
+    let (out, _) = text(&o);
+    let user = digest("user-1");
+    assert!(
+        out.lines().any(|l| l.starts_with("user") && l.contains(&user[..19]) && l.ends_with("in sync")),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_gated_environment_needs_confirmation_from_a_terminal() {
     let stand = Stand::start("approval: { required: true, github_environment: production }\n").await;
     let o = stand.run(args(&["deploy", "--env", "dev"], images("1", &[])), vec![]).await;

@@ -283,6 +283,50 @@ async fn never_ready_pods_time_out_and_roll_back() {
     assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, Reason::Deadline).await;
 }
 
+/// Sets every Deployment's `progressDeadlineSeconds` (recording 12 used 20).
+fn with_progress_deadline(
+    mut services: BTreeMap<String, (String, Vec<Value>)>,
+    seconds: u32,
+) -> BTreeMap<String, (String, Vec<Value>)> {
+    for (_, objects) in services.values_mut() {
+        for o in objects.iter_mut().filter(|o| o["kind"] == "Deployment") {
+            o["spec"]["progressDeadlineSeconds"] = seconds.into();
+        }
+    }
+    services
+}
+
+#[tokio::test]
+async fn a_progress_deadline_failure_rolls_back_through_the_stale_deadline_condition() {
+    // Recording 12 on the fake: pods that never get ready, a 20 s (x 0.2) progress deadline,
+    // then the rollback re-uses release 1's ReplicaSet and the controller's first status of the
+    // new generation still says ProgressDeadlineExceeded (here held for 1 s, as a throttled
+    // controller-manager does). The rollback succeeded: rolled back, not "rollback failed".
+    let fake = FakeK8s::start_with(0.2, &["--stale-status-hold", "5"]);
+    fake.namespace(NS).await;
+    let eks = Eks::new(fake.client().await, NS, "shop", "dev");
+    let rec = Recorder::default();
+    let v1 = with_progress_deadline(shop_release("1", &[]).await, 20);
+    assert!(matches!(eks.deploy(&request(v1.clone()), &rec).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    let v2 = with_progress_deadline(shop_release("2", &[("user", "notready")]).await, 20);
+    let outcome = eks.deploy(&request(v2), &rec).await.unwrap();
+    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["ProgressDeadlineExceeded"]).await;
+    let DeployOutcome::RolledBack { failure, .. } = &outcome else { unreachable!() };
+    assert!(
+        failure.message.starts_with("ReplicaSet \"user-")
+            && failure.message.ends_with("\" has timed out progressing."),
+        "{failure}"
+    );
+    // deployer saw the stale status during the rollback and waited for the next one.
+    assert!(
+        rec.events().iter().any(|e| matches!(e, Event::Service { message, .. }
+            if message.starts_with("Deployment/user: ") && message.contains("an earlier rollout's ProgressDeadlineExceeded"))),
+        "{:#?}",
+        rec.events()
+    );
+    assert!(rec.events().iter().any(|e| matches!(e, Event::RollbackFinished { ok: true, .. })));
+}
+
 #[tokio::test]
 async fn slow_starting_pods_succeed() {
     let (fake, eks, rec) = setup().await;

@@ -6,10 +6,24 @@
 //! available with no old replicas left; it fails fast on pod states that never heal by waiting
 //! (crash loops, image pulls, OOM kills, bad container config, unschedulable pods) instead of
 //! waiting for the progress deadline.
+//!
+//! Only what belongs to *this* rollout decides. `observedGeneration == generation` does not prove
+//! that a status describes the new spec: after a rollback to an existing ReplicaSet the real
+//! deployment controller's first status for the new generation can still carry the previous
+//! rollout's `Progressing=False/ProgressDeadlineExceeded`, copied unchanged (shared
+//! k8s-recordings, scenario 12). So a condition counts only if it names the ReplicaSet of the
+//! current revision or was written after this apply (a later second than the apply's entry in
+//! `managedFields`, both on the API server's clock), and a pod only if it runs the current
+//! revision (its ReplicaSet's for Deployments, `updateRevision` for StatefulSets, the template
+//! generation for DaemonSets).
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
+
+use super::apply::FIELD_MANAGER;
 
 /// Container waiting reasons that mean "this will not become ready by waiting".
 pub const FATAL_WAITING: [&str; 7] = [
@@ -124,8 +138,52 @@ pub fn pod_failure(workload: &str, pod: &Pod) -> Option<Failure> {
     None
 }
 
-/// The verdict for a Deployment, given the pods of its newest ReplicaSet.
-pub fn assess_deployment(dep: &Deployment, new_pods: &[&Pod]) -> Verdict {
+/// The Deployment's revision annotation, which its current ReplicaSet carries too.
+pub const REVISION: &str = "deployment.kubernetes.io/revision";
+/// The template generation a DaemonSet's API server keeps (apps/v1 has no field for it).
+pub const DS_TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+/// The DaemonSet controller's label on every pod: the template generation it was created from.
+pub const POD_TEMPLATE_GENERATION: &str = "pod-template-generation";
+/// The StatefulSet (and DaemonSet) controller's label on every pod: its revision.
+pub const CONTROLLER_REVISION_HASH: &str = "controller-revision-hash";
+
+/// When deployer's last server-side apply changed this object, on the API server's clock (the
+/// `time` of deployer's `Apply` entry in `managedFields`; whole seconds). `None` when deployer
+/// never applied it.
+pub fn applied_at(meta: &ObjectMeta) -> Option<Timestamp> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.manager.as_deref() == Some(FIELD_MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+                && m.subresource.as_deref().unwrap_or_default().is_empty()
+        })
+        .filter_map(|m| m.time.as_ref().map(|t| t.0))
+        .max()
+}
+
+/// Whether a workload condition belongs to the rollout of the current spec: its message names
+/// the current revision's ReplicaSet (the controller names the new ReplicaSet in every
+/// Progressing message it writes), or it was written in a later second than the apply. The same
+/// second proves nothing either way (condition times are whole seconds), and the controller's
+/// own clock is compared with the apply's time on the same API server, never with deployer's.
+pub fn condition_is_current(
+    message: Option<&str>,
+    last_update: Option<&Time>,
+    current_replica_set: Option<&str>,
+    applied: Option<Timestamp>,
+) -> bool {
+    let names_current =
+        current_replica_set.is_some_and(|rs| message.is_some_and(|m| m.contains(&format!("\"{rs}\""))));
+    let written_after_apply = matches!((last_update, applied), (Some(t), Some(a)) if t.0 > a);
+    names_current || written_after_apply
+}
+
+/// The verdict for a Deployment, given the ReplicaSet of its current revision (the one whose
+/// revision annotation equals the Deployment's, once the watch has seen it) and that
+/// ReplicaSet's pods.
+pub fn assess_deployment(dep: &Deployment, new_rs: Option<&ReplicaSet>, new_pods: &[&Pod]) -> Verdict {
     let name = format!("Deployment/{}", dep.metadata.name.as_deref().unwrap_or_default());
     let generation = dep.metadata.generation.unwrap_or(0);
     let Some(status) = dep.status.as_ref() else {
@@ -139,31 +197,42 @@ pub fn assess_deployment(dep: &Deployment, new_pods: &[&Pod]) -> Verdict {
             detail: format!("waiting for the controller to observe generation {generation}"),
         };
     }
-    for pod in new_pods {
-        if let Some(f) = pod_failure(&name, pod) {
-            return Verdict::Failed { failure: Box::new(f) };
+    // A ReplicaSet of another revision (the watch has not seen the bump yet) says nothing.
+    let revision = dep.metadata.annotations.as_ref().and_then(|a| a.get(REVISION));
+    let new_rs = new_rs.filter(|rs| {
+        revision.is_some() && rs.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)) == revision
+    });
+    if new_rs.is_some() {
+        for pod in new_pods {
+            if let Some(f) = pod_failure(&name, pod) {
+                return Verdict::Failed { failure: Box::new(f) };
+            }
         }
     }
-    if let Some(c) = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing")
+    let rs_name = new_rs.and_then(|rs| rs.metadata.name.as_deref());
+    let applied = applied_at(&dep.metadata);
+    let progressing = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing");
+    let mut stale = None;
+    if let Some(c) = progressing
         && c.status == "False"
         && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
     {
-        return Verdict::Failed {
-            failure: Box::new(Failure {
-                workload: name,
-                pod: None,
-                container: None,
-                reason: "ProgressDeadlineExceeded".into(),
-                message: c.message.clone().unwrap_or_default(),
-                restart_count: None,
-                events: Vec::new(),
-            }),
-        };
-    }
-    if status.observed_generation.unwrap_or(0) < generation {
-        return Verdict::Progressing {
-            detail: format!("waiting for the controller to observe generation {generation}"),
-        };
+        if condition_is_current(c.message.as_deref(), c.last_update_time.as_ref(), rs_name, applied) {
+            return Verdict::Failed {
+                failure: Box::new(Failure {
+                    workload: name,
+                    pod: None,
+                    container: None,
+                    reason: "ProgressDeadlineExceeded".into(),
+                    message: c.message.clone().unwrap_or_default(),
+                    restart_count: None,
+                    events: Vec::new(),
+                }),
+            };
+        }
+        // The previous rollout's verdict, copied into this generation's first status: the next
+        // status replaces it (recording 12). Not a verdict on this spec.
+        stale = Some(c);
     }
     let want = dep.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     // Zero counts are omitted by the API server, so a missing field means 0.
@@ -171,31 +240,41 @@ pub fn assess_deployment(dep: &Deployment, new_pods: &[&Pod]) -> Verdict {
     let ready = status.ready_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
     let total = status.replicas.unwrap_or(0);
-    if updated >= want && ready >= want && available >= want && total == updated {
+    // With a stale deadline condition still shown, the controller has not finished this
+    // generation's status yet (its next write replaces the condition): not healthy yet.
+    if stale.is_none() && updated >= want && ready >= want && available >= want && total == updated {
         Verdict::Healthy
     } else {
-        Verdict::Progressing {
-            detail: format!(
-                "{updated}/{want} updated, {ready} ready, {available} available, {} old",
-                (total - updated).max(0)
-            ),
+        let mut detail = format!(
+            "{updated}/{want} updated, {ready} ready, {available} available, {} old",
+            (total - updated).max(0)
+        );
+        if stale.is_some() {
+            detail.push_str(" (an earlier rollout's ProgressDeadlineExceeded is still shown)");
         }
+        Verdict::Progressing { detail }
     }
 }
 
-/// The verdict for a StatefulSet (RollingUpdate), given its pods.
+/// The verdict for a StatefulSet (RollingUpdate), given its pods. Only pods of the update
+/// revision can fail it: after a rollback, a crash-looping pod of the abandoned revision is the
+/// controller's to replace, not a verdict on this spec.
 pub fn assess_statefulset(sts: &StatefulSet, pods: &[&Pod]) -> Verdict {
     let name = format!("StatefulSet/{}", sts.metadata.name.as_deref().unwrap_or_default());
-    for pod in pods {
-        if let Some(f) = pod_failure(&name, pod) {
-            return Verdict::Failed { failure: Box::new(f) };
-        }
-    }
     let Some(status) = sts.status.as_ref() else {
         return Verdict::Progressing { detail: "no status yet".into() };
     };
     if status.observed_generation.unwrap_or(0) < sts.metadata.generation.unwrap_or(0) {
         return Verdict::Progressing { detail: "waiting for the controller".into() };
+    }
+    let update_revision = status.update_revision.as_deref();
+    for pod in pods {
+        if update_revision.is_some()
+            && label(pod, CONTROLLER_REVISION_HASH) == update_revision
+            && let Some(f) = pod_failure(&name, pod)
+        {
+            return Verdict::Failed { failure: Box::new(f) };
+        }
     }
     let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let ready = status.ready_replicas.unwrap_or(0);
@@ -209,17 +288,23 @@ pub fn assess_statefulset(sts: &StatefulSet, pods: &[&Pod]) -> Verdict {
     }
 }
 
-/// The verdict for a DaemonSet, given its pods.
+/// The verdict for a DaemonSet, given its pods. Only pods of the current template generation
+/// can fail it (the `pod-template-generation` label against the API server's
+/// `deprecated.daemonset.template.generation` annotation); without that annotation every pod
+/// counts.
 pub fn assess_daemonset(ds: &DaemonSet, pods: &[&Pod]) -> Verdict {
     let name = format!("DaemonSet/{}", ds.metadata.name.as_deref().unwrap_or_default());
-    for pod in pods {
-        if let Some(f) = pod_failure(&name, pod) {
-            return Verdict::Failed { failure: Box::new(f) };
-        }
-    }
     let Some(s) = ds.status.as_ref() else { return Verdict::Progressing { detail: "no status yet".into() } };
     if s.observed_generation.unwrap_or(0) < ds.metadata.generation.unwrap_or(0) {
         return Verdict::Progressing { detail: "waiting for the controller".into() };
+    }
+    let template_generation =
+        ds.metadata.annotations.as_ref().and_then(|a| a.get(DS_TEMPLATE_GENERATION)).map(String::as_str);
+    for pod in pods {
+        let current = template_generation.is_none_or(|g| label(pod, POD_TEMPLATE_GENERATION) == Some(g));
+        if current && let Some(f) = pod_failure(&name, pod) {
+            return Verdict::Failed { failure: Box::new(f) };
+        }
     }
     let want = s.desired_number_scheduled;
     if s.updated_number_scheduled.unwrap_or(0) >= want
@@ -230,6 +315,10 @@ pub fn assess_daemonset(ds: &DaemonSet, pods: &[&Pod]) -> Verdict {
     } else {
         Verdict::Progressing { detail: format!("{}/{want} ready", s.number_ready) }
     }
+}
+
+fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata.labels.as_ref().and_then(|l| l.get(key)).map(String::as_str)
 }
 
 #[cfg(test)]
@@ -247,25 +336,37 @@ mod tests {
     fn base_dep(gen_: i64, observed: i64, status: serde_json::Value) -> Deployment {
         let mut s = status;
         s["observedGeneration"] = observed.into();
-        dep(
-            serde_json::json!({"metadata":{"name":"web","generation":gen_},"spec":{"replicas":3,"selector":{},"template":{}},"status":s}),
-        )
+        dep(serde_json::json!({
+            "metadata":{"name":"web","generation":gen_,"annotations":{REVISION:"2"}},
+            "spec":{"replicas":3,"selector":{},"template":{}},"status":s}))
+    }
+
+    /// The ReplicaSet of revision 2 (the current one of `base_dep`).
+    fn rs2() -> ReplicaSet {
+        serde_json::from_value(serde_json::json!({"metadata":{"name":"web-5d","annotations":{REVISION:"2"}}}))
+            .unwrap()
     }
 
     #[test]
     fn healthy_only_when_everything_caught_up() {
         let full =
             serde_json::json!({"replicas":3,"updatedReplicas":3,"readyReplicas":3,"availableReplicas":3});
-        assert_eq!(assess_deployment(&base_dep(2, 2, full.clone()), &[]), Verdict::Healthy);
+        assert_eq!(assess_deployment(&base_dep(2, 2, full.clone()), Some(&rs2()), &[]), Verdict::Healthy);
         // The controller has not seen the new spec yet: the old counts say nothing.
-        assert!(matches!(assess_deployment(&base_dep(3, 2, full), &[]), Verdict::Progressing { .. }));
+        assert!(matches!(
+            assess_deployment(&base_dep(3, 2, full), Some(&rs2()), &[]),
+            Verdict::Progressing { .. }
+        ));
         // Old replicas still around (surge): not done.
         let surge =
             serde_json::json!({"replicas":4,"updatedReplicas":3,"readyReplicas":4,"availableReplicas":4});
-        assert!(matches!(assess_deployment(&base_dep(2, 2, surge), &[]), Verdict::Progressing { .. }));
+        assert!(matches!(
+            assess_deployment(&base_dep(2, 2, surge), Some(&rs2()), &[]),
+            Verdict::Progressing { .. }
+        ));
         // Zero counts are omitted by the API server.
         assert!(matches!(
-            assess_deployment(&base_dep(2, 2, serde_json::json!({"replicas":1})), &[]),
+            assess_deployment(&base_dep(2, 2, serde_json::json!({"replicas":1})), Some(&rs2()), &[]),
             Verdict::Progressing { .. }
         ));
     }
@@ -281,7 +382,9 @@ mod tests {
             "name":"web","image":"i","imageID":"","ready":false,"restartCount":2,
             "state":{"waiting":{"reason":"CrashLoopBackOff","message":"back-off 20s restarting failed container"}},
             "lastState":{"terminated":{"exitCode":1,"reason":"Error"}}}]}}));
-        let Verdict::Failed { failure } = assess_deployment(&d, &[&p]) else { panic!("not failed") };
+        let Verdict::Failed { failure } = assess_deployment(&d, Some(&rs2()), &[&p]) else {
+            panic!("not failed")
+        };
         assert_eq!(failure.reason, "CrashLoopBackOff");
         assert_eq!(failure.pod.as_deref(), Some("web-abc-x1"));
         assert_eq!(failure.container.as_deref(), Some("web"));
@@ -299,7 +402,7 @@ mod tests {
         let d = base_dep(3, 2, serde_json::json!({"replicas":2,"updatedReplicas":1}));
         let p = pod(serde_json::json!({"metadata":{"name":"p"},"status":{"containerStatuses":[{
             "name":"c","image":"i","imageID":"","ready":false,"restartCount":3,"state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}}));
-        assert!(matches!(assess_deployment(&d, &[&p]), Verdict::Progressing { .. }));
+        assert!(matches!(assess_deployment(&d, Some(&rs2()), &[&p]), Verdict::Progressing { .. }));
     }
 
     #[test]
@@ -313,13 +416,15 @@ mod tests {
         let unsched = pod(serde_json::json!({"metadata":{"name":"p"},"status":{"conditions":[{
             "type":"PodScheduled","status":"False","reason":"Unschedulable","message":"0/1 nodes are available: 1 Insufficient cpu."}]}}));
         for (p, reason) in [(pull, "ImagePullBackOff"), (oom, "OOMKilled"), (unsched, "Unschedulable")] {
-            let Verdict::Failed { failure } = assess_deployment(&d, &[&p]) else { panic!("{reason}") };
+            let Verdict::Failed { failure } = assess_deployment(&d, Some(&rs2()), &[&p]) else {
+                panic!("{reason}")
+            };
             assert_eq!(failure.reason, reason);
         }
         // A merely not-ready pod is progressing, not failed (the rollout timeout decides).
         let notready = pod(serde_json::json!({"metadata":{"name":"p"},"status":{"containerStatuses":[{
             "name":"c","image":"i","imageID":"","ready":false,"restartCount":0,"state":{"running":{}}}]}}));
-        assert!(matches!(assess_deployment(&d, &[&notready]), Verdict::Progressing { .. }));
+        assert!(matches!(assess_deployment(&d, Some(&rs2()), &[&notready]), Verdict::Progressing { .. }));
     }
 
     #[test]
@@ -330,7 +435,237 @@ mod tests {
             serde_json::json!({"replicas":4,"updatedReplicas":1,"conditions":[
             {"type":"Progressing","status":"False","reason":"ProgressDeadlineExceeded","message":"ReplicaSet \"web-5d\" has timed out progressing."}]}),
         );
-        let Verdict::Failed { failure } = assess_deployment(&d, &[]) else { panic!() };
+        let Verdict::Failed { failure } = assess_deployment(&d, Some(&rs2()), &[]) else { panic!() };
         assert_eq!(failure.reason, "ProgressDeadlineExceeded");
+    }
+
+    /// Replays a recorded watch sequence (shared k8s-recordings, scenario 12) through a store
+    /// like the watcher's and assesses the Deployment at each of its events: (rv, verdict).
+    /// `withhold` drops the ReplicaSet events of those resourceVersions (a lagging RS watch).
+    fn replay(fixture: &str, withhold: &[&str]) -> Vec<(String, Verdict)> {
+        let doc: serde_json::Value = serde_json::from_str(fixture).unwrap();
+        let mut rss: std::collections::BTreeMap<String, ReplicaSet> = std::collections::BTreeMap::new();
+        let mut pods: std::collections::BTreeMap<String, Pod> = std::collections::BTreeMap::new();
+        let mut out = Vec::new();
+        for e in doc["events"].as_array().unwrap() {
+            let o = &e["object"];
+            let name = o["metadata"]["name"].as_str().unwrap().to_owned();
+            let rv = o["metadata"]["resourceVersion"].as_str().unwrap().to_owned();
+            let deleted = e["type"] == "DELETED";
+            match o["kind"].as_str().unwrap() {
+                "ReplicaSet" if !withhold.contains(&rv.as_str()) => {
+                    rss.insert(name, serde_json::from_value(o.clone()).unwrap());
+                }
+                "Pod" if deleted => {
+                    pods.remove(&name);
+                }
+                "Pod" => {
+                    pods.insert(name, serde_json::from_value(o.clone()).unwrap());
+                }
+                "Deployment" => {
+                    let d: Deployment = serde_json::from_value(o.clone()).unwrap();
+                    let revision = d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION));
+                    let new_rs = rss.values().find(|rs| {
+                        rs.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)) == revision
+                    });
+                    let uid = new_rs.and_then(|rs| rs.metadata.uid.clone()).unwrap_or_default();
+                    let new_pods: Vec<&Pod> = pods
+                        .values()
+                        .filter(|p| p.metadata.owner_references.iter().flatten().any(|r| r.uid == uid))
+                        .collect();
+                    out.push((rv, assess_deployment(&d, new_rs, &new_pods)));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    const WEB_ONE_2: &str = include_str!("../../../tests/fixtures/k8s-recording-12/web-one-2.json");
+    const WEB_4: &str = include_str!("../../../tests/fixtures/k8s-recording-12/web-4.json");
+
+    fn at<'a>(verdicts: &'a [(String, Verdict)], rv: &str) -> &'a Verdict {
+        &verdicts.iter().find(|(r, _)| r == rv).unwrap_or_else(|| panic!("no Deployment event {rv}")).1
+    }
+
+    #[test]
+    fn recording_12_one_replica_the_stale_deadline_of_the_rollback_is_not_a_failure() {
+        let v = replay(WEB_ONE_2, &[]);
+        // Step 2: the notready release really times out; the condition names its own RS.
+        let Verdict::Failed { failure } = at(&v, "29617") else { panic!("{v:#?}") };
+        assert_eq!(failure.reason, "ProgressDeadlineExceeded");
+        assert_eq!(failure.message, "ReplicaSet \"web-one-2-66fb887559\" has timed out progressing.");
+        // Step 3, the rollback: the apply and the revision bump (observedGeneration still 2), then
+        // the first status of generation 3 with the previous rollout's condition copied unchanged.
+        for rv in ["29619", "29621"] {
+            assert!(
+                matches!(at(&v, rv), Verdict::Progressing { detail } if detail.contains("generation 3")),
+                "{rv}: {v:#?}"
+            );
+        }
+        let Verdict::Progressing { detail } = at(&v, "29625") else { panic!("{v:#?}") };
+        assert!(detail.contains("an earlier rollout's ProgressDeadlineExceeded"), "{detail}");
+        // Then NewReplicaSetAvailable, naming the re-used RS: the rollback succeeded.
+        assert_eq!(at(&v, "29631"), &Verdict::Healthy);
+        // Nothing after the rollback apply was a failure.
+        let after: Vec<_> = v.iter().skip_while(|(rv, _)| rv != "29619").collect();
+        assert!(after.iter().all(|(_, v)| !matches!(v, Verdict::Failed { .. })), "{after:#?}");
+    }
+
+    #[test]
+    fn recording_12_the_stale_deadline_is_no_failure_while_the_replicaset_watch_lags() {
+        // The re-used RS's revision bump (29620) not seen yet: the current revision's RS is
+        // unknown, and the condition (older than the apply) does not count either.
+        let v = replay(WEB_ONE_2, &["29620"]);
+        assert!(matches!(at(&v, "29625"), Verdict::Progressing { .. }), "{v:#?}");
+        assert_eq!(at(&v, "29631"), &Verdict::Healthy);
+    }
+
+    #[test]
+    fn recording_12_two_replicas_progress_then_available() {
+        let v = replay(WEB_4, &[]);
+        let Verdict::Failed { failure } = at(&v, "19297") else { panic!("{v:#?}") };
+        assert_eq!(failure.reason, "ProgressDeadlineExceeded");
+        assert!(matches!(at(&v, "19705"), Verdict::Progressing { .. }), "{v:#?}");
+        // True/ReplicaSetUpdated with 3 replicas, 2 updated: progressing.
+        assert!(
+            matches!(at(&v, "19744"), Verdict::Progressing { detail } if detail.ends_with("1 old")),
+            "{v:#?}"
+        );
+        assert_eq!(at(&v, "19819"), &Verdict::Healthy);
+    }
+
+    fn time(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn a_condition_belongs_to_the_rollout_by_its_replicaset_or_by_a_later_second() {
+        let msg = Some("ReplicaSet \"web-one-2-66fb887559\" has timed out progressing.");
+        let applied = Some(time("2026-12-07T17:22:04Z").0);
+        // Recording 12: names the previous RS, written before the apply.
+        assert!(!condition_is_current(
+            msg,
+            Some(&time("2026-12-07T17:22:02Z")),
+            Some("web-one-2-74dfd45d4b"),
+            applied
+        ));
+        // Names the current revision's RS: whatever its time.
+        assert!(condition_is_current(
+            msg,
+            Some(&time("2026-12-07T17:22:02Z")),
+            Some("web-one-2-66fb887559"),
+            applied
+        ));
+        // A prefix of another RS's name is not that RS.
+        assert!(!condition_is_current(msg, None, Some("web-one-2-66fb88755"), applied));
+        // Written in a later second than the apply: this rollout's, even before the RS is seen.
+        assert!(condition_is_current(msg, Some(&time("2026-12-07T17:22:05Z")), None, applied));
+        // The same second proves nothing (a fast rollback lands in the deadline's second).
+        assert!(!condition_is_current(msg, Some(&time("2026-12-07T17:22:04Z")), None, applied));
+        // No apply of deployer's on record: only the RS name can tell.
+        assert!(!condition_is_current(msg, Some(&time("2026-12-07T17:22:05Z")), None, None));
+    }
+
+    #[test]
+    fn applied_at_is_deployers_last_apply_on_the_main_resource() {
+        let d = replay_object(WEB_ONE_2, "29625");
+        assert_eq!(applied_at(&d.metadata), Some(time("2026-12-07T17:22:04Z").0));
+        // The controller's status writes are not an apply.
+        let mut other = d.metadata.clone();
+        other.managed_fields.as_mut().unwrap().retain(|m| m.manager.as_deref() != Some(FIELD_MANAGER));
+        assert_eq!(applied_at(&other), None);
+    }
+
+    fn replay_object(fixture: &str, rv: &str) -> Deployment {
+        let doc: serde_json::Value = serde_json::from_str(fixture).unwrap();
+        let o = doc["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["object"]["metadata"]["resourceVersion"] == rv);
+        serde_json::from_value(o.unwrap()["object"].clone()).unwrap()
+    }
+
+    #[test]
+    fn a_genuine_deadline_fails_even_before_the_replicaset_is_seen_if_newer_than_the_apply() {
+        // A Deployment message without an RS (the controller had no new RS, e.g. Recreate
+        // waiting for old pods), written seconds after deployer's apply.
+        let mut d = base_dep(
+            2,
+            2,
+            serde_json::json!({"replicas":3,"updatedReplicas":0,"conditions":[
+            {"type":"Progressing","status":"False","reason":"ProgressDeadlineExceeded",
+             "lastUpdateTime":"2026-12-07T17:32:10Z","lastTransitionTime":"2026-12-07T17:32:10Z",
+             "message":"Deployment \"web\" has timed out progressing."}]}),
+        );
+        d.metadata.managed_fields = Some(vec![
+            serde_json::from_value(serde_json::json!({
+            "manager":"deployer","operation":"Apply","apiVersion":"apps/v1","time":"2026-12-07T17:22:04Z",
+            "fieldsType":"FieldsV1","fieldsV1":{}}))
+            .unwrap(),
+        ]);
+        assert!(matches!(assess_deployment(&d, None, &[]), Verdict::Failed { .. }));
+        // The same condition from before the apply is the previous rollout's.
+        d.metadata.managed_fields.as_mut().unwrap()[0].time = Some(time("2026-12-07T17:40:00Z"));
+        assert!(matches!(assess_deployment(&d, None, &[]), Verdict::Progressing { .. }));
+    }
+
+    #[test]
+    fn pods_of_a_replicaset_of_another_revision_do_not_decide() {
+        let d = base_dep(2, 2, serde_json::json!({"replicas":2,"updatedReplicas":1}));
+        let crash = pod(serde_json::json!({"metadata":{"name":"p"},"status":{"containerStatuses":[{
+            "name":"c","image":"i","imageID":"","ready":false,"restartCount":3,"state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}}));
+        let rs1: ReplicaSet = serde_json::from_value(
+            serde_json::json!({"metadata":{"name":"web-1a","annotations":{REVISION:"1"}}}),
+        )
+        .unwrap();
+        assert!(matches!(assess_deployment(&d, Some(&rs1), &[&crash]), Verdict::Progressing { .. }));
+        assert!(matches!(assess_deployment(&d, Some(&rs2()), &[&crash]), Verdict::Failed { .. }));
+    }
+
+    fn sts(status: &serde_json::Value) -> StatefulSet {
+        serde_json::from_value(serde_json::json!({"metadata":{"name":"db","generation":3},
+            "spec":{"replicas":2,"selector":{},"serviceName":"db","template":{}},"status":status}))
+        .unwrap()
+    }
+
+    fn crashing_pod(labels: &serde_json::Value) -> Pod {
+        pod(serde_json::json!({"metadata":{"name":"x-1","labels":labels},"status":{"containerStatuses":[{
+            "name":"c","image":"i","imageID":"","ready":false,"restartCount":4,"state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}}))
+    }
+
+    #[test]
+    fn statefulset_pods_of_the_abandoned_revision_do_not_fail_the_rollback() {
+        let old = crashing_pod(&serde_json::json!({CONTROLLER_REVISION_HASH:"db-bad"}));
+        let new = crashing_pod(&serde_json::json!({CONTROLLER_REVISION_HASH:"db-good"}));
+        let status = serde_json::json!({"observedGeneration":3,"replicas":2,"readyReplicas":1,
+            "currentRevision":"db-bad","updateRevision":"db-good","updatedReplicas":1});
+        assert!(matches!(assess_statefulset(&sts(&status), &[&old]), Verdict::Progressing { .. }));
+        assert!(matches!(assess_statefulset(&sts(&status), &[&new]), Verdict::Failed { .. }));
+        // Before the controller observed the rollback, no pod decides.
+        let unobserved = serde_json::json!({"observedGeneration":2,"replicas":2,"updateRevision":"db-bad"});
+        let bad = crashing_pod(&serde_json::json!({CONTROLLER_REVISION_HASH:"db-bad"}));
+        assert!(matches!(assess_statefulset(&sts(&unobserved), &[&bad]), Verdict::Progressing { .. }));
+    }
+
+    #[test]
+    fn daemonset_pods_of_an_earlier_template_generation_do_not_decide() {
+        let ds = |annotations: serde_json::Value| -> DaemonSet {
+            serde_json::from_value(
+                serde_json::json!({"metadata":{"name":"agent","generation":4,"annotations":annotations},
+                "spec":{"selector":{},"template":{}},
+                "status":{"observedGeneration":4,"currentNumberScheduled":1,"desiredNumberScheduled":1,
+                          "numberMisscheduled":0,"numberReady":0}}),
+            )
+            .unwrap()
+        };
+        let old = crashing_pod(&serde_json::json!({POD_TEMPLATE_GENERATION:"2"}));
+        let new = crashing_pod(&serde_json::json!({POD_TEMPLATE_GENERATION:"3"}));
+        let current = ds(serde_json::json!({DS_TEMPLATE_GENERATION:"3"}));
+        assert!(matches!(assess_daemonset(&current, &[&old]), Verdict::Progressing { .. }));
+        assert!(matches!(assess_daemonset(&current, &[&new]), Verdict::Failed { .. }));
+        // Without the API server's annotation every pod counts (fail fast as before).
+        assert!(matches!(assess_daemonset(&ds(serde_json::json!({})), &[&old]), Verdict::Failed { .. }));
     }
 }

@@ -2,6 +2,10 @@
 //! fail. Watches, never polls: every Deployment, ReplicaSet and Pod change is pushed by the API
 //! server and re-assessed at once, so a crash loop is reported within moments of the pod status
 //! that shows it, not at the progress deadline.
+//!
+//! The timeout bounds the whole watch; a zero timeout (`timeouts.rollout: 0s`) sets no overall
+//! bound, and each workload fails instead once its verdict has not changed for its own progress
+//! deadline plus a margin (see `Stores::stall_limit`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -54,7 +58,29 @@ fn owned_by<'a, K: kube::Resource>(items: &'a [std::sync::Arc<K>], uid: &str) ->
         .collect()
 }
 
+/// The progress deadline Kubernetes gives a Deployment that sets none; also the bound for
+/// StatefulSets and DaemonSets, which have no progress deadline, under a zero rollout timeout.
+const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_mins(10);
+
 impl Stores {
+    /// Under a zero rollout timeout, how long a workload may go without any change of its
+    /// verdict before it fails: its `progressDeadlineSeconds` (Deployments; 600 s otherwise) plus
+    /// a tenth and 5 s, so that the controller's own `ProgressDeadlineExceeded` normally comes
+    /// first. The bound still ends a rollout whose deadline condition never names it (a re-used
+    /// ReplicaSet that never gets ready keeps the previous rollout's condition).
+    fn stall_limit(&self, w: &Workload) -> Duration {
+        let own = (w.kind == "Deployment")
+            .then(|| self.deployments.get(&ObjectRef::new(&w.name).within(&w.namespace)))
+            .flatten()
+            .and_then(|d| d.spec.as_ref().and_then(|s| s.progress_deadline_seconds))
+            // i32::MAX is Kubernetes' "no deadline".
+            .filter(|s| *s > 0 && *s < i32::MAX)
+            .and_then(|s| u64::try_from(s).ok())
+            .map(Duration::from_secs);
+        let deadline = own.unwrap_or(DEFAULT_PROGRESS_DEADLINE);
+        deadline + deadline / 10 + Duration::from_secs(5)
+    }
+
     fn verdict(&self, w: &Workload) -> Verdict {
         let pods = self.pods.state();
         match w.kind.as_str() {
@@ -63,26 +89,18 @@ impl Stores {
                     return Verdict::Progressing { detail: "not observed yet".into() };
                 };
                 let uid = dep.metadata.uid.clone().unwrap_or_default();
-                let revision = dep
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("deployment.kubernetes.io/revision"));
+                let revision = dep.metadata.annotations.as_ref().and_then(|a| a.get(assess::REVISION));
                 let rss = self.replicasets.state();
-                // The newest ReplicaSet carries the Deployment's revision; only its pods decide.
+                // The ReplicaSet of the current revision carries the Deployment's revision; only
+                // its pods decide, and only a condition naming it (or newer than the apply).
                 let new_rs = owned_by(&rss, &uid).into_iter().find(|rs| {
                     revision.is_some()
-                        && rs
-                            .metadata
-                            .annotations
-                            .as_ref()
-                            .and_then(|a| a.get("deployment.kubernetes.io/revision"))
-                            == revision
+                        && rs.metadata.annotations.as_ref().and_then(|a| a.get(assess::REVISION)) == revision
                 });
                 let new_pods = new_rs
                     .map(|rs| owned_by(&pods, rs.metadata.uid.as_deref().unwrap_or_default()))
                     .unwrap_or_default();
-                assess::assess_deployment(&dep, &new_pods)
+                assess::assess_deployment(&dep, new_rs, &new_pods)
             }
             "StatefulSet" => match self.statefulsets.get(&ObjectRef::new(&w.name).within(&w.namespace)) {
                 Some(s) => assess::assess_statefulset(
@@ -175,14 +193,20 @@ pub async fn watch(
     }
     let mut changes = stream::select_all(streams);
     let start = Instant::now();
-    let deadline = start + timeout;
+    // A zero timeout is no overall deadline: each workload is bounded by its own progress
+    // deadline instead (see `stall_limit`), as `kubectl rollout status --timeout=0` waits on the
+    // controller's verdict. Never "already expired", which failed every deploy and its rollback.
+    let deadline = (!timeout.is_zero()).then(|| start + timeout);
     let mut healthy_since: Option<Instant> = None;
     let mut last: BTreeMap<String, String> = BTreeMap::new();
+    // When each workload's verdict last changed: progress, for the zero-timeout bound.
+    let mut changed_at: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         // Re-assess after every change, and at least once a second for the clocks.
         let _ = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
         let mut all_healthy = true;
         let mut progressing = Vec::new();
+        let mut stalled: Option<(&Workload, Duration, String)> = None;
         for w in workloads {
             let key = format!("{}/{}", w.kind, w.name);
             match stores.verdict(w) {
@@ -200,6 +224,13 @@ pub async fn watch(
                             message: format!("{key}: {detail}"),
                         });
                         last.insert(key.clone(), detail.clone());
+                        changed_at.insert(key.clone(), Instant::now());
+                    }
+                    if deadline.is_none() && stalled.is_none() {
+                        let limit = stores.stall_limit(w);
+                        if changed_at.get(&key).is_some_and(|at| at.elapsed() >= limit) {
+                            stalled = Some((w, limit, format!("{key}: {detail}")));
+                        }
                     }
                     progressing.push(format!("{key}: {detail}"));
                 }
@@ -210,7 +241,8 @@ pub async fn watch(
                             phase: Phase::Health,
                             message: format!("{key}: healthy"),
                         });
-                        last.insert(key, "healthy".into());
+                        last.insert(key.clone(), "healthy".into());
+                        changed_at.insert(key, Instant::now());
                     }
                 }
             }
@@ -239,7 +271,26 @@ pub async fn watch(
             }
             return WatchOutcome::Healthy;
         }
-        if healthy_since.is_none() && now >= deadline {
+        if healthy_since.is_none()
+            && let Some((w, limit, detail)) = stalled
+        {
+            return WatchOutcome::Failed {
+                service: w.service.clone(),
+                failure: Box::new(Failure {
+                    workload: format!("{}/{}", w.kind, w.name),
+                    pod: None,
+                    container: None,
+                    reason: "Timeout".into(),
+                    message: format!(
+                        "no progress for {} (timeouts.rollout is 0s: each workload is bounded by its progress deadline): {detail}",
+                        humantime::format_duration(limit)
+                    ),
+                    restart_count: None,
+                    events: Vec::new(),
+                }),
+            };
+        }
+        if healthy_since.is_none() && deadline.is_some_and(|d| now >= d) {
             let w = workloads
                 .iter()
                 .find(|w| progressing.iter().any(|p| p.starts_with(&format!("{}/{}", w.kind, w.name))));

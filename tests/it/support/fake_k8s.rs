@@ -16,11 +16,18 @@ pub struct FakeK8s {
 impl FakeK8s {
     /// Starts the fake with every controller/kubelet delay multiplied by `scale`.
     pub fn start(scale: f64) -> Self {
+        Self::start_with(scale, &[])
+    }
+
+    /// As `start`, with more of the fake's flags (e.g. `--stale-status-hold`).
+    pub fn start_with(scale: f64, flags: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         let mut cmd = Command::new(venv_bin("python"));
         cmd.arg(root().join("tests/fakes/fake_k8s.py"))
-            .args(["--port", "0", "--time-scale", &scale.to_string(), "--kubeconfig"])
+            .args(["--port", "0", "--time-scale", &scale.to_string()])
+            .args(flags)
+            .arg("--kubeconfig")
             .arg(&kubeconfig);
         let (guard, port) = spawn_listening(cmd, "fake kube-apiserver", Duration::from_secs(30));
         Self { port, kubeconfig, _dir: dir, _guard: guard }
