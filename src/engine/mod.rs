@@ -217,6 +217,13 @@ pub fn waves(services: &[&str], depends_on: &BTreeMap<String, Vec<String>>) -> V
     out
 }
 
+/// The rollout deadline: `timeouts.rollout` from now; `0s` means no overall limit (as
+/// `kubectl rollout status --timeout=0`): each workload's own progress deadline still applies.
+fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    const UNLIMITED: Duration = Duration::from_secs(365 * 24 * 3600);
+    tokio::time::Instant::now() + if timeout.is_zero() { UNLIMITED } else { timeout }
+}
+
 /// Deploys a release and ends on a healthy environment: this release, or the last known-good.
 pub async fn deploy<P: Platform>(
     platform: &P,
@@ -380,7 +387,7 @@ async fn roll_out<P: Platform>(
     progress: &mut Progress,
     events: &dyn Sink,
 ) -> Result<(), Failure> {
-    let deadline = tokio::time::Instant::now() + settings.rollout_timeout;
+    let deadline = deadline_after(settings.rollout_timeout);
     let names: Vec<&str> = released.iter().map(String::as_str).collect();
     let waves = waves(&names, depends_on);
     for (i, wave) in waves.iter().enumerate() {
@@ -556,7 +563,7 @@ async fn restore<P: Platform>(
             message: format!("rolling back to {label} ({})", a.revision),
         });
     }
-    let deadline = tokio::time::Instant::now() + settings.rollout_timeout;
+    let deadline = deadline_after(settings.rollout_timeout);
     match platform.watch(&applied, deadline, Duration::ZERO, events).await {
         Ok(None) => Ok(label),
         Ok(Some(f)) => Err(format!("{label} did not become healthy again: {f}")),

@@ -307,14 +307,14 @@ async fn a_progress_deadline_failure_rolls_back_through_the_stale_deadline_condi
     let eks = Eks::new(fake.client().await, NS, "shop", "dev");
     let rec = Recorder::default();
     let v1 = with_progress_deadline(shop_release("1", &[]).await, 20);
-    assert!(matches!(eks.deploy(&request(v1.clone()), &rec).await.unwrap(), DeployOutcome::Succeeded { .. }));
+    assert!(matches!(deploy(&eks, &request(v1.clone()), &rec).await.unwrap(), Ended::Succeeded(_)));
     let v2 = with_progress_deadline(shop_release("2", &[("user", "notready")]).await, 20);
-    let outcome = eks.deploy(&request(v2), &rec).await.unwrap();
-    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, &["ProgressDeadlineExceeded"]).await;
-    let DeployOutcome::RolledBack { failure, .. } = &outcome else { unreachable!() };
+    let outcome = deploy(&eks, &request(v2), &rec).await.unwrap();
+    assert_rolled_back_to_v1(&fake, &eks, &outcome, &v1, Reason::Deadline).await;
+    let Ended::RolledBack { failure, .. } = &outcome else { unreachable!() };
     assert!(
-        failure.message.starts_with("ReplicaSet \"user-")
-            && failure.message.ends_with("\" has timed out progressing."),
+        failure.detail.starts_with("ReplicaSet \"user-")
+            && failure.detail.contains("\" has timed out progressing."),
         "{failure}"
     );
     // deployer saw the stale status during the rollback and waited for the next one.
