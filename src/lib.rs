@@ -37,6 +37,7 @@ pub mod platform;
 pub mod release;
 pub mod render;
 pub mod report;
+pub mod support;
 
 pub use app::{Io, run};
 pub use error::{Error, ExitCode};

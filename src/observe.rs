@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use crate::config::{Config, Environment, Target};
 use crate::identity;
@@ -14,7 +13,7 @@ use crate::render::kustomize::{self, Kustomize};
 use crate::render::{RenderError, ecs};
 
 /// The process environment, injectable for tests.
-pub type VarFn<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+pub use crate::support::VarFn;
 
 /// Gathers everything the plan needs that can be read without credentials, plus live state
 /// when credentials exist.
@@ -32,7 +31,7 @@ pub async fn observe(
         .iter()
         .any(|s| s.build.is_some() && !inputs.images.contains_key(s.name.as_str()))
     {
-        obs.builder = Some(detect_builder(var).await);
+        obs.builder = Some(crate::support::detect_builder(var).await);
     }
     let (kustomize, renders) = render_services(config, env, inputs, var).await;
     obs.kustomize = kustomize;
@@ -284,38 +283,5 @@ pub async fn git_sha(root: &Path, var: VarFn<'_>) -> Option<String> {
     if let Some(sha) = var("GITHUB_SHA").filter(|s| !s.is_empty()) {
         return Some(sha);
     }
-    crate::image::build::git(root, &["rev-parse", "HEAD"]).await
-}
-
-/// `DEPLOYER_BUILDER=docker|buildah` selects; otherwise docker buildx when a daemon answers,
-/// else buildah.
-pub async fn detect_builder(var: VarFn<'_>) -> Result<String, String> {
-    match var("DEPLOYER_BUILDER").as_deref() {
-        Some("buildah") => return find("buildah").map(|_| "buildah".to_owned()),
-        Some("docker") => return find("docker").map(|_| "docker buildx".to_owned()),
-        Some(other) if !other.is_empty() => {
-            return Err(format!("DEPLOYER_BUILDER=`{other}` is not `docker` or `buildah`"));
-        }
-        _ => {}
-    }
-    if kustomize::which("docker").is_some() && docker_daemon_answers().await {
-        return Ok("docker buildx".to_owned());
-    }
-    find("buildah")
-        .map(|_| "buildah".to_owned())
-        .map_err(|_| "no Docker daemon and no buildah on PATH".to_owned())
-}
-
-fn find(name: &str) -> Result<std::path::PathBuf, String> {
-    kustomize::which(name).ok_or_else(|| format!("`{name}` is not on PATH"))
-}
-
-async fn docker_daemon_answers() -> bool {
-    let probe = tokio::process::Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .status();
-    matches!(tokio::time::timeout(Duration::from_secs(5), probe).await, Ok(Ok(s)) if s.success())
+    crate::support::git(root, &["rev-parse", "HEAD"]).await
 }

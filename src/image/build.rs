@@ -2,7 +2,7 @@
 //!
 //! Builders: `buildah bud` (vfs storage, chroot isolation: works without a daemon, as root in CI
 //! containers) or `docker buildx build` when a Docker daemon answers (selection as in
-//! [`crate::observe::detect_builder`]). Both export an OCI layout (`buildah push NAME oci:DIR`,
+//! [`crate::support::detect_builder`]). Both export an OCI layout (`buildah push NAME oci:DIR`,
 //! buildx `--output type=oci,tar=false`), which [`super::push`] sends natively.
 //!
 //! Builds are reproducible: timestamps are pinned to the epoch (`--timestamp 0`, buildx
@@ -17,7 +17,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::{Error, layout};
 use crate::config::Config;
-use crate::observe::VarFn;
+use crate::support::{VarFn, git};
 
 /// The tool that builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub enum Builder {
 impl Builder {
     /// `DEPLOYER_BUILDER=docker|buildah`, else docker buildx when a daemon answers, else buildah.
     pub async fn detect(var: VarFn<'_>) -> Result<Self, Error> {
-        match crate::observe::detect_builder(var).await {
+        match crate::support::detect_builder(var).await {
             Ok(name) if name.starts_with("docker") => Ok(Self::DockerBuildx),
             Ok(_) => Ok(Self::Buildah { storage: None }),
             Err(reason) => Err(Error::NoBuilder { tool: "an image builder".into(), reason }),
@@ -113,23 +113,6 @@ pub async fn vcs_labels(root: &Path, var: VarFn<'_>) -> BTreeMap<String, String>
         labels.insert("org.opencontainers.image.source".to_owned(), s);
     }
     labels
-}
-
-/// Runs git in `root` (the product directory; empty = current) and returns its trimmed output.
-pub async fn git(root: &Path, args: &[&str]) -> Option<String> {
-    let dir = if root.as_os_str().is_empty() { Path::new(".") } else { root };
-    let out = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .await
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .filter(|s| !s.is_empty())
 }
 
 /// Builds every request, at most `concurrency` at once; layouts land in `out_dir/<service>`.

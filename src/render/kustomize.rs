@@ -470,11 +470,7 @@ pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
     if rel.as_os_str().is_empty() { PathBuf::from(".") } else { rel }
 }
 
-/// A program on PATH.
-pub fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
-}
+pub use crate::support::which;
 
 #[cfg(test)]
 mod tests {
