@@ -23,3 +23,4 @@ mod live;
 mod notify;
 mod plan;
 mod render;
+mod secrets;
