@@ -354,7 +354,8 @@ pub fn mask_kube_credentials(config: &kube::Config, masker: &Masker) {
     {
         secrets.push(String::from_utf8_lossy(&pem).into_owned());
     }
-    if let Some(provider) = user.get("auth-provider").and_then(|p| p.get("config")).and_then(Value::as_object) {
+    if let Some(provider) = user.get("auth-provider").and_then(|p| p.get("config")).and_then(Value::as_object)
+    {
         secrets.extend(
             provider
                 .iter()

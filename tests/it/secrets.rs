@@ -98,8 +98,9 @@ impl Stand {
 
         let product = tempfile::tempdir().unwrap();
         support::copy_tree(&support::root().join("tests/fixtures/secrets"), product.path());
-        let oidc = FakeOidc::start("sts.amazonaws.com", support::oidc::github_claims("sts.amazonaws.com", None))
-            .await;
+        let oidc =
+            FakeOidc::start("sts.amazonaws.com", support::oidc::github_claims("sts.amazonaws.com", None))
+                .await;
         let github = MockServer::start().await;
         for (verb, route, status, body) in [
             ("POST", "^/repos/acme/shop/deployments$", 201, serde_json::json!({"id": 101})),
@@ -233,6 +234,8 @@ struct Shown {
     stdout: String,
     stderr: String,
     masks: Vec<String>,
+    /// stdout as written, mask commands included.
+    raw: String,
 }
 
 fn shown(o: &Output) -> Shown {
@@ -243,6 +246,7 @@ fn shown(o: &Output) -> Shown {
         stdout: out.lines().filter(|l| !l.starts_with("::add-mask::")).collect::<Vec<_>>().join("\n"),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         masks,
+        raw: out.into_owned(),
     }
 }
 
@@ -251,9 +255,10 @@ impl Shown {
         assert_eq!(self.code, Some(code), "{what}\n{}\n{}", self.stdout, self.stderr);
     }
 
-    /// In Actions: every credential in `must` was announced before any other output line.
-    fn assert_masked_first(&self, raw: &Output, must: &[&str], what: &str) {
-        let out = String::from_utf8_lossy(&raw.stdout);
+    /// In Actions: every credential in `must` was announced, and those in the process
+    /// environment before any other output line.
+    fn assert_masked_first(&self, must: &[&str], what: &str) {
+        let out = &self.raw;
         for secret in must {
             let line = format!("::add-mask::{secret}");
             let at = out.lines().position(|l| l == line);
@@ -288,7 +293,9 @@ async fn bodies(server: &MockServer, name: &str) -> Vec<(String, String)> {
         .await
         .unwrap_or_default()
         .iter()
-        .map(|r| (format!("{name} {} {}", r.method, r.url.path()), String::from_utf8_lossy(&r.body).into_owned()))
+        .map(|r| {
+            (format!("{name} {} {}", r.method, r.url.path()), String::from_utf8_lossy(&r.body).into_owned())
+        })
         .collect()
 }
 
@@ -331,12 +338,13 @@ async fn secret_values_and_credentials_appear_nowhere() {
 
     // Release 1 from a pull-request job (Slack by webhook): every object is new.
     stand.set_slack("{ webhook_url_env: SLACK_WEBHOOK_URL }");
-    let deploy: Vec<String> = ["deploy", "--env", "dev"].map(str::to_owned).into_iter().chain(image_args()).collect();
+    let deploy: Vec<String> =
+        ["deploy", "--env", "dev"].map(str::to_owned).into_iter().chain(image_args()).collect();
     let deploy: Vec<&str> = deploy.iter().map(String::as_str).collect();
     let o = stand.run(&deploy, stand.actions_env()).await;
     let s = shown(&o);
     s.assert_code(0, "first deploy");
-    s.assert_masked_first(&o, &[&env_masks[..], &[stand.webhook.as_str()]].concat(), "first deploy");
+    s.assert_masked_first(&[&env_masks[..], &[stand.webhook.as_str()]].concat(), "first deploy");
     assert!(stand.oidc.issued() >= 1, "the OIDC token was not requested");
     record("first deploy", &s);
 
@@ -354,7 +362,7 @@ async fn secret_values_and_credentials_appear_nowhere() {
     let o = stand.run(&plan, stand.actions_env()).await;
     let s = shown(&o);
     s.assert_code(0, "plan in actions");
-    s.assert_masked_first(&o, &env_masks, "plan in actions");
+    s.assert_masked_first(&env_masks, "plan in actions");
     assert_keys_reported(&s.stdout, "plan in actions (log)");
     let markdown = std::fs::read_to_string(&md).unwrap();
     assert!(markdown.contains("- update `Secret/api-db (vault-dev)`"), "{markdown}");
@@ -400,7 +408,7 @@ async fn secret_values_and_credentials_appear_nowhere() {
     let o = stand.run(&deploy, stand.actions_env()).await;
     let s = shown(&o);
     s.assert_code(0, "second deploy");
-    s.assert_masked_first(&o, &[&env_masks[..], &[SLACK_BOT_TOKEN]].concat(), "second deploy");
+    s.assert_masked_first(&[&env_masks[..], &[SLACK_BOT_TOKEN]].concat(), "second deploy");
     let summary = std::fs::read_to_string(stand.runner.path().join("summary.md")).unwrap();
     assert_keys_reported(&summary, "deploy job summary");
     record("second deploy", &s);
@@ -410,33 +418,53 @@ async fn secret_values_and_credentials_appear_nowhere() {
         let o = stand.run(&[cmd, "--env", "dev"], stand.actions_env()).await;
         let s = shown(&o);
         s.assert_code(0, cmd);
-        s.assert_masked_first(&o, &env_masks, cmd);
+        s.assert_masked_first(&env_masks, cmd);
         record(cmd, &s);
     }
 
     // Everything written and sent.
     places.extend(files_text(stand.runner.path()));
     places.extend(files_text(stand.home.path()));
-    places.extend(files_text(stand.product.path()).into_iter().filter(|(p, _)| !p.contains("/services/") && !p.contains("/changed/")));
+    places.extend(
+        files_text(stand.product.path())
+            .into_iter()
+            .filter(|(p, _)| !p.contains("/services/") && !p.contains("/changed/")),
+    );
     let github = bodies(&stand.github, "github").await;
     let slack = bodies(&stand.slack, "slack").await;
-    assert!(github.iter().any(|(r, _)| r.contains("/issues/7/comments")), "no PR comment was sent: {github:?}");
+    assert!(
+        github.iter().any(|(r, _)| r.contains("/issues/7/comments")),
+        "no PR comment was sent: {github:?}"
+    );
     assert!(slack.iter().any(|(r, _)| r.contains("/services/")), "no Slack webhook message: {slack:?}");
     assert!(slack.iter().any(|(r, _)| r.contains("chat.postMessage")), "no Slack bot message: {slack:?}");
     places.extend(github);
     places.extend(slack);
-    assert!(places.iter().any(|(p, t)| p.ends_with("output") && t.contains("result=success")), "no step outputs");
+    assert!(
+        places.iter().any(|(p, t)| p.ends_with("output") && t.contains("result=success")),
+        "no step outputs"
+    );
 
     // Every Secret value, every credential given, every one obtained (JWT, STS keys: the masks).
     let mut secrets: Vec<String> = SECRET_VALUES.iter().map(|s| (*s).to_owned()).collect();
     secrets.extend(
-        [GITHUB_TOKEN, REGISTRY_PASSWORD, KUBE_TOKEN, SLACK_BOT_TOKEN, AWS_SECRET, support::oidc::REQUEST_TOKEN]
-            .map(str::to_owned),
+        [
+            GITHUB_TOKEN,
+            REGISTRY_PASSWORD,
+            KUBE_TOKEN,
+            SLACK_BOT_TOKEN,
+            AWS_SECRET,
+            support::oidc::REQUEST_TOKEN,
+        ]
+        .map(str::to_owned),
     );
     secrets.push(stand.webhook.clone());
     secrets.push(WEBHOOK_SECRET.to_owned());
     secrets.extend(masks.iter().cloned());
-    assert!(masks.iter().any(|m| m.matches('.').count() == 2 && m.len() > 100), "the OIDC JWT was not masked");
+    assert!(
+        masks.iter().any(|m| m.matches('.').count() == 2 && m.len() > 100),
+        "the OIDC JWT was not masked"
+    );
     secrets.sort();
     secrets.dedup();
     let mut leaks = Vec::new();

@@ -97,7 +97,10 @@ pub fn redact_secrets(live: &mut Value, desired: &mut Value) {
         return;
     }
     let (old, new) = (secret_content(live), secret_content(desired));
-    let mark = |obj: &mut Value, mine: &BTreeMap<String, Vec<u8>>, other: &BTreeMap<String, Vec<u8>>, changed: &str| {
+    let mark = |obj: &mut Value,
+                mine: &BTreeMap<String, Vec<u8>>,
+                other: &BTreeMap<String, Vec<u8>>,
+                changed: &str| {
         let Some(o) = obj.as_object_mut() else { return };
         for field in ["data", "stringData"] {
             match o.get_mut(field) {
@@ -228,7 +231,7 @@ mod tests {
         assert!(d.starts_with("--- live/Deployment/a\n+++ desired/Deployment/a\n"), "{d}");
     }
 
-    fn secret(data: Value, string_data: Option<Value>) -> Value {
+    fn secret(data: &Value, string_data: Option<Value>) -> Value {
         let mut s = serde_json::json!({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s",
             "annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"stringData\":{\"pw\":\"hunter2-old\"}}"}},
             "type":"Opaque","data":data});
@@ -243,11 +246,11 @@ mod tests {
         use base64::Engine as _;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let live = secret(
-            serde_json::json!({"pw": b64("hunter2-old"), "same": b64("unchanged-value"), "gone": b64("removed-value")}),
+            &serde_json::json!({"pw": b64("hunter2-old"), "same": b64("unchanged-value"), "gone": b64("removed-value")}),
             None,
         );
         let desired = secret(
-            serde_json::json!({"pw": b64("hunter2-new"), "same": b64("unchanged-value")}),
+            &serde_json::json!({"pw": b64("hunter2-new"), "same": b64("unchanged-value")}),
             Some(serde_json::json!({"added": "added-value"})),
         );
         let d = unified(&live, &desired, "Secret/s");
@@ -256,17 +259,25 @@ mod tests {
                 assert!(!d.contains(&form), "{form} leaked:\n{d}");
             }
         }
-        let changed: Vec<&str> =
-            d.lines().filter(|l| l.starts_with(['-', '+']) && !l.starts_with("---") && !l.starts_with("+++")).collect();
-        assert!(changed.iter().any(|l| l.starts_with('-') && l.contains("pw:") && l.contains(REDACTED_BEFORE)), "{d}");
-        assert!(changed.iter().any(|l| l.starts_with('+') && l.contains("pw:") && l.contains(REDACTED_AFTER)), "{d}");
+        let changed: Vec<&str> = d
+            .lines()
+            .filter(|l| l.starts_with(['-', '+']) && !l.starts_with("---") && !l.starts_with("+++"))
+            .collect();
+        assert!(
+            changed.iter().any(|l| l.starts_with('-') && l.contains("pw:") && l.contains(REDACTED_BEFORE)),
+            "{d}"
+        );
+        assert!(
+            changed.iter().any(|l| l.starts_with('+') && l.contains("pw:") && l.contains(REDACTED_AFTER)),
+            "{d}"
+        );
         assert!(changed.iter().any(|l| l.starts_with('-') && l.contains("gone:")), "{d}");
         assert!(changed.iter().any(|l| l.starts_with('+') && l.contains("added:")), "{d}");
         assert!(!changed.iter().any(|l| l.contains("same:")), "an unchanged key is not a change:\n{d}");
 
         // Equal values, whatever their encoding: no change at all.
-        let same = secret(serde_json::json!({"k": b64("v1-secret")}), None);
-        let as_string_data = secret(serde_json::json!({}), Some(serde_json::json!({"k": "v1-secret"})));
+        let same = secret(&serde_json::json!({"k": b64("v1-secret")}), None);
+        let as_string_data = secret(&serde_json::json!({}), Some(serde_json::json!({"k": "v1-secret"})));
         assert!(unified(&same, &same, "Secret/s").is_empty());
         let d = unified(&same, &as_string_data, "Secret/s");
         assert!(!d.contains("v1-secret") && !d.contains(&b64("v1-secret")), "{d}");

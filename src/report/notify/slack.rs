@@ -109,10 +109,13 @@ fn scrubbed(e: NotifyError, secret: &str) -> NotifyError {
         parts.push(u.path().to_owned());
         parts.push(u.path().trim_start_matches('/').to_owned());
     }
-    let scrub = |text: String| parts.iter().filter(|p| !p.is_empty()).fold(text, |t, p| t.replace(p.as_str(), "***"));
+    let scrub =
+        |text: String| parts.iter().filter(|p| !p.is_empty()).fold(text, |t, p| t.replace(p.as_str(), "***"));
     match e {
         NotifyError::Status { what, status, body } => NotifyError::Status { what, status, body: scrub(body) },
-        NotifyError::Transport { what, host, reason } => NotifyError::Transport { what, host, reason: scrub(reason) },
+        NotifyError::Transport { what, host, reason } => {
+            NotifyError::Transport { what, host, reason: scrub(reason) }
+        }
         NotifyError::Slack { what, error } => NotifyError::Slack { what, error: scrub(error) },
         NotifyError::Other(m) => NotifyError::Other(scrub(m)),
         e @ NotifyError::RateLimited { .. } => e,
