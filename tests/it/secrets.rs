@@ -93,8 +93,15 @@ impl Stand {
         let kube_dir = tempfile::tempdir().unwrap();
         let kubeconfig = kube_dir.path().join("kubeconfig");
         let text = std::fs::read_to_string(&fake.kubeconfig).unwrap();
-        assert!(text.contains("token: fake"), "{text}");
-        std::fs::write(&kubeconfig, text.replace("token: fake", &format!("token: {KUBE_TOKEN}"))).unwrap();
+        let text: Vec<String> = text
+            .lines()
+            .map(|l| match l.split_once("token: ") {
+                Some((indent, _)) if indent.trim().is_empty() => format!("{indent}token: {KUBE_TOKEN}"),
+                _ => l.to_owned(),
+            })
+            .collect();
+        assert!(text.iter().any(|l| l.ends_with(KUBE_TOKEN)), "{text:?}");
+        std::fs::write(&kubeconfig, text.join("\n")).unwrap();
 
         let product = tempfile::tempdir().unwrap();
         support::copy_tree(&support::root().join("tests/fixtures/secrets"), product.path());
