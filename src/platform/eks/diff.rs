@@ -62,10 +62,10 @@ pub const REDACTED_BEFORE: &str = "*** (before)";
 /// What a changed Secret value shows as on the desired side.
 pub const REDACTED_AFTER: &str = "*** (after)";
 
-/// A core `v1` Secret (the kind whose `data`/`stringData` hold credentials).
+/// A Secret (the kind whose `data`/`stringData` hold credentials). Any API group: a kind of
+/// that name elsewhere is as likely to hold secrets, and redacting it too costs nothing.
 fn is_secret(obj: &Value) -> bool {
     obj.get("kind").and_then(Value::as_str) == Some("Secret")
-        && obj.get("apiVersion").and_then(Value::as_str).is_none_or(|v| v == "v1")
 }
 
 /// A Secret's content key by key, as the API server stores it: `data` decoded from base64, then
