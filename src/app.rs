@@ -62,6 +62,8 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
     } else {
         Arc::new(Masker::new())
     };
+    // Every command, before anything reads or could print them (issue 15).
+    masker.add_env(var);
     // A person at a terminal gets live lines per service; pipes and CI logs the plain ones.
     let view = live::display(&live::DisplayInputs::from_env(
         io.stderr_is_terminal,
@@ -165,23 +167,12 @@ async fn dispatch(
                 Ok(x) => x,
                 Err(e) => return (Err(e), None),
             };
+            // Slack's URL and token are masked before the notifiers read them (GitHub's token
+            // and the OIDC request token were at start, by `add_env`).
+            masker.add_notifications(&env.notifications, var);
             let setup = report::notify::Setup::from_env(&env, var, None);
             for w in &setup.warnings {
                 events.emit(&Event::Warning { message: w.clone() });
-            }
-            for secret in [var("GITHUB_TOKEN"), var("ACTIONS_ID_TOKEN_REQUEST_TOKEN")]
-                .into_iter()
-                .chain(
-                    env.notifications
-                        .slack
-                        .iter()
-                        .flat_map(|s| [s.webhook_url_env.as_deref(), s.token_env.as_deref()])
-                        .flatten()
-                        .map(var),
-                )
-                .flatten()
-            {
-                masker.add(&secret);
             }
             let notifiers = report::notify::spawn(setup, renderer.clone());
             let fan = Fanout::new(vec![Box::new(renderer.clone()), Box::new(notifiers.sink())]);

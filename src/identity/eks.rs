@@ -332,6 +332,43 @@ pub async fn kube_config_for_context(
     }
 }
 
+/// Registers the credentials of a kubeconfig's user with `masker`: bearer token, password,
+/// client key (as written, base64-decoded, and the content of `client-key`), the content of
+/// `tokenFile`, and the tokens and secrets of an `auth-provider`. (Tokens an `exec` plugin hands
+/// to the client inside kube are never seen by deployer, so they cannot be registered here.)
+pub fn mask_kube_credentials(config: &kube::Config, masker: &Masker) {
+    use serde_json::Value;
+    // kube keeps these as `SecretString`; its serialisation (made for writing kubeconfigs)
+    // is the one place they come out as text.
+    let Ok(user) = serde_json::to_value(&config.auth_info) else { return };
+    let text = |k: &str| user.get(k).and_then(Value::as_str).filter(|v| !v.trim().is_empty());
+    let file = |k: &str| text(k).and_then(|p| std::fs::read_to_string(p).ok());
+    let mut secrets: Vec<String> = ["token", "password", "client-key-data"]
+        .iter()
+        .filter_map(|k| text(k).map(str::to_owned))
+        .chain(file("tokenFile"))
+        .chain(file("client-key"))
+        .collect();
+    if let Some(key) = text("client-key-data")
+        && let Ok(pem) = base64::engine::general_purpose::STANDARD.decode(key.trim())
+    {
+        secrets.push(String::from_utf8_lossy(&pem).into_owned());
+    }
+    if let Some(provider) = user.get("auth-provider").and_then(|p| p.get("config")).and_then(Value::as_object)
+    {
+        secrets.extend(
+            provider
+                .iter()
+                .filter(|(k, _)| k.contains("token") || k.contains("secret"))
+                .filter_map(|(_, v)| v.as_str().map(str::to_owned)),
+        );
+    }
+    for s in secrets {
+        masker.add(&s);
+        masker.add(s.trim());
+    }
+}
+
 /// How deployer reaches the cluster of an EKS target.
 #[derive(Debug)]
 pub struct KubeAccess {
@@ -349,6 +386,7 @@ pub async fn kube_config(
 ) -> Result<KubeAccess, IdentityError> {
     if let Some(context) = &target.context {
         let mut config = kube_config_for_context(context, None).await?;
+        mask_kube_credentials(&config, &session.masker);
         config.default_namespace.clone_from(&target.namespace);
         return Ok(KubeAccess { config, cluster: None, refresh: None });
     }
@@ -369,6 +407,47 @@ mod tests {
         let b64 = token.strip_prefix("k8s-aws-v1.").unwrap();
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64).unwrap();
         url::Url::parse(std::str::from_utf8(&raw).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_kubeconfig_users_credentials_are_registered() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "file-token-0123456789\n").unwrap();
+        let key_pem = "-----BEGIN PRIVATE KEY-----\nMIIKEYBODY0123456789\n-----END PRIVATE KEY-----\n";
+        let key_b64 = base64::engine::general_purpose::STANDARD.encode(key_pem);
+        let kubeconfig = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "k", "cluster": {"server": "http://127.0.0.1:1"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+            "users": [{"name": "u", "user": {
+                "token": "inline-token-0123456789", "tokenFile": token_file.to_string_lossy(),
+                "username": "admin", "password": "basic-password-0123",
+                "client-key-data": key_b64,
+                "auth-provider": {"name": "oidc", "config": {"id-token": "idtok-0123", "refresh-token": "refresh-0123",
+                    "client-secret": "client-secret-0123", "client-id": "public-id"}},
+            }}],
+        });
+        let kc: kube::config::Kubeconfig = serde_json::from_value(kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
+        let m = Masker::new();
+        mask_kube_credentials(&config, &m);
+        let values = m.values();
+        for v in [
+            "inline-token-0123456789",
+            "file-token-0123456789",
+            "basic-password-0123",
+            key_b64.as_str(),
+            key_pem,
+            "idtok-0123",
+            "refresh-0123",
+            "client-secret-0123",
+        ] {
+            assert!(values.iter().any(|x| x == v), "{v} not registered: {values:?}");
+        }
+        assert!(!values.iter().any(|x| x == "admin" || x == "public-id"), "{values:?}");
     }
 
     #[test]

@@ -24,3 +24,4 @@ mod live;
 mod notify;
 mod plan;
 mod render;
+mod secrets;

@@ -55,12 +55,14 @@ pub struct Target {
 
 impl Target {
     /// The bot token wins when both are configured: only it can update the message.
+    ///
+    /// The error (a warning for the log) names the setting, and the variable it names, never a
+    /// value: a setting that holds the URL or token itself instead of a variable's name, or a
+    /// variable that holds something other than a URL, is reported without echoing it.
     pub fn from_config(cfg: &SlackNotify, var: VarFn<'_>) -> Result<Self, String> {
         let links = super::github::links_from_env(var);
         if let (Some(token_env), Some(channel)) = (&cfg.token_env, &cfg.channel) {
-            let token = var(token_env).filter(|t| !t.is_empty()).ok_or(format!(
-                "`{token_env}` (notifications.slack.token_env) is not set; pass the bot token as a secret"
-            ))?;
+            let token = from_var(var, token_env, "notifications.slack.token_env", "the bot token")?;
             let api_url = var("SLACK_API_URL")
                 .unwrap_or_else(|| DEFAULT_API_URL.to_owned())
                 .trim_end_matches('/')
@@ -68,12 +70,55 @@ impl Target {
             return Ok(Self { kind: Kind::Bot { api_url, token, channel: channel.clone() }, links });
         }
         if let Some(env) = &cfg.webhook_url_env {
-            let url = var(env).filter(|t| !t.is_empty()).ok_or(format!(
-                "`{env}` (notifications.slack.webhook_url_env) is not set; pass the incoming-webhook URL as a secret"
-            ))?;
-            return Ok(Self { kind: Kind::Webhook { url }, links });
+            const SETTING: &str = "notifications.slack.webhook_url_env";
+            let url = from_var(var, env, SETTING, "the incoming-webhook URL")?;
+            let parsed = url::Url::parse(url.trim()).ok().filter(|u| matches!(u.scheme(), "https" | "http"));
+            if parsed.is_none() {
+                return Err(format!(
+                    "`{env}` ({SETTING}) does not hold an http(s) URL (its value is not shown); \
+                     set it to the incoming-webhook URL Slack gave you"
+                ));
+            }
+            return Ok(Self { kind: Kind::Webhook { url: url.trim().to_owned() }, links });
         }
         Err("set `webhook_url_env`, or `token_env` and `channel`".to_owned())
+    }
+}
+
+/// The value of the variable a `*_env` setting names; the error names the setting (and the
+/// variable, when the setting holds a variable's name), never what the setting holds otherwise.
+fn from_var(var: VarFn<'_>, name: &str, setting: &str, what: &str) -> Result<String, String> {
+    if !crate::identity::mask::is_var_name(name) {
+        return Err(format!(
+            "`{setting}` must name an environment variable, but holds something else (not shown: it may be \
+             {what} itself); put {what} in a secret, pass it as a variable, and name that variable here"
+        ));
+    }
+    var(name)
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(format!("`{name}` ({setting}) is not set; pass {what} as a secret"))
+}
+
+/// An error with `secret` (and, for a URL, its path, which is the secret part of a webhook URL)
+/// cut out of whatever the server answered.
+fn scrubbed(e: NotifyError, secret: &str) -> NotifyError {
+    let mut parts = vec![secret.to_owned()];
+    if let Ok(u) = url::Url::parse(secret)
+        && u.path().len() > 1
+    {
+        parts.push(u.path().to_owned());
+        parts.push(u.path().trim_start_matches('/').to_owned());
+    }
+    let scrub =
+        |text: String| parts.iter().filter(|p| !p.is_empty()).fold(text, |t, p| t.replace(p.as_str(), "***"));
+    match e {
+        NotifyError::Status { what, status, body } => NotifyError::Status { what, status, body: scrub(body) },
+        NotifyError::Transport { what, host, reason } => {
+            NotifyError::Transport { what, host, reason: scrub(reason) }
+        }
+        NotifyError::Slack { what, error } => NotifyError::Slack { what, error: scrub(error) },
+        NotifyError::Other(m) => NotifyError::Other(scrub(m)),
+        e @ NotifyError::RateLimited { .. } => e,
     }
 }
 
@@ -116,14 +161,16 @@ impl Slack {
                 .header("Content-Type", "application/json; charset=utf-8")
                 .body(body.to_string())
         })
-        .await?;
-        let v: Value =
-            r.json().await.map_err(|e| NotifyError::Other(format!("{what}: unreadable answer: {e}")))?;
+        .await
+        .map_err(|e| scrubbed(e, token))?;
+        let v: Value = r.json().await.map_err(|e| {
+            scrubbed(NotifyError::Other(format!("{what}: unreadable answer: {}", e.without_url())), token)
+        })?;
         if v.get("ok").and_then(Value::as_bool) == Some(true) {
             Ok(v)
         } else {
             let error = v.get("error").and_then(Value::as_str).unwrap_or("unknown_error").to_owned();
-            Err(NotifyError::Slack { what, error })
+            Err(scrubbed(NotifyError::Slack { what, error }, token))
         }
     }
 
@@ -131,7 +178,10 @@ impl Slack {
         let Kind::Webhook { url } = &self.target.kind else {
             return Err(NotifyError::Other("slack: not a webhook".into()));
         };
-        http::send("slack webhook", self.opts, || self.client.post(url).json(body)).await.map(drop)
+        http::send("slack webhook", self.opts, || self.client.post(url).json(body))
+            .await
+            .map(drop)
+            .map_err(|e| scrubbed(e, url))
     }
 
     async fn show(&mut self, state: &RunState) -> Result<(), NotifyError> {
@@ -450,5 +500,39 @@ mod tests {
         let none = |_: &str| None;
         let err = Target::from_config(&cfg, &none).unwrap_err();
         assert!(err.contains("`TOK`"), "{err}");
+    }
+
+    #[test]
+    fn a_misconfigured_setting_is_named_and_its_value_never_echoed() {
+        let hook = "https://hooks.slack.com/services/T000/B000/SecretPart0123456789";
+        let webhook = |setting: &str| SlackNotify {
+            webhook_url_env: Some(setting.to_owned()),
+            token_env: None,
+            channel: None,
+        };
+        // The URL where the variable's name belongs.
+        let err = Target::from_config(&webhook(hook), &|_: &str| None).unwrap_err();
+        assert!(err.contains("notifications.slack.webhook_url_env") && !err.contains("SecretPart"), "{err}");
+        // A variable holding something that is not a URL (here: a bot token by mistake).
+        let var = |k: &str| (k == "HOOK").then(|| "xoxb-secret-token-0123".to_owned());
+        let err = Target::from_config(&webhook("HOOK"), &var).unwrap_err();
+        assert!(err.contains("`HOOK` (notifications.slack.webhook_url_env)"), "{err}");
+        assert!(!err.contains("xoxb-secr"), "{err}");
+        // The bot token where its variable's name belongs.
+        let bot = SlackNotify {
+            webhook_url_env: None,
+            token_env: Some("xoxb-secret-token-0123".into()),
+            channel: Some("C1".into()),
+        };
+        let err = Target::from_config(&bot, &|_: &str| None).unwrap_err();
+        assert!(err.contains("notifications.slack.token_env") && !err.contains("xoxb-secr"), "{err}");
+        // A server that echoes the request path in its error.
+        let e = NotifyError::Status {
+            what: "slack webhook".into(),
+            status: 404,
+            body: "no route for /services/T000/B000/SecretPart0123456789".into(),
+        };
+        let shown = scrubbed(e, hook).to_string();
+        assert!(!shown.contains("SecretPart") && shown.contains("HTTP 404"), "{shown}");
     }
 }
