@@ -17,9 +17,17 @@
 //!   `<!-- deployer:ENV -->` across all pages (`per_page=100`, `Link: rel="next"`), then PATCHed;
 //!   POSTed when absent. Written when the release starts and at each later stage.
 //!
-//! octocrab is not used here: it appends its own `User-Agent` and its rate-limit retry waits
-//! for the full reset, and these calls need raw status codes (201 vs 202), `Link` headers and a
-//! hard time bound.
+//! Why not octocrab (measured against 0.54, the version the design named, on this lock file):
+//! it added 20 crates of its own to the build (`cargo tree -e normal,build`: 348 → 328 unique
+//! crates without it; `jsonwebtoken`, `snafu`, `cargo_metadata`, `simple_asn1`, `num-bigint`, a
+//! second `sha2`/`getrandom`, …) for five REST calls, and it hides what these calls must see:
+//! `repos().deployments().create()` deserializes the answer into a `Deployment`, so GitHub's
+//! 202 ("merged the default branch instead of deploying", a body without an id) surfaces as a
+//! JSON error rather than the status it is (409/422 likewise lose their status to one error
+//! type); its rate-limit retry (`RetryConfig::HandleRateLimits`) sleeps until
+//! `x-ratelimit-reset`, up to an hour, while a notifier must give up within
+//! [`super::FLUSH_BOUND`] so it never holds the deploy. It was declared and never used, so it
+//! was removed (`.ci/unused_deps.py` keeps unused crates out).
 
 use std::fmt::Write as _;
 
