@@ -11,6 +11,7 @@ mod fakes;
 mod action;
 mod cli;
 mod config;
+mod deps;
 mod e2e_actions;
 mod e2e_ecs;
 mod e2e_eks;

@@ -23,8 +23,7 @@
 //! second `sha2`/`getrandom`, …) for five REST calls, and it hides what these calls must see:
 //! `repos().deployments().create()` deserializes the answer into a `Deployment`, so GitHub's
 //! 202 ("merged the default branch instead of deploying", a body without an id) surfaces as a
-//! JSON error rather than the status it is (409/422 likewise lose their status to one error
-//! type); its rate-limit retry (`RetryConfig::HandleRateLimits`) sleeps until
+//! JSON error rather than the status it is; its rate-limit retry sleeps until
 //! `x-ratelimit-reset`, up to an hour, while a notifier must give up within
 //! [`super::FLUSH_BOUND`] so it never holds the deploy. It was declared and never used, so it
 //! was removed (`.ci/unused_deps.py` keeps unused crates out).
