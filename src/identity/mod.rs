@@ -252,6 +252,55 @@ fn web_identity_hint(role: &str, code: &str, claims: &Claims, audience: &str) ->
     }
 }
 
+/// Applies `--role-arn` / `DEPLOYER_ROLE_ARN` (the Action's `role-arn` input): the role the
+/// credentials are exchanged for becomes `arn` (replacing `role.arn`, or `role.plan_arn` for a
+/// read-only command; a `role.chain` still follows). An empty value is no override. Without a
+/// chain the role must be in the environment's account, checked here before any call to AWS.
+pub fn override_role(env: &mut Environment, arn: &str) -> Result<(), crate::Error> {
+    let arn = arn.trim();
+    if arn.is_empty() {
+        return Ok(());
+    }
+    let refuse = |message: String, hint: &str| {
+        crate::Error::Config(crate::config::ConfigErrors(vec![crate::config::ConfigError {
+            file: env.file.clone(),
+            line: None,
+            column: None,
+            message,
+            hint: Some(hint.to_owned()),
+        }]))
+    };
+    let parsed = crate::config::values::RoleArn::parse(arn).map_err(|e| {
+        refuse(format!("--role-arn: {e}"), "pass a role ARN such as `arn:aws:iam::123456789012:role/deployer` (or leave the `role-arn` input empty)")
+    })?;
+    let chained = env.role.as_ref().is_some_and(|r| r.chain.is_some());
+    if !chained && parsed.account_id() != env.account_id.as_str() {
+        return Err(refuse(
+            format!(
+                "--role-arn `{arn}` is in account {}, but environment `{}` has account_id {}",
+                parsed.account_id(),
+                env.name,
+                env.account_id
+            ),
+            "deployer refuses to act in an account other than `account_id`; pass a role of that account (or set `role.chain` for a cross-account role)",
+        ));
+    }
+    match &mut env.role {
+        Some(role) => role.arn = parsed,
+        None => {
+            env.role = Some(crate::config::ResolvedRole {
+                arn: parsed,
+                chain: None,
+                session_duration: Duration::from_hours(1),
+                session_tags: std::collections::BTreeMap::new(),
+                audience: "sts.amazonaws.com".to_owned(),
+                plan_arn: None,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// How [`establish`] obtains credentials.
 #[derive(Debug, Clone)]
 pub struct Options {

@@ -141,6 +141,18 @@ pub fn is_production(environment: &str, approval_required: bool) -> bool {
     approval_required || matches!(environment.to_ascii_lowercase().as_str(), "prod" | "production")
 }
 
+/// The GitHub environment a Deployment belongs to: `approval.github_environment` when set (the
+/// environment the job runs in, e.g. `production`), else deployer's environment name. GitHub
+/// keeps one history per environment name, so a job in `production` that reported deployments
+/// to `prod` would show two environments with separate histories.
+pub fn deployment_environment(environment: &str, approval: Option<&crate::config::Approval>) -> String {
+    approval
+        .and_then(|a| a.github_environment.as_deref())
+        .filter(|e| !e.is_empty())
+        .unwrap_or(environment)
+        .to_owned()
+}
+
 /// Preview environments (`pr-123`, `preview`, `preview-…`, `review-…`) are transient on GitHub:
 /// they disappear with their pull request.
 pub fn is_preview(environment: &str) -> bool {
@@ -152,8 +164,10 @@ pub fn is_preview(environment: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub context: Context,
-    /// The GitHub environment name (deployer's environment name).
+    /// deployer's environment name (the sticky comment's marker).
     pub environment: String,
+    /// The GitHub environment the Deployment is created in: see [`deployment_environment`].
+    pub deployment_environment: String,
     pub deployments: bool,
     pub pr_comment: bool,
     /// From `notifications.github.environment_url`; an `environment_url` in the events wins.
@@ -287,7 +301,7 @@ impl Deployments {
     pub fn new(api: Api, t: &Target) -> Self {
         Self {
             api,
-            environment: t.environment.clone(),
+            environment: t.deployment_environment.clone(),
             production: t.production,
             transient: t.transient,
             environment_url: t.environment_url.clone(),
