@@ -86,7 +86,7 @@ pub enum Command {
 Examples:
   deployer deploy --env dev
   deployer deploy --env dev --service user --service order
-  deployer deploy --env prod --image user=111111111111.dkr.ecr.eu-west-1.amazonaws.com/shop/user@sha256:<digest>
+  deployer deploy --env prod --image user=<registry>/shop/user@sha256:<digest>
   deployer deploy --env prod --yes        # approval-gated environment, from a script")]
     Deploy(DeployArgs),
     /// Show what `deploy` would do, without changing anything.
@@ -224,9 +224,37 @@ pub fn generate(command: &Command, out: &mut dyn std::io::Write) -> std::io::Res
             clap_complete::generate(args.shell, &mut cmd, "deployer", out);
             Ok(())
         }
-        Command::Man => clap_mangen::Man::new(cmd).render(out),
+        Command::Man => man(cmd, out),
         _ => Ok(()),
     }
+}
+
+/// The man page: clap_mangen's sections, with the examples and exit codes as their own
+/// sections in no-fill mode (as `EXTRA` they would be reflowed into one paragraph).
+fn man(cmd: clap::Command, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let page = clap_mangen::Man::new(cmd);
+    page.render_title(out)?;
+    page.render_name_section(out)?;
+    page.render_synopsis_section(out)?;
+    page.render_description_section(out)?;
+    page.render_options_section(out)?;
+    page.render_subcommands_section(out)?;
+    for block in AFTER_HELP.split("\n\n") {
+        let (title, body) = match block.split_once(":\n") {
+            Some(("Examples", body)) => ("EXAMPLES", body),
+            Some(("Exit codes", body)) => ("EXIT STATUS", body),
+            _ => ("SEE ALSO", block),
+        };
+        writeln!(out, ".SH \"{title}\"\n.nf")?;
+        for line in body.lines() {
+            // roff: `\` and `-` are escapes; a leading `.` or `'` would be a request.
+            let line = line.replace('\\', "\\e").replace('-', "\\-").replace('\'', "\\(aq");
+            let lead = if line.starts_with('.') { "\\&" } else { "" };
+            writeln!(out, "{lead}{line}")?;
+        }
+        writeln!(out, ".fi")?;
+    }
+    page.render_version_section(out)
 }
 
 #[cfg(test)]
@@ -260,10 +288,14 @@ mod tests {
             assert_eq!(n, code.code().to_string());
             let row = format!("| {n} | ");
             let readme_row = readme.lines().find(|l| l.starts_with(&row)).unwrap();
-            let words = |s: &str| s.split_whitespace().filter(|w| w.len() > 3).map(str::to_owned).collect::<Vec<_>>();
+            let words =
+                |s: &str| s.split_whitespace().filter(|w| w.len() > 3).map(str::to_owned).collect::<Vec<_>>();
             // The same meaning in both places (help may say "the scan gate" for "scan gate").
             for w in words(readme_row.trim_start_matches(&row).trim_end_matches(" |")) {
-                assert!(meaning.contains(w.trim_matches(|c: char| !c.is_alphanumeric())), "{n}: `{w}` missing in `{meaning}`");
+                assert!(
+                    meaning.contains(w.trim_matches(|c: char| !c.is_alphanumeric())),
+                    "{n}: `{w}` missing in `{meaning}`"
+                );
             }
         }
     }

@@ -29,8 +29,11 @@ fn an_unused_dependency_is_named() {
          [dev-dependencies]\nwiremock = \"0.6\"\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("src/lib.rs"), "pub fn f() -> serde_json::Value { serde_json::Value::Null }\n")
-        .unwrap();
+    std::fs::write(
+        dir.path().join("src/lib.rs"),
+        "pub fn f() -> serde_json::Value { serde_json::Value::Null }\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.path().join("tests")).unwrap();
     std::fs::write(dir.path().join("tests/t.rs"), "use wiremock::MockServer;\n").unwrap();
     let out = check(&dir.path().join("Cargo.toml"));

@@ -281,7 +281,9 @@ async fn github_server() -> MockServer {
     let gh = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/repos/acme/shop/deployments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 101, "environment": "production"})))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"id": 101, "environment": "production"})),
+        )
         .mount(&gh)
         .await;
     Mock::given(method("POST"))
