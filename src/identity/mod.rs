@@ -469,6 +469,73 @@ mod tests {
         move |k| m.get(k).cloned()
     }
 
+    fn shop_dev() -> Environment {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        crate::config::Config::load(&root.join("examples/shop/deployer.yaml"))
+            .unwrap()
+            .environment("dev")
+            .unwrap()
+    }
+
+    fn arn(s: &str) -> crate::config::values::RoleArn {
+        crate::config::values::RoleArn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn role_override_replaces_the_first_hop_in_the_environments_account_only() {
+        let mut env = shop_dev();
+        override_role(&mut env, "").unwrap();
+        assert_eq!(
+            env.role.as_ref().unwrap().arn.as_str(),
+            "arn:aws:iam::222222222222:role/shop-deployer-dev"
+        );
+        override_role(&mut env, " arn:aws:iam::222222222222:role/other ").unwrap();
+        assert_eq!(env.role.as_ref().unwrap().arn.as_str(), "arn:aws:iam::222222222222:role/other");
+
+        let err = override_role(&mut env, "arn:aws:iam::999999999999:role/x").unwrap_err();
+        assert_eq!(err.exit_code(), crate::ExitCode::Config);
+        assert!(
+            err.to_string()
+                .contains("is in account 999999999999, but environment `dev` has account_id 222222222222"),
+            "{err}"
+        );
+        let err = override_role(&mut env, "shop-deployer").unwrap_err();
+        assert!(err.to_string().contains("--role-arn: invalid IAM role ARN `shop-deployer`"), "{err}");
+
+        // With a chain the first hop may live elsewhere: the chained role is the one checked.
+        env.role.as_mut().unwrap().chain = Some(arn("arn:aws:iam::222222222222:role/target"));
+        override_role(&mut env, "arn:aws:iam::111111111111:role/hub").unwrap();
+        assert_eq!(env.role.as_ref().unwrap().arn.as_str(), "arn:aws:iam::111111111111:role/hub");
+
+        // No role in the file: the override is the role, with the defaults.
+        env.role = None;
+        override_role(&mut env, "arn:aws:iam::222222222222:role/other").unwrap();
+        let role = env.role.unwrap();
+        assert_eq!(
+            (role.arn.as_str(), role.audience.as_str()),
+            ("arn:aws:iam::222222222222:role/other", "sts.amazonaws.com")
+        );
+    }
+
+    #[test]
+    fn read_only_commands_use_the_plan_role_without_chain_or_tags() {
+        let env = shop_dev();
+        assert!(env.role.as_ref().unwrap().plan_arn.is_none());
+        let same = env.clone().for_reading();
+        assert_eq!(same.role.unwrap().arn, env.role.as_ref().unwrap().arn);
+
+        let mut env = env;
+        let role = env.role.as_mut().unwrap();
+        role.plan_arn = Some(arn("arn:aws:iam::222222222222:role/shop-planner-dev"));
+        role.chain = Some(arn("arn:aws:iam::222222222222:role/target"));
+        role.session_tags.insert("team".into(), "shop".into());
+        let read = env.clone().for_reading().role.unwrap();
+        assert_eq!(read.arn.as_str(), "arn:aws:iam::222222222222:role/shop-planner-dev");
+        assert!(read.chain.is_none() && read.session_tags.is_empty());
+        // The deploy commands keep the deploy role.
+        assert_eq!(env.role.unwrap().arn.as_str(), "arn:aws:iam::222222222222:role/shop-deployer-dev");
+    }
+
     #[test]
     fn detects_sources_in_order() {
         assert_eq!(detect(&env(&[("HOME", "/nonexistent")])), None);

@@ -571,6 +571,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn deployments_are_named_after_the_github_environment_the_job_runs_in() {
+        let gated = crate::config::Approval { required: true, github_environment: Some("production".into()) };
+        assert_eq!(deployment_environment("prod", Some(&gated)), "production");
+        let unnamed = crate::config::Approval { required: false, github_environment: None };
+        assert_eq!(deployment_environment("dev", Some(&unnamed)), "dev");
+        assert_eq!(deployment_environment("dev", None), "dev");
+    }
+
+    #[test]
     fn pr_number_only_for_pull_request_events() {
         let ev = r#"{"number": 7, "pull_request": {"number": 7, "head": {"sha": "abc"}}}"#;
         assert_eq!(pr_number("pull_request", ev), Some(7));
