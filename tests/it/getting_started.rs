@@ -45,10 +45,10 @@ fn the_local_path_of_the_guide_reaches_a_first_deploy() {
         .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("Plan for shop → local"), "{stdout}");
+    assert!(stdout.contains("Plan for shop → dev"), "{stdout}");
     // `status` after the deploy: every service recorded and in sync with the cluster.
     let status: Vec<&str> = stdout.lines().filter(|l| l.contains("in sync")).collect();
     assert_eq!(status.len(), 4, "{stdout}");
     // `history`: the first release, succeeded.
-    assert!(stdout.lines().any(|l| l.starts_with("local.1") && l.contains("succeeded")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("dev.1") && l.contains("succeeded")), "{stdout}");
 }

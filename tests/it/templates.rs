@@ -27,50 +27,67 @@ fn yaml(path: &Path) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The values an expression can take: `${{ matrix.X }}`, `${{ inputs.X }}` (a choice input),
-/// `${{ inputs.X == 'a' && 'b' || 'c' }}`, or a literal.
-fn values(text: &str, workflow: &Value, job: &Value) -> Vec<String> {
-    let text = text.trim();
-    let Some(expr) = text.strip_prefix("${{").and_then(|t| t.strip_suffix("}}")).map(str::trim) else {
-        return vec![text.to_owned()];
-    };
-    let choices = |name: &str| -> Vec<String> {
-        let opts = &workflow["on"]["workflow_dispatch"]["inputs"][name]["options"];
-        opts.as_array()
-            .unwrap_or_else(|| panic!("input `{name}` is not a choice"))
-            .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
-            .collect()
-    };
-    if let Some(name) = expr.strip_prefix("matrix.") {
-        return job["strategy"]["matrix"][name]
-            .as_array()
-            .unwrap_or_else(|| panic!("no matrix `{name}`"))
-            .iter()
-            .map(|v| v.as_str().unwrap().to_owned())
-            .collect();
+/// One way a job can run: a value for each choice input and matrix axis (`inputs.X`,
+/// `matrix.X`).
+type Binding = BTreeMap<String, String>;
+
+/// Every combination of the workflow's choice inputs and the job's matrix axes.
+fn bindings(workflow: &Value, job: &Value) -> Vec<Binding> {
+    let mut axes: Vec<(String, Vec<String>)> = Vec::new();
+    let strings =
+        |v: &Value| v.as_array().map(|a| a.iter().map(|x| x.as_str().unwrap().to_owned()).collect());
+    if let Some(inputs) = workflow["on"]["workflow_dispatch"]["inputs"].as_object() {
+        for (name, input) in inputs {
+            if let Some(options) = strings(&input["options"]) {
+                axes.push((format!("inputs.{name}"), options));
+            }
+        }
     }
-    if let Some(name) = expr
-        .strip_prefix("inputs.")
-        .filter(|n| n.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
-    {
-        return choices(name);
+    if let Some(matrix) = job["strategy"]["matrix"].as_object() {
+        for (name, values) in matrix {
+            if let Some(values) = strings(values) {
+                axes.push((format!("matrix.{name}"), values));
+            }
+        }
     }
-    let re = regex::Regex::new(r"^inputs\.([\w-]+)\s*==\s*'([^']*)'\s*&&\s*'([^']*)'\s*\|\|\s*'([^']*)'$")
-        .unwrap();
-    let c = re.captures(expr).unwrap_or_else(|| panic!("cannot evaluate `{text}`"));
-    choices(&c[1]).into_iter().map(|v| if v == c[2] { c[3].to_owned() } else { c[4].to_owned() }).collect()
+    let mut out = vec![Binding::new()];
+    for (name, values) in axes {
+        let mut next = Vec::new();
+        for b in &out {
+            for v in &values {
+                let mut b = b.clone();
+                b.insert(name.clone(), v.clone());
+                next.push(b);
+            }
+        }
+        out = next;
+    }
+    out
 }
 
-/// The `sub` claims of a job's tokens, one per way the job can run.
-fn subjects(workflow: &Value, job: &Value) -> BTreeSet<String> {
+/// The value of a template string in one binding: a literal, `${{ inputs.X }}` / `${{ matrix.X }}`,
+/// or `${{ inputs.X == 'a' && 'b' || 'c' }}`.
+fn eval(text: &str, b: &Binding) -> String {
+    let text = text.trim();
+    let Some(expr) = text.strip_prefix("${{").and_then(|t| t.strip_suffix("}}")).map(str::trim) else {
+        return text.to_owned();
+    };
+    if let Some(v) = b.get(expr) {
+        return v.clone();
+    }
+    let re = regex::Regex::new(r"^(inputs\.[\w-]+)\s*==\s*'([^']*)'\s*&&\s*'([^']*)'\s*\|\|\s*'([^']*)'$")
+        .unwrap();
+    let c = re.captures(expr).unwrap_or_else(|| panic!("cannot evaluate `{text}`"));
+    let v = b.get(&c[1]).unwrap_or_else(|| panic!("`{}` is not a choice input", &c[1]));
+    if *v == c[2] { c[3].to_owned() } else { c[4].to_owned() }
+}
+
+/// The `sub` claims of a job's token in one binding (several when the trigger allows several).
+fn subjects(workflow: &Value, job: &Value, b: &Binding) -> BTreeSet<String> {
     let env = &job["environment"];
     let env_name = env.get("name").unwrap_or(env);
     if let Some(name) = env_name.as_str() {
-        return values(name, workflow, job)
-            .into_iter()
-            .map(|e| format!("repo:{REPO}:environment:{e}"))
-            .collect();
+        return BTreeSet::from([format!("repo:{REPO}:environment:{}", eval(name, b))]);
     }
     let on = workflow["on"].as_object().expect("`on:` as a map");
     let mut subs = BTreeSet::new();
@@ -96,8 +113,8 @@ fn subjects(workflow: &Value, job: &Value) -> BTreeSet<String> {
     subs
 }
 
-/// (environment, role) for every role a job's deployer steps assume.
-fn roles(workflow: &Value, job: &Value) -> BTreeSet<(String, Role)> {
+/// (environment, role) for every role a job's deployer steps assume in one binding.
+fn roles(job: &Value, b: &Binding) -> BTreeSet<(String, Role)> {
     let mut out = BTreeSet::new();
     for step in job["steps"].as_array().unwrap() {
         if !step["uses"].as_str().is_some_and(|u| u.starts_with("org/deployer@")) {
@@ -105,7 +122,7 @@ fn roles(workflow: &Value, job: &Value) -> BTreeSet<(String, Role)> {
         }
         let with = &step["with"];
         let command = with["command"].as_str().unwrap_or("deploy");
-        let envs = with["environment"].as_str().map(|e| values(e, workflow, job)).unwrap_or_default();
+        let envs: Vec<String> = with["environment"].as_str().map(|e| eval(e, b)).into_iter().collect();
         match command {
             "plan" => out.extend(envs.into_iter().map(|e| (e, Role::Plan))),
             "promote" => {
@@ -163,21 +180,23 @@ fn every_template_job_is_admitted_by_the_trust_policies_documented_beside_it() {
         let workflow = yaml(&path);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         for (job_name, job) in workflow["jobs"].as_object().unwrap() {
-            let subs = subjects(&workflow, job);
-            for (env, role) in roles(&workflow, job) {
-                let file = policy_file(&env, role);
-                // The template's own header names the policy its jobs need.
-                assert!(text.contains(&file), "{name}: the header comment does not name {file}");
-                let policy: Value = serde_json::from_str(
-                    &std::fs::read_to_string(root.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}")),
-                )
-                .unwrap();
-                for sub in &subs {
-                    assert!(
-                        admits(&policy, sub),
-                        "{name} job `{job_name}`: {file} does not admit sub `{sub}`"
-                    );
-                    checked.entry(file.clone()).or_insert_with(BTreeSet::new).insert(sub.clone());
+            for b in bindings(&workflow, job) {
+                let subs = subjects(&workflow, job, &b);
+                for (env, role) in roles(job, &b) {
+                    let file = policy_file(&env, role);
+                    // The template's own header names the policy its jobs need.
+                    assert!(text.contains(&file), "{name}: the header comment does not name {file}");
+                    let policy: Value = serde_json::from_str(
+                        &std::fs::read_to_string(root.join(&file)).unwrap_or_else(|e| panic!("{file}: {e}")),
+                    )
+                    .unwrap();
+                    for sub in &subs {
+                        assert!(
+                            admits(&policy, sub),
+                            "{name} job `{job_name}`: {file} does not admit sub `{sub}`"
+                        );
+                        checked.entry(file.clone()).or_insert_with(BTreeSet::new).insert(sub.clone());
+                    }
                 }
             }
         }
@@ -222,20 +241,32 @@ fn every_template_job_is_admitted_by_the_trust_policies_documented_beside_it() {
 fn subjects_are_derived_the_way_github_issues_them() {
     let wf = |text: &str| -> Value { serde_saphyr::from_str(text).unwrap() };
     let w = wf("on:\n  push:\n    branches: [main]\njobs:\n  a:\n    steps: []\n");
-    assert_eq!(subjects(&w, &w["jobs"]["a"]), BTreeSet::from([format!("repo:{REPO}:ref:refs/heads/main")]));
+    let none = Binding::new();
+    assert_eq!(
+        subjects(&w, &w["jobs"]["a"], &none),
+        BTreeSet::from([format!("repo:{REPO}:ref:refs/heads/main")])
+    );
     let w = wf("on:\n  pull_request:\njobs:\n  a:\n    environment: dev\n    steps: []\n");
-    assert_eq!(subjects(&w, &w["jobs"]["a"]), BTreeSet::from([format!("repo:{REPO}:environment:dev")]));
+    assert_eq!(
+        subjects(&w, &w["jobs"]["a"], &none),
+        BTreeSet::from([format!("repo:{REPO}:environment:dev")])
+    );
     let w = wf("on:\n  pull_request:\njobs:\n  a:\n    steps: []\n");
-    assert_eq!(subjects(&w, &w["jobs"]["a"]), BTreeSet::from([format!("repo:{REPO}:pull_request")]));
+    assert_eq!(subjects(&w, &w["jobs"]["a"], &none), BTreeSet::from([format!("repo:{REPO}:pull_request")]));
     let w = wf(
         "on:\n  workflow_dispatch:\n    inputs:\n      e: { type: choice, options: [dev, prod] }\njobs:\n  a:\n    environment:\n      name: ${{ inputs.e == 'prod' && 'production' || 'dev' }}\n    steps: []\n",
     );
+    // One run per choice: `prod` runs in `production`, `dev` in `dev`.
+    let runs: Vec<(String, BTreeSet<String>)> = bindings(&w, &w["jobs"]["a"])
+        .iter()
+        .map(|b| (b["inputs.e"].clone(), subjects(&w, &w["jobs"]["a"], b)))
+        .collect();
     assert_eq!(
-        subjects(&w, &w["jobs"]["a"]),
-        BTreeSet::from([
-            format!("repo:{REPO}:environment:dev"),
-            format!("repo:{REPO}:environment:production")
-        ])
+        runs,
+        [
+            ("dev".to_owned(), BTreeSet::from([format!("repo:{REPO}:environment:dev")])),
+            ("prod".to_owned(), BTreeSet::from([format!("repo:{REPO}:environment:production")])),
+        ]
     );
     // The mismatch issue 18 found: a dev rollback in `environment: dev` is not `ref:refs/heads/main`.
     let old_dev_policy = serde_json::json!({"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity",
