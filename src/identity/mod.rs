@@ -495,12 +495,17 @@ mod tests {
         let err = override_role(&mut env, "arn:aws:iam::999999999999:role/x").unwrap_err();
         assert_eq!(err.exit_code(), crate::ExitCode::Config);
         assert!(
-            err.to_string()
+            err.problems()[0]
+                .message
                 .contains("is in account 999999999999, but environment `dev` has account_id 222222222222"),
-            "{err}"
+            "{:?}",
+            err.problems()
         );
         let err = override_role(&mut env, "shop-deployer").unwrap_err();
-        assert!(err.to_string().contains("--role-arn: invalid IAM role ARN `shop-deployer`"), "{err}");
+        assert!(
+            err.problems()[0].message.contains("--role-arn: invalid IAM role ARN `shop-deployer`"),
+            "{err}"
+        );
 
         // With a chain the first hop may live elsewhere: the chained role is the one checked.
         env.role.as_mut().unwrap().chain = Some(arn("arn:aws:iam::222222222222:role/target"));
