@@ -45,6 +45,18 @@ impl Write for SharedOut {
 
 /// Runs the command and returns the process exit code.
 pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
+    // Completions and the man page describe the CLI itself: no events, no configuration.
+    if matches!(cli.command, Command::Completions(_) | Command::Man) {
+        let mut out = io.stdout;
+        return match crate::cli::generate(&cli.command, &mut out).and_then(|()| out.flush()) {
+            Ok(()) => ExitCode::Success,
+            Err(e) => {
+                let mut err = io.stderr;
+                let _ = writeln!(err, "error: cannot write to stdout: {e}");
+                ExitCode::Internal
+            }
+        };
+    }
     let in_actions = var("GITHUB_ACTIONS").as_deref() == Some("true");
     let format =
         cli.global.output.unwrap_or(if in_actions { OutputFormat::Github } else { OutputFormat::Human });
@@ -150,6 +162,8 @@ fn command_name(c: &Command) -> &'static str {
         Command::History(_) => "history",
         Command::Promote(_) => "promote",
         Command::Validate(_) => "validate",
+        Command::Completions(_) => "completions",
+        Command::Man => "man",
     }
 }
 
@@ -163,7 +177,7 @@ async fn dispatch(
     let events: &dyn Sink = &*renderer;
     match &cli.command {
         Command::Deploy(_) | Command::Rollback(_) => {
-            let (config, env) = match load(cli, events).await {
+            let (config, env) = match load(cli, events, Access::Write).await {
                 Ok(x) => x,
                 Err(e) => return (Err(e), None),
             };
@@ -232,7 +246,7 @@ async fn dispatch_read_only(
             Ok(())
         }
         Command::Plan(args) => {
-            let (config, env) = load(cli, events).await?;
+            let (config, env) = load(cli, events, Access::Read).await?;
             let inputs = inputs(&config, &args.images)?;
             // With credentials the plan includes live state; a failure to get in is reported as
             // "not observed", not as a failed plan.
@@ -264,7 +278,7 @@ async fn dispatch_read_only(
             if render_errors.is_empty() { Ok(()) } else { Err(ConfigErrors(render_errors).into()) }
         }
         Command::History(args) => {
-            let (config, env) = load(cli, events).await?;
+            let (config, env) = load(cli, events, Access::Write).await?;
             let cx = pipeline::Context { config: &config, env: &env, var, events, masker };
             let history = Box::pin(pipeline::history(&cx)).await?;
             let rows = history
@@ -290,7 +304,7 @@ async fn dispatch_read_only(
             Ok(())
         }
         Command::Status => {
-            let (config, env) = load(cli, events).await?;
+            let (config, env) = load(cli, events, Access::Write).await?;
             let cx = pipeline::Context { config: &config, env: &env, var, events, masker };
             let status = Box::pin(pipeline::status(&cx)).await?;
             let rows = status
@@ -322,8 +336,13 @@ async fn dispatch_read_only(
         Command::Promote(args) => {
             let config =
                 phase(events, Phase::Config, async { Ok(Config::load(&cli.global.config)?) }).await?;
-            let from = config.environment(&args.from)?;
-            let to = config.environment(&args.to)?;
+            // The source is only read (its read-only role, when it has one); `--role-arn` is
+            // the role for the environment being changed.
+            let from = config.environment(&args.from)?.for_reading();
+            let mut to = config.environment(&args.to)?;
+            if let Some(arn) = &cli.global.role_arn {
+                identity::override_role(&mut to, arn)?;
+            }
             let from_cx =
                 pipeline::Context { config: &config, env: &from, var, events, masker: masker.clone() };
             let to_cx = pipeline::Context { config: &config, env: &to, var, events, masker };
@@ -341,11 +360,18 @@ async fn dispatch_read_only(
             }
             Ok(())
         }
-        Command::Deploy(_) | Command::Rollback(_) => Ok(()),
+        Command::Deploy(_) | Command::Rollback(_) | Command::Completions(_) | Command::Man => Ok(()),
     }
 }
 
-async fn load(cli: &Cli, events: &dyn Sink) -> Result<(Config, Environment), Error> {
+/// Whether a command may change the environment: read-only ones use `role.plan_arn`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+async fn load(cli: &Cli, events: &dyn Sink, access: Access) -> Result<(Config, Environment), Error> {
     phase(events, Phase::Config, async {
         let config = Config::load(&cli.global.config)?;
         let Some(name) = &cli.global.env else {
@@ -358,7 +384,13 @@ async fn load(cli: &Cli, events: &dyn Sink) -> Result<(Config, Environment), Err
                 hint: Some(format!("pass `--env ENV`; known environments: {}", known.join(", "))),
             }])));
         };
-        let env = config.environment(name)?;
+        let mut env = config.environment(name)?;
+        if access == Access::Read {
+            env = env.for_reading();
+        }
+        if let Some(arn) = &cli.global.role_arn {
+            identity::override_role(&mut env, arn)?;
+        }
         Ok((config, env))
     })
     .await

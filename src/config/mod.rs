@@ -119,6 +119,25 @@ pub struct Environment {
     pub notifications: Notifications,
 }
 
+impl Environment {
+    /// The environment as a read-only command sees it: `role.plan_arn`, when set, replaces the
+    /// deploy role (assumed directly: no chain, no session tags), so a pull request's `plan` or
+    /// `promote`'s source never holds credentials that can change the environment.
+    #[must_use]
+    pub fn for_reading(mut self) -> Self {
+        if let Some(role) = &mut self.role
+            && let Some(plan) = role.plan_arn.clone()
+        {
+            role.arn = plan;
+            role.chain = None;
+            role.session_tags.clear();
+            // A role's maximum session defaults to 1 h; a plan is short.
+            role.session_duration = role.session_duration.min(Duration::from_hours(1));
+        }
+        self
+    }
+}
+
 /// The role settings with defaults applied.
 #[derive(Debug, Clone, Serialize)]
 pub struct ResolvedRole {
@@ -128,6 +147,8 @@ pub struct ResolvedRole {
     pub session_duration: Duration,
     pub session_tags: BTreeMap<String, String>,
     pub audience: String,
+    /// `role.plan_arn`: the read-only role (see [`Environment::for_reading`]).
+    pub plan_arn: Option<RoleArn>,
 }
 
 /// The strategy with defaults applied.
@@ -381,6 +402,17 @@ impl Config {
                     .hint("deployer refuses to change an account other than `account_id`; fix the ARN or the account id (use `chain:` for a cross-account role)"),
                 );
             }
+            if let Some(plan) = &role.plan_arn
+                && plan.account_id() != file.account_id.as_str()
+            {
+                errors.push(
+                    ConfigError::loc(path, plan, format!(
+                        "plan role `{}` is in account {}, but this environment's account_id is {}",
+                        plan.value, plan.account_id(), file.account_id.value
+                    ))
+                    .hint("`role.plan_arn` is assumed directly (no chain): create the read-only role in the environment's account"),
+                );
+            }
             if let Some(d) = role.session_duration {
                 let max = if role.chain.is_some() { 3600 } else { 43_200 };
                 if d.0.as_secs() < 900 || d.0.as_secs() > max {
@@ -478,6 +510,7 @@ impl Config {
                 chain: r.chain.map(|c| c.value),
                 session_tags: r.session_tags,
                 audience: r.audience.unwrap_or_else(|| "sts.amazonaws.com".to_owned()),
+                plan_arn: r.plan_arn.map(|p| p.value),
             }),
             target: file.target,
             strategy: ResolvedStrategy {

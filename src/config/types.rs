@@ -171,6 +171,10 @@ pub struct RoleConfig {
     /// OIDC audience. Default `sts.amazonaws.com`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
+    /// Read-only role for `plan` (e.g. in pull requests) and for the source environment of
+    /// `promote`: assumed instead of `arn` (no `chain`, no session tags); must be in `account_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_arn: Option<Loc<RoleArn>>,
 }
 
 /// Where the services run.

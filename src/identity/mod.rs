@@ -252,6 +252,55 @@ fn web_identity_hint(role: &str, code: &str, claims: &Claims, audience: &str) ->
     }
 }
 
+/// Applies `--role-arn` / `DEPLOYER_ROLE_ARN` (the Action's `role-arn` input): the role the
+/// credentials are exchanged for becomes `arn` (replacing `role.arn`, or `role.plan_arn` for a
+/// read-only command; a `role.chain` still follows). An empty value is no override. Without a
+/// chain the role must be in the environment's account, checked here before any call to AWS.
+pub fn override_role(env: &mut Environment, arn: &str) -> Result<(), crate::Error> {
+    let arn = arn.trim();
+    if arn.is_empty() {
+        return Ok(());
+    }
+    let refuse = |message: String, hint: &str| {
+        crate::Error::Config(crate::config::ConfigErrors(vec![crate::config::ConfigError {
+            file: env.file.clone(),
+            line: None,
+            column: None,
+            message,
+            hint: Some(hint.to_owned()),
+        }]))
+    };
+    let parsed = crate::config::values::RoleArn::parse(arn).map_err(|e| {
+        refuse(format!("--role-arn: {e}"), "pass a role ARN such as `arn:aws:iam::123456789012:role/deployer` (or leave the `role-arn` input empty)")
+    })?;
+    let chained = env.role.as_ref().is_some_and(|r| r.chain.is_some());
+    if !chained && parsed.account_id() != env.account_id.as_str() {
+        return Err(refuse(
+            format!(
+                "--role-arn `{arn}` is in account {}, but environment `{}` has account_id {}",
+                parsed.account_id(),
+                env.name,
+                env.account_id
+            ),
+            "deployer refuses to act in an account other than `account_id`; pass a role of that account (or set `role.chain` for a cross-account role)",
+        ));
+    }
+    match &mut env.role {
+        Some(role) => role.arn = parsed,
+        None => {
+            env.role = Some(crate::config::ResolvedRole {
+                arn: parsed,
+                chain: None,
+                session_duration: Duration::from_hours(1),
+                session_tags: std::collections::BTreeMap::new(),
+                audience: "sts.amazonaws.com".to_owned(),
+                plan_arn: None,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// How [`establish`] obtains credentials.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -418,6 +467,78 @@ mod tests {
         let m: std::collections::BTreeMap<String, String> =
             pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |k| m.get(k).cloned()
+    }
+
+    fn shop_dev() -> Environment {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        crate::config::Config::load(&root.join("examples/shop/deployer.yaml"))
+            .unwrap()
+            .environment("dev")
+            .unwrap()
+    }
+
+    fn arn(s: &str) -> crate::config::values::RoleArn {
+        crate::config::values::RoleArn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn role_override_replaces_the_first_hop_in_the_environments_account_only() {
+        let mut env = shop_dev();
+        override_role(&mut env, "").unwrap();
+        assert_eq!(
+            env.role.as_ref().unwrap().arn.as_str(),
+            "arn:aws:iam::222222222222:role/shop-deployer-dev"
+        );
+        override_role(&mut env, " arn:aws:iam::222222222222:role/other ").unwrap();
+        assert_eq!(env.role.as_ref().unwrap().arn.as_str(), "arn:aws:iam::222222222222:role/other");
+
+        let err = override_role(&mut env, "arn:aws:iam::999999999999:role/x").unwrap_err();
+        assert_eq!(err.exit_code(), crate::ExitCode::Config);
+        assert!(
+            err.problems()[0]
+                .message
+                .contains("is in account 999999999999, but environment `dev` has account_id 222222222222"),
+            "{:?}",
+            err.problems()
+        );
+        let err = override_role(&mut env, "shop-deployer").unwrap_err();
+        assert!(
+            err.problems()[0].message.contains("--role-arn: invalid IAM role ARN `shop-deployer`"),
+            "{err}"
+        );
+
+        // With a chain the first hop may live elsewhere: the chained role is the one checked.
+        env.role.as_mut().unwrap().chain = Some(arn("arn:aws:iam::222222222222:role/target"));
+        override_role(&mut env, "arn:aws:iam::111111111111:role/hub").unwrap();
+        assert_eq!(env.role.as_ref().unwrap().arn.as_str(), "arn:aws:iam::111111111111:role/hub");
+
+        // No role in the file: the override is the role, with the defaults.
+        env.role = None;
+        override_role(&mut env, "arn:aws:iam::222222222222:role/other").unwrap();
+        let role = env.role.unwrap();
+        assert_eq!(
+            (role.arn.as_str(), role.audience.as_str()),
+            ("arn:aws:iam::222222222222:role/other", "sts.amazonaws.com")
+        );
+    }
+
+    #[test]
+    fn read_only_commands_use_the_plan_role_without_chain_or_tags() {
+        let env = shop_dev();
+        assert!(env.role.as_ref().unwrap().plan_arn.is_none());
+        let same = env.clone().for_reading();
+        assert_eq!(same.role.unwrap().arn, env.role.as_ref().unwrap().arn);
+
+        let mut env = env;
+        let role = env.role.as_mut().unwrap();
+        role.plan_arn = Some(arn("arn:aws:iam::222222222222:role/shop-planner-dev"));
+        role.chain = Some(arn("arn:aws:iam::222222222222:role/target"));
+        role.session_tags.insert("team".into(), "shop".into());
+        let read = env.clone().for_reading().role.unwrap();
+        assert_eq!(read.arn.as_str(), "arn:aws:iam::222222222222:role/shop-planner-dev");
+        assert!(read.chain.is_none() && read.session_tags.is_empty());
+        // The deploy commands keep the deploy role.
+        assert_eq!(env.role.unwrap().arn.as_str(), "arn:aws:iam::222222222222:role/shop-deployer-dev");
     }
 
     #[test]

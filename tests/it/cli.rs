@@ -1,8 +1,10 @@
-//! The command line as users meet it: help texts (snapshotted) and exit codes.
+//! The command line as users meet it: help texts with examples and the exit-code table
+//! (snapshotted), shell completions and the man page, and exit codes.
 
 use crate::support;
 
-const SUBCOMMANDS: [&str; 7] = ["deploy", "plan", "rollback", "status", "history", "promote", "validate"];
+const SUBCOMMANDS: [&str; 9] =
+    ["deploy", "plan", "rollback", "status", "history", "promote", "validate", "completions", "man"];
 
 fn help(args: &[&str]) -> String {
     let home = tempfile::tempdir().unwrap();
@@ -13,14 +15,71 @@ fn help(args: &[&str]) -> String {
 
 #[test]
 fn top_level_help() {
-    insta::assert_snapshot!("help", help(&["--help"]));
+    let text = help(&["--help"]);
+    // The exit codes scripts branch on, and where to start.
+    for row in [
+        "0  success",
+        "4  the scan gate refused an image",
+        "7  the environment's lock is held by a live deploy",
+    ] {
+        assert!(text.contains(row), "{text}");
+    }
+    assert!(text.contains("docs/getting-started.md"), "{text}");
+    insta::assert_snapshot!("help", text);
 }
 
 #[test]
-fn every_subcommand_has_help() {
+fn every_subcommand_has_help_with_examples() {
     for sub in SUBCOMMANDS {
-        insta::assert_snapshot!(format!("help-{sub}"), help(&[sub, "--help"]));
+        let text = help(&[sub, "--help"]);
+        assert!(text.contains("\nExamples:\n  deployer "), "{sub}: {text}");
+        insta::assert_snapshot!(format!("help-{sub}"), text);
     }
+}
+
+#[test]
+fn completions_for_each_shell_know_every_command() {
+    let home = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = support::deployer(home.path()).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stderr.is_empty(), "{shell}: completions print nothing else");
+        let script = String::from_utf8(out.stdout).unwrap();
+        // fish spells long options `-l role-arn`.
+        for word in SUBCOMMANDS.iter().chain(&["role-arn", "env", "markdown"]) {
+            assert!(script.contains(word), "{shell} completions lack `{word}`");
+        }
+    }
+    // The bash script loads and registers the completion for `deployer`.
+    let out = support::deployer(home.path()).args(["completions", "bash"]).output().unwrap();
+    let file = home.path().join("deployer.bash");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{}' && complete -p deployer", file.display()))
+        .output()
+        .unwrap();
+    assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("deployer"));
+    // An unknown shell is a usage error.
+    support::deployer(home.path()).args(["completions", "tcsh"]).assert().code(2);
+}
+
+#[test]
+fn man_page_is_roff_with_the_commands_and_exit_codes() {
+    let home = tempfile::tempdir().unwrap();
+    let out = support::deployer(home.path()).arg("man").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(page.contains(".TH deployer 1"), "{page}");
+    assert!(page.contains(".SH NAME") && page.contains(".SH SYNOPSIS"), "{page}");
+    for sub in SUBCOMMANDS {
+        assert!(page.contains(&format!("deployer\\-{sub}")), "man page lacks `{sub}`");
+    }
+    // Examples and exit codes in their own sections, not reflowed.
+    assert!(page.contains(".SH \"EXAMPLES\"\n.nf\n  deployer \\-\\-config"), "{page}");
+    assert!(page.contains(".SH \"EXIT STATUS\"\n.nf\n  0  success\n"), "{page}");
+    assert!(page.contains("  6  the rollback failed: manual action needed\n"), "{page}");
 }
 
 #[test]

@@ -281,7 +281,9 @@ async fn github_server() -> MockServer {
     let gh = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/repos/acme/shop/deployments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 101, "environment": "prod"})))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"id": 101, "environment": "production"})),
+        )
         .mount(&gh)
         .await;
     Mock::given(method("POST"))
@@ -428,16 +430,18 @@ async fn successful_deploy_reports_to_github_and_slack() {
     for r in &reqs {
         assert_github_headers(r);
     }
+    // prod runs in the GitHub environment `production` (approval.github_environment): the
+    // Deployment is named after it, so GitHub shows one environment with one history.
     assert_eq!(
         deployment_lines(&reqs),
         [
             format!(
-                r#"POST /repos/acme/shop/deployments /ref="{SHA}" /environment="prod" /auto_merge=false /required_contexts=[] /production_environment=true /transient_environment=false /payload/release_id="shop-prod-20261123-0712-9f2c4e1""#
+                r#"POST /repos/acme/shop/deployments /ref="{SHA}" /environment="production" /auto_merge=false /required_contexts=[] /production_environment=true /transient_environment=false /payload/release_id="shop-prod-20261123-0712-9f2c4e1""#
             ),
             r#"POST /repos/acme/shop/deployments/101/statuses /state="queued" /log_url="https://github.com/acme/shop/actions/runs/4242""#.into(),
             r#"POST /repos/acme/shop/deployments/101/statuses /state="in_progress" /log_url="https://github.com/acme/shop/actions/runs/4242""#.into(),
             r#"POST /repos/acme/shop/deployments/101/statuses /state="success" /environment_url="https://shop.example.com" /log_url="https://github.com/acme/shop/actions/runs/4242""#.into(),
-            "GET /repos/acme/shop/deployments?environment=prod&per_page=10".into(),
+            "GET /repos/acme/shop/deployments?environment=production&per_page=10".into(),
             "GET /repos/acme/shop/deployments/100/statuses?per_page=1".into(),
             r#"POST /repos/acme/shop/deployments/100/statuses /state="inactive""#.into(),
         ]

@@ -17,9 +17,16 @@
 //!   `<!-- deployer:ENV -->` across all pages (`per_page=100`, `Link: rel="next"`), then PATCHed;
 //!   POSTed when absent. Written when the release starts and at each later stage.
 //!
-//! octocrab is not used here: it appends its own `User-Agent` and its rate-limit retry waits
-//! for the full reset, and these calls need raw status codes (201 vs 202), `Link` headers and a
-//! hard time bound.
+//! Why not octocrab (measured against 0.54, the version the design named, on this lock file):
+//! it added 20 crates of its own to the build (`cargo tree -e normal,build`: 348 → 328 unique
+//! crates without it; `jsonwebtoken`, `snafu`, `cargo_metadata`, `simple_asn1`, `num-bigint`, a
+//! second `sha2`/`getrandom`, …) for five REST calls, and it hides what these calls must see:
+//! `repos().deployments().create()` deserializes the answer into a `Deployment`, so GitHub's
+//! 202 ("merged the default branch instead of deploying", a body without an id) surfaces as a
+//! JSON error rather than the status it is; its rate-limit retry sleeps until
+//! `x-ratelimit-reset`, up to an hour, while a notifier must give up within
+//! [`super::FLUSH_BOUND`] so it never holds the deploy. It was declared and never used, so it
+//! was removed (`.ci/unused_deps.py` keeps unused crates out).
 
 use std::fmt::Write as _;
 
@@ -134,6 +141,18 @@ pub fn is_production(environment: &str, approval_required: bool) -> bool {
     approval_required || matches!(environment.to_ascii_lowercase().as_str(), "prod" | "production")
 }
 
+/// The GitHub environment a Deployment belongs to: `approval.github_environment` when set (the
+/// environment the job runs in, e.g. `production`), else deployer's environment name. GitHub
+/// keeps one history per environment name, so a job in `production` that reported deployments
+/// to `prod` would show two environments with separate histories.
+pub fn deployment_environment(environment: &str, approval: Option<&crate::config::Approval>) -> String {
+    approval
+        .and_then(|a| a.github_environment.as_deref())
+        .filter(|e| !e.is_empty())
+        .unwrap_or(environment)
+        .to_owned()
+}
+
 /// Preview environments (`pr-123`, `preview`, `preview-…`, `review-…`) are transient on GitHub:
 /// they disappear with their pull request.
 pub fn is_preview(environment: &str) -> bool {
@@ -145,8 +164,10 @@ pub fn is_preview(environment: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub context: Context,
-    /// The GitHub environment name (deployer's environment name).
+    /// deployer's environment name (the sticky comment's marker).
     pub environment: String,
+    /// The GitHub environment the Deployment is created in: see [`deployment_environment`].
+    pub deployment_environment: String,
     pub deployments: bool,
     pub pr_comment: bool,
     /// From `notifications.github.environment_url`; an `environment_url` in the events wins.
@@ -280,7 +301,7 @@ impl Deployments {
     pub fn new(api: Api, t: &Target) -> Self {
         Self {
             api,
-            environment: t.environment.clone(),
+            environment: t.deployment_environment.clone(),
             production: t.production,
             transient: t.transient,
             environment_url: t.environment_url.clone(),
@@ -548,6 +569,15 @@ fn urlencode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deployments_are_named_after_the_github_environment_the_job_runs_in() {
+        let gated = crate::config::Approval { required: true, github_environment: Some("production".into()) };
+        assert_eq!(deployment_environment("prod", Some(&gated)), "production");
+        let unnamed = crate::config::Approval { required: false, github_environment: None };
+        assert_eq!(deployment_environment("dev", Some(&unnamed)), "dev");
+        assert_eq!(deployment_environment("dev", None), "dev");
+    }
 
     #[test]
     fn pr_number_only_for_pull_request_events() {

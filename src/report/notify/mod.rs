@@ -111,6 +111,7 @@ impl Setup {
                 Ok(ctx) => Some(github::Target {
                     context: ctx,
                     environment: env.name.clone(),
+                    deployment_environment: github::deployment_environment(&env.name, env.approval.as_ref()),
                     deployments: cfg.deployments,
                     pr_comment: cfg.pr_comment,
                     environment_url: cfg.environment_url.clone(),
