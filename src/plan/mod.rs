@@ -3,6 +3,7 @@
 //! `deployer plan` and `deployer deploy` compute the same [`Plan`]; `plan` renders it and stops,
 //! `deploy` goes on to apply it. Nothing here performs I/O, so every rule is a fixture test.
 
+pub mod diff;
 pub mod render;
 
 use std::collections::BTreeMap;
@@ -28,7 +29,7 @@ pub struct Observed {
     /// Whole parts that could not be observed (`live state`, `registry`, …) and why.
     pub unobserved: Vec<Unobserved>,
     /// Per service: what applying would change, object by object (EKS dry-run diff).
-    pub changes: BTreeMap<String, Vec<crate::platform::eks::diff::ObjectChange>>,
+    pub changes: BTreeMap<String, Vec<diff::ObjectChange>>,
     /// Objects of the running release that the new one no longer has.
     pub prune: Vec<ObjectRef>,
     /// Per service that rendered: the objects / task definition in full, exactly what a deploy
@@ -136,7 +137,7 @@ pub struct ServicePlan {
     pub change: Change,
     /// Object by object, when live state was observed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub objects: Vec<crate::platform::eks::diff::ObjectChange>,
+    pub objects: Vec<diff::ObjectChange>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::{BuildPlan, Change, Plan, RenderPlan};
 use crate::config::StrategyKind;
-use crate::platform::eks::diff::ObjectChange;
+use super::diff::ObjectChange;
 
 fn strategy_name(s: StrategyKind) -> &'static str {
     match s {
