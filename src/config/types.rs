@@ -209,6 +209,11 @@ pub struct EcsTarget {
     /// Log group substituted into task definitions. Default `/ecs/<product>-<env>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_group: Option<String>,
+    /// Deployer-driven blue-green: the ALB listener rule (ARN) that carries production traffic,
+    /// per deployer service. It alone decides which colour is live and is the one switched;
+    /// other rules (test/preview) are never touched. Default: the listener's default action.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub production_rules: BTreeMap<String, String>,
 }
 
 /// Rollout strategy.

@@ -361,7 +361,8 @@ async fn rule_serves(env: &EcsEnv, rule: &str) -> String {
 #[tokio::test]
 async fn deployer_blue_green_switches_once_green_is_healthy_then_scales_blue_down() {
     let env = EcsEnv::start(Options { colours: Some("user"), ..Options::default() }).await;
-    let (blue_group, green_group, rule) = env.colours.clone().unwrap();
+    let c = env.colours.clone().unwrap();
+    let (blue_group, green_group, rule) = (c.blue, c.green, c.production.unwrap());
     assert_eq!(rule_serves(&env, &rule).await, blue_group);
     let p = platform(&env);
     // One release: `user` blue/green by deployer, the other three rolling.
@@ -396,7 +397,8 @@ async fn deployer_blue_green_rollback_switches_back_to_the_kept_colour() {
     })
     .await;
     env.alarm(ALARM).await;
-    let (blue_group, green_group, rule) = env.colours.clone().unwrap();
+    let c = env.colours.clone().unwrap();
+    let (blue_group, green_group, rule) = (c.blue, c.green, c.production.unwrap());
     let blue_before = env.service("shop-user-blue").await;
     let blue_deployment = blue_before.deployments()[0].id().unwrap().to_owned();
     let p = platform(&env);
@@ -443,7 +445,8 @@ async fn deployer_blue_green_rollback_switches_back_to_the_kept_colour() {
 #[tokio::test]
 async fn deployer_blue_green_crashloop_never_gets_traffic() {
     let env = EcsEnv::start(Options { colours: Some("user"), ..Options::default() }).await;
-    let (blue_group, _, rule) = env.colours.clone().unwrap();
+    let c = env.colours.clone().unwrap();
+    let (blue_group, rule) = (c.blue, c.production.unwrap());
     let p = platform(&env);
     let mut one = BTreeMap::new();
     one.insert("user".to_owned(), image("user", Some("crashloop"), 2));

@@ -16,6 +16,7 @@ mod e2e_ecs;
 mod e2e_eks;
 mod e2e_prod;
 mod ecs;
+mod ecs_bluegreen;
 mod eks;
 mod identity;
 mod image;
