@@ -95,7 +95,8 @@ impl LiveWatch {
                     .unwrap()
                     .services()[0]
                     .clone();
-                let primary = s.deployments().iter().find(|d| d.status() == Some("PRIMARY")).and_then(|d| d.id());
+                let primary =
+                    s.deployments().iter().find(|d| d.status() == Some("PRIMARY")).and_then(|d| d.id());
                 let now = (
                     s.task_definition().unwrap_or_default().to_owned(),
                     s.desired_count(),
@@ -104,7 +105,9 @@ impl LiveWatch {
                 // Still live after the read: the change happened before any switch.
                 let live = live_before && on_blue(elb.clone(), sw.clone()).await;
                 if now != before && (always || live) {
-                    seen.push(format!("blue changed to {now:?} (was {before:?}); production on blue: {live}"));
+                    seen.push(format!(
+                        "blue changed to {now:?} (was {before:?}); production on blue: {live}"
+                    ));
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -124,7 +127,8 @@ async fn with_a_preview_rule_only_the_idle_colour_is_updated_then_production_swi
     let env = EcsEnv::start(Options { colours: Some("user"), ..Options::default() }).await;
     let c = env.colours.clone().unwrap();
     let sw = production(&env);
-    let preview = bluegreen::TrafficSwitch { listener_arn: env.listener.clone(), rule_arn: Some(c.preview.clone()) };
+    let preview =
+        bluegreen::TrafficSwitch { listener_arn: env.listener.clone(), rule_arn: Some(c.preview.clone()) };
     assert_eq!(serves(&env, &sw).await, c.blue);
     assert_eq!(serves(&env, &preview).await, c.green);
     let p = EcsPlatform::new(&env.sdk, &env.config, &env.env).unwrap();
@@ -227,12 +231,21 @@ async fn a_pair_whose_production_rule_is_not_named_is_refused_before_any_change(
     let blue_before = blue_state(&env).await;
     let green_before = env.service("shop-user-green").await;
     let families = || async {
-        env.ecs.list_task_definitions().family_prefix("shop-user-test").send().await.unwrap().task_definition_arns().len()
+        env.ecs
+            .list_task_definitions()
+            .family_prefix("shop-user-test")
+            .send()
+            .await
+            .unwrap()
+            .task_definition_arns()
+            .len()
     };
     let tds_before = families().await;
 
     let err = deploy(&env, &p, &id(1), &user_only(2)).await.unwrap_err();
-    let PlatformError::Setup { message, hint, .. } = &err else { panic!("expected a setup refusal, got {err:?}") };
+    let PlatformError::Setup { message, hint, .. } = &err else {
+        panic!("expected a setup refusal, got {err:?}")
+    };
     assert!(message.contains("cannot tell which colour of `user` is live"), "{message}");
     assert!(message.contains(&format!("rule {}", c.production.as_deref().unwrap())), "{message}");
     assert!(message.contains(&format!("rule {}", c.preview)), "{message}");
@@ -247,7 +260,8 @@ async fn a_pair_whose_production_rule_is_not_named_is_refused_before_any_change(
         (green_before.task_definition(), 0, green_before.deployments().len())
     );
     assert_eq!(serves(&env, &production(&env)).await, c.blue);
-    let preview = bluegreen::TrafficSwitch { listener_arn: env.listener.clone(), rule_arn: Some(c.preview.clone()) };
+    let preview =
+        bluegreen::TrafficSwitch { listener_arn: env.listener.clone(), rule_arn: Some(c.preview.clone()) };
     assert_eq!(serves(&env, &preview).await, c.green);
     assert_eq!(families().await, tds_before);
 }

@@ -190,7 +190,8 @@ pub async fn forwarding_sites(elb: &Client, pair: &Pair<'_>) -> Result<Vec<Forwa
         .send()
         .await
         .map_err(|e| PlatformError::api("DescribeTargetGroups", DisplayErrorContext(&e)))?;
-    let mut lbs: Vec<String> = tgs.target_groups().iter().flat_map(|t| t.load_balancer_arns().to_vec()).collect();
+    let mut lbs: Vec<String> =
+        tgs.target_groups().iter().flat_map(|t| t.load_balancer_arns().to_vec()).collect();
     lbs.sort();
     lbs.dedup();
     let hits = |f: &Forward| f.iter().any(|(t, _)| groups.contains(&t.as_str()));
@@ -387,7 +388,8 @@ mod tests {
         assert_eq!(live_group(&Vec::new()), None);
     }
 
-    const PAIR: Pair<'static> = Pair { blue: ("shop-user-blue", "tg-blue"), green: ("shop-user-green", "tg-green") };
+    const PAIR: Pair<'static> =
+        Pair { blue: ("shop-user-blue", "tg-blue"), green: ("shop-user-green", "tg-green") };
 
     fn site(rule: Option<&str>, forward: &[(&str, i32)]) -> ForwardSite {
         ForwardSite {
@@ -412,7 +414,10 @@ mod tests {
         assert_eq!(p.switch.rule_arn.as_deref(), Some("prod"));
         assert_eq!(p.live_group, "tg-blue");
         // After a switch the rule keeps blue at weight 0: green is live.
-        let sites = [site(Some("preview"), &[("tg-green", 1)]), site(Some("prod"), &[("tg-green", 100), ("tg-blue", 0)])];
+        let sites = [
+            site(Some("preview"), &[("tg-green", 1)]),
+            site(Some("prod"), &[("tg-green", 100), ("tg-blue", 0)]),
+        ];
         assert_eq!(production(&sites, &PAIR, Some("prod"), "user").unwrap().live_group, "tg-green");
     }
 

@@ -312,9 +312,12 @@ impl EcsEnv {
         let blue = self.target_groups[service].clone();
         let green = target_group(&self.elb, &self.vpc, &format!("shop-test-{service}-green")).await;
         let route = path(&format!("/{service}/*"));
-        let preview = rule(&self.elb, &self.listener, 15, &[route.clone(), preview_header()], forward(&green)).await;
+        let preview =
+            rule(&self.elb, &self.listener, 15, &[route.clone(), preview_header()], forward(&green)).await;
         let production = match opts.production {
-            Production::NamedRule => Some(rule(&self.elb, &self.listener, 20, &[route], forward(&blue)).await),
+            Production::NamedRule => {
+                Some(rule(&self.elb, &self.listener, 20, &[route], forward(&blue)).await)
+            }
             Production::DefaultAction => None,
         };
         for (colour, group, desired) in [("blue", &blue, opts.desired), ("green", &green, 0)] {
@@ -510,9 +513,8 @@ async fn target_group(elb: &aws_sdk_elasticloadbalancingv2::Client, vpc: &str, n
 
 /// Writes `environments/test.yaml`; `production` names a pair's production rule.
 fn write_env_file(dir: &std::path::Path, opts: &Options, production: Option<(&str, &str)>) {
-    let rules = production
-        .map(|(s, rule)| format!(", production_rules: {{ {s}: \"{rule}\" }}"))
-        .unwrap_or_default();
+    let rules =
+        production.map(|(s, rule)| format!(", production_rules: {{ {s}: \"{rule}\" }}")).unwrap_or_default();
     std::fs::write(
         dir.join("environments/test.yaml"),
         format!(
