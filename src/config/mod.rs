@@ -462,11 +462,12 @@ impl Config {
                         );
                     }
                 }
-                for key in ecs.services.keys() {
+                let keys = ecs.services.keys().map(|k| ("services", k));
+                for (field, key) in keys.chain(ecs.production_rules.keys().map(|k| ("production_rules", k))) {
                     if self.service(key).is_none() {
                         let mut e = ConfigError::file(
                             path,
-                            format!("target.ecs.services names unknown service `{key}`"),
+                            format!("target.ecs.{field} names unknown service `{key}`"),
                         );
                         if let Some(s) =
                             did_you_mean(key, self.product.services.iter().map(|s| s.name.as_str()))
@@ -474,6 +475,17 @@ impl Config {
                             e = e.hint(format!("did you mean `{s}`?"));
                         }
                         errors.push(e);
+                    }
+                }
+                for (key, rule) in &ecs.production_rules {
+                    if !rule.starts_with("arn:") || !rule.contains(":listener-rule/") {
+                        errors.push(
+                            ConfigError::file(
+                                path,
+                                format!("target.ecs.production_rules.{key}: `{rule}` is not a listener rule ARN"),
+                            )
+                            .hint("give the rule's ARN (`aws elbv2 describe-rules --listener-arn …`), `arn:aws:elasticloadbalancing:…:listener-rule/…`"),
+                        );
                     }
                 }
             }

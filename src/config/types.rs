@@ -216,6 +216,11 @@ pub struct EcsTarget {
     /// DynamoDB table holding the deploy lock (partition key `lock_id`, string). Default `deployer-locks`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_table: Option<String>,
+    /// Deployer-driven blue-green: the ALB listener rule (ARN) that carries production traffic,
+    /// per deployer service. It alone decides which colour is live and is the one switched;
+    /// other rules (test/preview) are never touched. Default: the listener's default action.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub production_rules: BTreeMap<String, String>,
 }
 
 /// Rollout strategy.

@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
+use super::diff::ObjectChange;
 use super::{BuildPlan, Change, Plan, RenderPlan};
 use crate::config::StrategyKind;
-use super::diff::ObjectChange;
 
 fn strategy_name(s: StrategyKind) -> &'static str {
     match s {

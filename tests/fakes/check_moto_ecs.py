@@ -139,6 +139,8 @@ def run_checks(c: Checker, port: int, scale: float) -> None:
 
     # ---- network, cluster, load balancer, task definitions -------------------------
     vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    # moto places awsvpc tasks only in a VPC with DNS hostnames (TESTBED.md).
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnets = [
         ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=f"{REGION}{az}")["Subnet"]["SubnetId"]
         for i, az in ((1, "a"), (2, "b"))
@@ -161,6 +163,17 @@ def run_checks(c: Checker, port: int, scale: float) -> None:
     bg_rule = elbv2.create_rule(ListenerArn=listener, Priority=10, Conditions=[
         {"Field": "path-pattern", "Values": ["/bg/*"]}], Actions=[
         {"Type": "forward", "TargetGroupArn": tg_blue}])["Rules"][0]["RuleArn"]
+    # Every group a service uses must be attached to the ALB (real ECS refuses others):
+    # green through a test rule (header), the others through path rules.
+    bg_test_rule = elbv2.create_rule(ListenerArn=listener, Priority=5, Conditions=[
+        {"Field": "path-pattern", "Values": ["/bg/*"]},
+        {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "x-deployer-preview",
+                                                      "Values": ["true"]}}], Actions=[
+        {"Type": "forward", "TargetGroupArn": tg_green}])["Rules"][0]["RuleArn"]
+    for prio, (path, tg) in enumerate((("/notready/*", tg_notready), ("/slow/*", tg_slow)), start=20):
+        elbv2.create_rule(ListenerArn=listener, Priority=prio, Conditions=[
+            {"Field": "path-pattern", "Values": [path]}], Actions=[
+            {"Type": "forward", "TargetGroupArn": tg}])
 
     ecs.create_cluster(clusterName="shop")
     tds: dict[str, str] = {}
@@ -214,6 +227,9 @@ def run_checks(c: Checker, port: int, scale: float) -> None:
         except botocore.exceptions.WaiterError as exc:
             return False, str(exc)
 
+    # ---- what real ECS and ELB refuse ------------------------------------------------
+    run_refusal_checks(c, ecs, ec2, elbv2, vpc, listener, network, tds)
+
     # ---- create everything up front so the slow scenarios overlap -------------------
     cb_on = {"enable": True, "rollback": True}
     created = create("user", "good", 2, cb=cb_on, tg=tg_user)
@@ -234,6 +250,7 @@ def run_checks(c: Checker, port: int, scale: float) -> None:
            loadBalancers=[{"targetGroupArn": tg_blue, "containerName": "user", "containerPort": 8080,
                            "advancedConfiguration": {"alternateTargetGroupArn": tg_green,
                                                      "productionListenerRule": bg_rule,
+                                                     "testListenerRule": bg_test_rule,
                                                      "roleArn": "arn:aws:iam::123456789012:role/ecs-bg"}}],
            deploymentConfiguration={"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1,
                                     "deploymentCircuitBreaker": cb_on})
@@ -548,6 +565,91 @@ def check_dynamodb_conditional_writes(c: Checker, kw: dict) -> None:
         refused = e.response["Error"]["Code"]
     c.check("DynamoDB: attribute_not_exists on an existing item is refused (ConditionalCheckFailedException)",
             refused == "ConditionalCheckFailedException", refused)
+
+
+def client_error(fn: Callable[[], Any]) -> dict:
+    """The error of a call that must fail ({} if it succeeded)."""
+    try:
+        fn()
+    except botocore.exceptions.ClientError as exc:
+        return exc.response["Error"]
+    return {}
+
+
+def run_refusal_checks(c: Checker, ecs, ec2, elbv2, vpc: str, listener: str, network: dict,
+                       tds: dict[str, str]) -> None:
+    """What the real services refuse (TESTBED.md), with their exact error codes and texts."""
+    lonely = elbv2.create_target_group(Name="lonely", Protocol="HTTP", Port=8080, VpcId=vpc,
+                                       TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    idle = elbv2.create_target_group(Name="idle-weight-0", Protocol="HTTP", Port=8080, VpcId=vpc,
+                                     TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    base: dict[str, Any] = dict(cluster="shop", taskDefinition=tds["good"], desiredCount=0,
+                                launchType="FARGATE", networkConfiguration=network)
+
+    def lbs(tg: str) -> list[dict]:
+        return [{"targetGroupArn": tg, "containerName": "user", "containerPort": 8080}]
+
+    unattached = (f"The target group with targetGroupArn {lonely} does not have an associated "
+                  "load balancer.")
+    err = client_error(lambda: ecs.create_service(serviceName="refused-tg", loadBalancers=lbs(lonely), **base))
+    c.check("CreateService with a target group no load balancer uses: InvalidParameterException",
+            err.get("Code") == "InvalidParameterException" and err.get("Message") == unattached, err)
+    c.check("... and no service was created",
+            not [s for s in ecs.describe_services(cluster="shop", services=["refused-tg"])["services"]
+                 if s.get("status") == "ACTIVE"])
+
+    ecs.create_service(serviceName="plain", **base)
+    err = client_error(lambda: ecs.update_service(cluster="shop", service="plain", loadBalancers=lbs(lonely)))
+    c.check("UpdateService with a target group no load balancer uses: InvalidParameterException",
+            err.get("Code") == "InvalidParameterException" and err.get("Message") == unattached, err)
+
+    # A group in a forward action at weight 0 is associated (and health-checked).
+    main = elbv2.create_target_group(Name="weighted-main", Protocol="HTTP", Port=8080, VpcId=vpc,
+                                     TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    rule = elbv2.create_rule(ListenerArn=listener, Priority=90, Conditions=[
+        {"Field": "path-pattern", "Values": ["/weighted/*"]}], Actions=[{"Type": "forward", "ForwardConfig": {
+            "TargetGroups": [{"TargetGroupArn": main, "Weight": 100},
+                             {"TargetGroupArn": idle, "Weight": 0}]}}])["Rules"][0]["RuleArn"]
+    err = client_error(lambda: ecs.create_service(serviceName="weight-0", loadBalancers=lbs(idle), **base))
+    c.check("CreateService on a group forwarded to at weight 0 succeeds (it is associated)", err == {}, err)
+
+    awsvpc = "Network Configuration must be provided when networkMode 'awsvpc' is specified."
+    no_net = {k: v for k, v in base.items() if k != "networkConfiguration"}
+    err = client_error(lambda: ecs.create_service(serviceName="refused-net", **no_net))
+    c.check("CreateService of an awsvpc task definition without networkConfiguration: InvalidParameterException",
+            err.get("Code") == "InvalidParameterException" and err.get("Message") == awsvpc, err)
+    bridge = ecs.register_task_definition(
+        family="bridge", networkMode="bridge", containerDefinitions=[
+            {"name": "user", "image": IMAGES["good"], "essential": True, "memory": 128}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster="shop", serviceName="bridge", taskDefinition=bridge, desiredCount=0,
+                       launchType="EC2")
+    err = client_error(lambda: ecs.update_service(cluster="shop", service="bridge", taskDefinition=tds["good"]))
+    c.check("UpdateService to an awsvpc task definition without networkConfiguration: InvalidParameterException",
+            err.get("Code") == "InvalidParameterException" and err.get("Message") == awsvpc, err)
+    err = client_error(lambda: ecs.update_service(cluster="shop", service="bridge", taskDefinition=tds["good"],
+                                                  networkConfiguration=network))
+    c.check("... and with networkConfiguration it is accepted", err == {}, err)
+    err = client_error(lambda: ecs.run_task(cluster="shop", taskDefinition=tds["good"], launchType="FARGATE"))
+    c.check("RunTask of an awsvpc task definition without networkConfiguration: InvalidParameterException",
+            err.get("Code") == "InvalidParameterException" and err.get("Message") == awsvpc, err)
+    for name in ("plain", "weight-0", "bridge"):
+        ecs.delete_service(cluster="shop", service=name, force=True)
+
+    elbv2.register_targets(TargetGroupArn=lonely, Targets=[{"Id": "10.20.1.50", "Port": 8080}])
+    health = elbv2.describe_target_health(TargetGroupArn=lonely)["TargetHealthDescriptions"]
+    h = health[0]["TargetHealth"] if health else {}
+    c.check("DescribeTargetHealth of a group no listener or rule uses: unused / Target.NotInUse",
+            h.get("State") == "unused" and h.get("Reason") == "Target.NotInUse"
+            and h.get("Description") == "Target group is not configured to receive traffic from the load balancer",
+            h)
+    elbv2.modify_rule(RuleArn=rule, Actions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+        {"TargetGroupArn": idle, "Weight": 100}, {"TargetGroupArn": lonely, "Weight": 0}]}}])
+    health = elbv2.describe_target_health(TargetGroupArn=lonely)["TargetHealthDescriptions"]
+    h = health[0]["TargetHealth"] if health else {}
+    c.check("... once a rule forwards to it (weight 0), its targets are health-checked",
+            h.get("State") == "healthy", h)
+    elbv2.delete_rule(RuleArn=rule)
 
 
 if __name__ == "__main__":

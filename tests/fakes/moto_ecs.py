@@ -1215,6 +1215,27 @@ class Controller(threading.Thread):
 CONTROLLER: Controller | None = None
 
 
+def groups_in_use(account_id: str, region: str) -> set[str]:
+    """Target groups that some listener's default action or listener rule forwards to (any
+    weight, 0 included), on any load balancer: what ELB calls "associated"."""
+    from moto.elbv2.models import elbv2_backends
+
+    acct = dict.get(elbv2_backends, account_id)
+    be = dict.get(acct, region) if acct else None
+    if be is None:
+        return set()
+    used: set[str] = set()
+    for lb in be.load_balancers.values():
+        for listener in lb.listeners.values():
+            actions = list(listener.default_actions)
+            for rule in listener.rules.values():
+                actions.extend(rule.actions)
+            for action in actions:
+                if action.type == "forward":
+                    used.update(be._get_target_group_arns_from(action_data=action.data))
+    return used
+
+
 # --------------------------------------------------------------------------------------
 # Patches of moto's request handlers
 # --------------------------------------------------------------------------------------
@@ -1257,6 +1278,39 @@ def install_patches() -> None:
         assert CONTROLLER is not None
         return CONTROLLER.ctl_for(backend, svc)
 
+    # -- What real ECS refuses and moto accepts (TESTBED.md "What the real services
+    #    refuse"): checked before moto stores anything, with ECS's own error text. --------
+    def refuse_unattached_groups(self, load_balancers) -> None:
+        backend = self.ecs_backend
+        used = groups_in_use(backend.account_id, backend.region_name)
+        for lb in load_balancers or []:
+            arn = lb.get("targetGroupArn")
+            if arn and arn not in used:
+                raise InvalidParameterException(
+                    f"The target group with targetGroupArn {arn} does not have an associated load balancer."
+                )
+
+    def refuse_awsvpc_without_network(self, task_definition, network_configuration) -> None:
+        if not task_definition or network_configuration:
+            return
+        try:
+            td = self.ecs_backend.describe_task_definition(task_definition)
+        except ECSException:
+            return  # moto reports the unknown task definition itself
+        if td.network_mode == "awsvpc":
+            raise InvalidParameterException(
+                "Network Configuration must be provided when networkMode 'awsvpc' is specified."
+            )
+
+    orig_run_task = R.run_task
+
+    def run_task(self):
+        refuse_awsvpc_without_network(self, self._get_param("taskDefinition"),
+                                      self._get_param("networkConfiguration"))
+        return orig_run_task(self)
+
+    R.run_task = run_task
+
     # -- CreateService: keep what moto drops and start the first deployment at once ----
     orig_create = R.create_service
 
@@ -1269,6 +1323,9 @@ def install_patches() -> None:
             existing = None
         if existing is not None and existing.status != "INACTIVE":
             raise InvalidParameterException("Creation of service was not idempotent.")
+        refuse_awsvpc_without_network(self, self._get_param("taskDefinition"),
+                                      self._get_param("networkConfiguration"))
+        refuse_unattached_groups(self, self._get_param("loadBalancers"))
         result = orig_create(self)
         svc = result.result["service"]
         svc.deployment_configuration = with_defaults(self._get_param("deploymentConfiguration"))
@@ -1303,6 +1360,14 @@ def install_patches() -> None:
         cluster = self._get_param("cluster", "default")
         svc = backend._get_service(cluster, str(self._get_param("service")).split("/")[-1])
         ctl = ctl_of(backend, svc)
+        # The service as it would be after the update: its task definition and network.
+        refuse_awsvpc_without_network(
+            self,
+            self._get_param("taskDefinition") or svc.task_definition,
+            self._get_param("networkConfiguration") or getattr(svc, "network_configuration", None),
+        )
+        if self._get_param("loadBalancers") is not None:
+            refuse_unattached_groups(self, self._get_param("loadBalancers"))
         saved = svc.deployments
         # moto's forceNewDeployment rewrites deployments[0] in place; hide ours from it.
         svc.deployments = []
@@ -1484,6 +1549,11 @@ def install_patches() -> None:
     def health_for(self, target, ec2_backend):
         override = self.__dict__.get("_ctl_health", {}).get(target["Id"])
         registered = self.targets.get(target["Id"])
+        if registered and self.arn not in groups_in_use(self.account_id, self.region_name):
+            # ELB health-checks only groups that a listener or rule forwards to.
+            return FakeHealthStatus(target["Id"], registered["Port"], self.health_check_port,
+                                    "unused", "Target.NotInUse",
+                                    "Target group is not configured to receive traffic from the load balancer")
         if override and registered:
             state, reason, description = override
             return FakeHealthStatus(target["Id"], registered["Port"], self.health_check_port,

@@ -26,18 +26,18 @@ fn id(n: u32) -> String {
 /// What one service's apply did, as deployer reported it ("updating TARGET to REVISION
 /// (deployment HANDLE)" / "TARGET already runs REVISION").
 #[derive(Debug, Clone)]
-struct Applied {
-    service: String,
-    target: String,
-    revision: String,
-    handle: String,
-    changed: bool,
+pub struct Applied {
+    pub service: String,
+    pub target: String,
+    pub revision: String,
+    pub handle: String,
+    pub changed: bool,
 }
 
 /// A deploy's outcome and what it applied (for rollbacks: what the rollback applied too).
-struct Report {
-    ended: Ended,
-    applied: Vec<Applied>,
+pub struct Report {
+    pub ended: Ended,
+    pub applied: Vec<Applied>,
 }
 
 fn applied_of(events: &[Event]) -> Vec<Applied> {
@@ -73,7 +73,7 @@ fn applied_of(events: &[Event]) -> Vec<Applied> {
 
 /// Deploys `imgs` (service → image pinned by digest) through the engine, with the environment's
 /// settings, as `deployer deploy` does.
-async fn deploy(
+pub async fn deploy(
     env: &EcsEnv,
     p: &EcsPlatform,
     imgs: &BTreeMap<String, String>,
@@ -99,14 +99,14 @@ fn settings(env: &EcsEnv) -> engine::Settings {
     s
 }
 
-fn rolled_back(r: &Report) -> &deployer::model::Failure {
+pub fn rolled_back(r: &Report) -> &deployer::model::Failure {
     match &r.ended {
         Ended::RolledBack { failure, .. } => failure,
         other => panic!("expected a rolled-back release, got {other:?}"),
     }
 }
 
-async fn history(p: &EcsPlatform) -> Vec<Release> {
+pub async fn history(p: &EcsPlatform) -> Vec<Release> {
     let mut h = p.history().await.unwrap();
     h.reverse();
     h
@@ -460,7 +460,8 @@ async fn rule_serves(env: &EcsEnv, rule: &str) -> String {
 #[tokio::test]
 async fn deployer_blue_green_switches_once_green_is_healthy_then_scales_blue_down() {
     let env = EcsEnv::start(Options { colours: Some("user"), ..Options::default() }).await;
-    let (blue_group, green_group, rule) = env.colours.clone().unwrap();
+    let c = env.colours.clone().unwrap();
+    let (blue_group, green_group, rule) = (c.blue, c.green, c.production.unwrap());
     assert_eq!(rule_serves(&env, &rule).await, blue_group);
     let p = platform(&env);
     // One release: `user` blue/green by deployer, the other three rolling.
@@ -495,7 +496,8 @@ async fn deployer_blue_green_rollback_switches_back_to_the_kept_colour() {
     })
     .await;
     env.alarm(ALARM).await;
-    let (blue_group, green_group, rule) = env.colours.clone().unwrap();
+    let c = env.colours.clone().unwrap();
+    let (blue_group, green_group, rule) = (c.blue, c.green, c.production.unwrap());
     let blue_before = env.service("shop-user-blue").await;
     let blue_deployment = blue_before.deployments()[0].id().unwrap().to_owned();
     let p = platform(&env);
@@ -541,7 +543,8 @@ async fn deployer_blue_green_rollback_switches_back_to_the_kept_colour() {
 #[tokio::test]
 async fn deployer_blue_green_crashloop_never_gets_traffic() {
     let env = EcsEnv::start(Options { colours: Some("user"), ..Options::default() }).await;
-    let (blue_group, _, rule) = env.colours.clone().unwrap();
+    let c = env.colours.clone().unwrap();
+    let (blue_group, rule) = (c.blue, c.production.unwrap());
     let p = platform(&env);
     let mut one = BTreeMap::new();
     one.insert("user".to_owned(), image("user", Some("crashloop"), 2));

@@ -10,6 +10,17 @@ fn moto_ecs_controller_follows_the_contract() {
         &["--time-scale", "0.5"],
     );
     assert!(out.lines().any(|l| l.ends_with(" passed, 0 failed")), "{out}");
+    // The refusals real ECS and ELB make (TESTBED.md) are part of the contract.
+    for refusal in [
+        "PASS CreateService with a target group no load balancer uses: InvalidParameterException",
+        "PASS UpdateService with a target group no load balancer uses: InvalidParameterException",
+        "PASS CreateService of an awsvpc task definition without networkConfiguration",
+        "PASS UpdateService to an awsvpc task definition without networkConfiguration",
+        "PASS RunTask of an awsvpc task definition without networkConfiguration",
+        "PASS DescribeTargetHealth of a group no listener or rule uses: unused / Target.NotInUse",
+    ] {
+        assert!(out.lines().any(|l| l.starts_with(refusal)), "missing `{refusal}`:\n{out}");
+    }
 }
 
 #[tokio::test]

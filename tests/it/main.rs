@@ -17,6 +17,7 @@ mod e2e_ecs;
 mod e2e_eks;
 mod e2e_prod;
 mod ecs;
+mod ecs_bluegreen;
 mod ecs_lock;
 mod eks;
 mod getting_started;

@@ -19,10 +19,13 @@
 //! own and is followed by id like a rolling update (COMPLETED only after ECS's bake).
 //!
 //! Deployer-driven blue/green (`strategy: blue-green` and two ECS services `<name>-blue` and
-//! `<name>-green`, each on its own ALB target group, with a listener rule or default action
-//! forwarding to one of them — found from the target groups, no extra configuration): the idle
-//! colour gets the new task definition and the live colour's desired count; once its deployment
-//! is COMPLETED and its targets are healthy, the listener rule is switched to it; the other
+//! `<name>-green`, each on its own ALB target group): the live colour is the one production
+//! traffic goes to, read from the production listener rule named in `target.ecs.production_rules`
+//! or else the listener's default action (test/preview rules are never the switch; a doubtful
+//! setup is refused before any change, see [`bluegreen::production`]). The idle colour gets the
+//! new task definition and the live colour's desired count; once its deployment is COMPLETED and
+//! its tasks are healthy (and its targets, where ELB health-checks the group), the production
+//! rule is switched to it; the other
 //! colour keeps running through the bake (instant switch-back) and is scaled to 0 when the bake
 //! passed. A rollback is the same move back to the kept colour, without new tasks. Services
 //! without both colours deploy as one service (rolling or native blue/green).
@@ -69,6 +72,9 @@ struct EcsService {
     target: String,
     /// The image repository (with the registry host): records keep the digest only.
     repository: String,
+    /// Deployer-driven blue/green: the listener rule that carries production traffic
+    /// (`target.ecs.production_rules`); None = the listener's default action.
+    production_rule: Option<String>,
 }
 
 /// ECS as a [`Platform`].
@@ -123,6 +129,7 @@ impl EcsPlatform {
                 name: s.name.as_str().to_owned(),
                 target: crate::plan::ecs_service_name(config, env, s.name.as_str()),
                 repository: format!("{}/{}", config.registry_host(), s.repository),
+                production_rule: target.production_rules.get(s.name.as_str()).cloned(),
             })
             .collect();
         Ok(Self {
@@ -196,18 +203,21 @@ impl EcsPlatform {
         })
     }
 
-    /// The blue/green pair of `target` (`<target>-blue` and `<target>-green`, both ACTIVE, each
-    /// with a target group, and a listener forwarding to one of them), when the environment
-    /// asks for blue-green. None: the service deploys as one ECS service (rolling, or ECS's
+    /// The blue/green pair of `svc` (`<target>-blue` and `<target>-green`, both ACTIVE, each
+    /// with a target group), when the environment asks for blue-green. The live colour is the
+    /// one production traffic goes to: the service's production rule, or the listener's default
+    /// action ([`bluegreen::production`]; a setup where that is in doubt is refused here, before
+    /// anything changes). None: the service deploys as one ECS service (rolling, or ECS's
     /// native BLUE_GREEN, which ECS switches itself).
-    async fn colours(&self, target: &str) -> Result<Option<Colours>, PlatformError> {
+    async fn colours(&self, svc: &EcsService) -> Result<Option<Colours>, PlatformError> {
         if !self.blue_green {
             return Ok(None);
         }
-        let (blue, green) = (format!("{target}-blue"), format!("{target}-green"));
-        let found = self.describe(&[blue.as_str(), green.as_str()]).await?;
+        let target = svc.target.as_str();
+        let (blue_name, green_name) = (format!("{target}-blue"), format!("{target}-green"));
+        let found = self.describe(&[blue_name.as_str(), green_name.as_str()]).await?;
         let active = |n: &str| found.get(n).filter(|s| s.status() == Some("ACTIVE")).cloned();
-        let (Some(blue), Some(green)) = (active(&blue), active(&green)) else {
+        let (Some(blue), Some(green)) = (active(&blue_name), active(&green_name)) else {
             return Ok(None);
         };
         let group =
@@ -218,16 +228,14 @@ impl EcsPlatform {
                 "attach `-blue` and `-green` to their own ALB target groups",
             ));
         };
-        let switch = bluegreen::find_switch(&self.elb, &[blue_group.as_str(), green_group.as_str()])
-            .await?
-            .ok_or_else(|| {
-            PlatformError::setup(
-                format!("no ALB listener or rule forwards to the target groups of `{target}-blue`/`-green`"),
-                "forward a listener (default action) or a listener rule to the blue target group",
-            )
-        })?;
-        let serving = bluegreen::serving(&self.elb, &switch).await?;
-        let green_live = bluegreen::live_group(&serving) == Some(green_group.as_str());
+        let pair = bluegreen::Pair {
+            blue: (blue_name.as_str(), blue_group.as_str()),
+            green: (green_name.as_str(), green_group.as_str()),
+        };
+        let sites = bluegreen::forwarding_sites(&self.elb, &pair).await?;
+        let production = bluegreen::production(&sites, &pair, svc.production_rule.as_deref(), &svc.name)?;
+        let switch = production.switch;
+        let green_live = production.live_group == green_group;
         Ok(Some(if green_live {
             Colours { live: green, idle: blue, live_group: green_group, idle_group: blue_group, switch }
         } else {
@@ -345,6 +353,70 @@ impl EcsPlatform {
             .await
             .map_err(|e| PlatformError::api(format!("UpdateService {target}"), DisplayErrorContext(&e)))?;
         Ok(())
+    }
+
+    /// For a blue/green service whose new colour completed: true once `desired` of its tasks
+    /// (started by deployment `handle`) are RUNNING and not UNHEALTHY, and its target group has
+    /// no unhealthy target and, if ELB health-checks the group, `desired` healthy ones. A group
+    /// that only production would route to reports its targets `unused` (`Target.NotInUse`)
+    /// until the switch: those are judged by the tasks alone, never waited on.
+    async fn colour_ready(
+        &self,
+        target: &str,
+        handle: &str,
+        group: &str,
+        desired: u32,
+    ) -> Result<bool, PlatformError> {
+        let out = self
+            .ecs
+            .list_tasks()
+            .cluster(&self.cluster)
+            .service_name(target)
+            .desired_status(DesiredStatus::Running)
+            .send()
+            .await
+            .map_err(|e| PlatformError::api("ListTasks", DisplayErrorContext(&e)))?;
+        let mut healthy_tasks = 0_usize;
+        for chunk in out.task_arns().chunks(100) {
+            let tasks = self
+                .ecs
+                .describe_tasks()
+                .cluster(&self.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| PlatformError::api("DescribeTasks", DisplayErrorContext(&e)))?;
+            // UNKNOWN is what ECS reports for a task without a container health check.
+            healthy_tasks += tasks
+                .tasks()
+                .iter()
+                .filter(|t| {
+                    t.started_by() == Some(handle)
+                        && t.last_status() == Some("RUNNING")
+                        && t.health_status().is_none_or(|h| h.as_str() != "UNHEALTHY")
+                })
+                .count();
+        }
+        if healthy_tasks < desired as usize {
+            return Ok(false);
+        }
+        let out = self
+            .elb
+            .describe_target_health()
+            .target_group_arn(group)
+            .send()
+            .await
+            .map_err(|e| PlatformError::api("DescribeTargetHealth", DisplayErrorContext(&e)))?;
+        let states: Vec<&str> = out
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                d.target_health()?
+                    .state()
+                    .map(aws_sdk_elasticloadbalancingv2::types::TargetHealthStateEnum::as_str)
+            })
+            .collect();
+        Ok(bluegreen::group_ready(&states, desired as usize))
     }
 
     async fn tags(&self, arn: &str) -> Result<Vec<(String, String)>, PlatformError> {
@@ -479,7 +551,7 @@ impl Platform for EcsPlatform {
     async fn running(&self) -> Result<BTreeMap<String, Running>, PlatformError> {
         let mut out = BTreeMap::new();
         for svc in &self.services {
-            let live = match self.colours(&svc.target).await? {
+            let live = match self.colours(svc).await? {
                 Some(c) => Some(c.live),
                 None => {
                     let found = self.describe(&[svc.target.as_str()]).await?;
@@ -526,12 +598,26 @@ impl Platform for EcsPlatform {
 
     async fn prepare(
         &self,
-        _release: &mut Release,
+        release: &mut Release,
         _previous: Option<&Release>,
         _blue_green: bool,
         _events: &dyn Sink,
     ) -> Result<(), PlatformError> {
-        // The colours are read from the listener at apply time: what serves production then.
+        // Every service exists, and every blue/green pair's live colour can be told from
+        // production traffic, before anything is recorded or changed. The colours themselves
+        // are read again at apply time: what serves production then.
+        let targets: Vec<&str> = self
+            .services
+            .iter()
+            .filter(|s| release.services.contains_key(&s.name))
+            .map(|s| s.target.as_str())
+            .collect();
+        let found = self.describe(&targets).await?;
+        for svc in self.services.iter().filter(|s| release.services.contains_key(&s.name)) {
+            if self.colours(svc).await.map_err(|e| e.in_file(&self.env_file))?.is_none() {
+                self.service_or_err(&found, &svc.target).map_err(|e| e.in_file(&self.env_file))?;
+            }
+        }
         Ok(())
     }
 
@@ -589,6 +675,9 @@ impl Platform for EcsPlatform {
     async fn switch(&self, applied: &Applied, forward: bool, events: &dyn Sink) -> Result<(), PlatformError> {
         for a in &applied.services {
             let Some(t) = &a.traffic else { continue };
+            if forward && a.changed {
+                self.wait_ready(a, t).await?;
+            }
             let sw = bluegreen::TrafficSwitch { listener_arn: t.listener.clone(), rule_arn: t.rule.clone() };
             let (to, serving) = if forward { (&t.to_group, &a.target) } else { (&t.from_group, &t.other) };
             bluegreen::switch_to(&self.elb, &sw, to).await?;
@@ -624,6 +713,37 @@ impl Platform for EcsPlatform {
     }
 }
 
+impl EcsPlatform {
+    /// Before production traffic moves: the new colour's tasks run healthy and its target group
+    /// has no unhealthy target ([`EcsPlatform::colour_ready`]), waited for up to
+    /// [`READY_WAIT`] (ELB registration takes a few health-check intervals).
+    async fn wait_ready(&self, a: &AppliedService, t: &super::Traffic) -> Result<(), PlatformError> {
+        let start = Instant::now();
+        loop {
+            let found = self.describe(&[a.target.as_str()]).await?;
+            let desired = u32::try_from(self.service_or_err(&found, &a.target)?.desired_count()).unwrap_or(0);
+            if self.colour_ready(&a.target, &a.handle, &t.to_group, desired).await? {
+                return Ok(());
+            }
+            if start.elapsed() > READY_WAIT {
+                return Err(PlatformError::setup(
+                    format!(
+                        "{} ({}) did not become ready for traffic in {}s",
+                        a.target,
+                        t.to_group,
+                        READY_WAIT.as_secs()
+                    ),
+                    "check the target group's health check (path, port, matcher) against the service",
+                ));
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}
+
+/// How long a new colour may take to be ready for production traffic after its rollout completed.
+const READY_WAIT: Duration = Duration::from_secs(120);
+
 /// The engine's failure for a verdict's failure.
 fn failure_of(f: &health::Failure) -> Failure {
     let reason = match f.cause {
@@ -645,7 +765,7 @@ impl EcsPlatform {
     async fn history_impl(&self) -> Result<Vec<Release>, PlatformError> {
         let mut entries = Vec::new();
         for svc in &self.services {
-            let holders: Vec<Service> = match self.colours(&svc.target).await? {
+            let holders: Vec<Service> = match self.colours(svc).await? {
                 Some(c) => vec![c.live, c.idle],
                 None => {
                     let found = self.describe(&[svc.target.as_str()]).await?;
@@ -678,30 +798,32 @@ impl EcsPlatform {
     async fn apply_impl(&self, items: &[Item]) -> Result<Applied, PlatformError> {
         let mut wanted = Vec::new();
         for s in items {
-            let target = self.target_of(&s.service).ok_or_else(|| {
+            let svc = self.services.iter().find(|e| e.name == s.service).ok_or_else(|| {
                 PlatformError::setup(
                     format!("unknown service `{}`", s.service),
                     "check the release's service names",
                 )
             })?;
-            wanted.push((s, target));
+            wanted.push((s, svc));
         }
-        let targets: Vec<&str> = wanted.iter().map(|(_, t)| *t).collect();
+        let targets: Vec<&str> = wanted.iter().map(|(_, e)| e.target.as_str()).collect();
         let found = self.describe(&targets).await?;
         let mut colours = HashMap::new();
-        // Check every service before changing any: a missing one must not leave half a release.
-        for (_, target) in &wanted {
-            match self.colours(target).await? {
+        // Check every service before changing any: a missing one must not leave half a release,
+        // and a blue/green pair whose live colour is in doubt is refused here.
+        for (_, svc) in &wanted {
+            match self.colours(svc).await? {
                 Some(c) => {
-                    colours.insert((*target).to_owned(), c);
+                    colours.insert(svc.target.clone(), c);
                 }
                 None => {
-                    self.service_or_err(&found, target)?;
+                    self.service_or_err(&found, &svc.target)?;
                 }
             }
         }
         let mut applied = Vec::new();
-        for (s, target) in wanted {
+        for (s, e) in wanted {
+            let target = e.target.as_str();
             if let Some(c) = colours.remove(target) {
                 let revision = match &s.desired {
                     Desired::Revision(r) => r.clone(),
@@ -874,10 +996,11 @@ impl EcsPlatform {
 
     async fn record_impl(&self, release: &Release) -> Result<(), PlatformError> {
         let mut holders: Vec<(&str, String)> = Vec::new();
-        for (name, _) in &release.services {
-            let Some(target) = self.target_of(name) else { continue };
+        for name in release.services.keys() {
+            let Some(svc) = self.services.iter().find(|e| &e.name == name) else { continue };
+            let target = svc.target.as_str();
             // Blue/green: both colours carry the records, so either one found later has them.
-            match self.colours(target).await? {
+            match self.colours(svc).await? {
                 Some(c) => {
                     for s in [c.live, c.idle] {
                         holders.push((name.as_str(), s.service_name().unwrap_or_default().to_owned()));

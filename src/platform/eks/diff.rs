@@ -60,4 +60,3 @@ pub async fn plan_changes_with(
     });
     futures::stream::iter(changes).buffered(APPLY_CONCURRENCY).collect::<Vec<_>>().await.into_iter().collect()
 }
-

@@ -1,7 +1,13 @@
 //! An ECS "environment" on moto + the ECS controller: a copy of examples/shop with an
 //! environment file `test` targeting cluster `shop-test`, the network (via boto3: deployer has
-//! no EC2 client), an ALB with one target group per service, and the four services created
-//! with the SDK on an initial task definition and rolled out.
+//! no EC2 client; the VPC has DNS hostnames on), an ALB with one target group per service, and
+//! the four services created with the SDK on an initial task definition and rolled out.
+//!
+//! Everything is as real ECS and ELB accept it (the stand-in refuses the rest): every service has
+//! a `networkConfiguration` (the task definitions are `awsvpc`), and every target group a
+//! service uses is attached to the ALB — `user`'s by the listener's default action, the others
+//! by path rules `/<service>/*`, each blue/green colour by its production route or by a
+//! preview rule (path plus header `x-deployer-preview: true`) for the idle one.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,7 +18,7 @@ use aws_sdk_ecs::types::{
     DeploymentConfiguration, LaunchType, LoadBalancer, NetworkConfiguration, NetworkMode, PortMapping,
 };
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, LoadBalancerTypeEnum, ProtocolEnum, TargetTypeEnum,
+    Action, ActionTypeEnum, LoadBalancerTypeEnum, ProtocolEnum, RuleCondition, TargetTypeEnum,
 };
 use deployer::config::{Config, Environment};
 
@@ -41,9 +47,33 @@ pub struct Options {
     /// moto's time scale (0.2 in tests: rollouts five times faster than real ECS).
     pub scale: f64,
     /// This service is a deployer-driven blue/green pair `shop-<s>-blue` (live, on its target
-    /// group behind listener rule `/<s>/*`) and `shop-<s>-green` (idle, 0 tasks, own group);
-    /// the environment gets `strategy: blue-green`.
+    /// group behind the production route) and `shop-<s>-green` (idle, 0 tasks, own group behind
+    /// a preview rule); the environment gets `strategy: blue-green`.
     pub colours: Option<&'static str>,
+    /// How production reaches the pair: a listener rule `/<s>/*` named in the environment file
+    /// (`target.ecs.production_rules`), or the listener's default action.
+    pub production: Production,
+}
+
+/// Where a deployer-driven blue/green pair gets production traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Production {
+    /// A path rule, named in the environment file.
+    NamedRule,
+    /// The listener's default action (nothing named).
+    DefaultAction,
+}
+
+/// A deployer-driven blue/green pair as the fixture made it.
+#[derive(Debug, Clone)]
+pub struct ColourEnv {
+    /// Target groups of `-blue` (live at first) and `-green`.
+    pub blue: String,
+    pub green: String,
+    /// The production switch: the named rule, or None for the listener's default action.
+    pub production: Option<String>,
+    /// The preview rule (header `x-deployer-preview: true`) forwarding to green.
+    pub preview: String,
 }
 
 impl Default for Options {
@@ -55,6 +85,7 @@ impl Default for Options {
             blue_green: None,
             scale: 0.2,
             colours: None,
+            production: Production::NamedRule,
         }
     }
 }
@@ -78,8 +109,8 @@ pub struct EcsEnv {
     pub initial: BTreeMap<String, String>,
     /// Native blue/green: (green target group, production listener rule).
     pub blue_green: Option<(String, String)>,
-    /// Deployer-driven blue/green: (blue group, green group, listener rule).
-    pub colours: Option<(String, String, String)>,
+    /// Deployer-driven blue/green pair.
+    pub colours: Option<ColourEnv>,
     dir: tempfile::TempDir,
     _slot: tokio::sync::SemaphorePermit<'static>,
 }
@@ -106,16 +137,7 @@ impl EcsEnv {
         let sdk = moto.sdk_config().await;
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&root().join("examples/shop"), dir.path());
-        std::fs::write(
-            dir.path().join("environments/test.yaml"),
-            format!(
-                "account_id: \"123456789012\"\nregion: {REGION}\ntarget:\n  ecs: {{ cluster: {CLUSTER} }}\n\
-                 timeouts: {{ rollout: 60s }}\nhealth: {}\n{}",
-                opts.health,
-                if opts.colours.is_some() { "strategy: { type: blue-green }\n" } else { "" }
-            ),
-        )
-        .unwrap();
+        write_env_file(dir.path(), &opts, None);
         let config = Config::load(&dir.path().join("deployer.yaml")).unwrap();
         let env = config.environment("test").unwrap();
         let (vpc, subnets, sg) = network(&moto);
@@ -137,17 +159,27 @@ impl EcsEnv {
         for s in SERVICES {
             target_groups.insert(s.to_owned(), target_group(&elb, &vpc, &format!("shop-test-{s}")).await);
         }
+        // The service with two colours or native blue/green routes its own production traffic;
+        // the default action serves `user` otherwise (or the pair, when that is production).
+        let special = opts.colours.or(opts.blue_green);
+        let default_action = match (opts.colours, opts.production) {
+            (Some(s), Production::DefaultAction) => forward(&target_groups[s]),
+            _ if special == Some("user") => Action::builder()
+                .r#type(ActionTypeEnum::FixedResponse)
+                .fixed_response_config(
+                    aws_sdk_elasticloadbalancingv2::types::FixedResponseActionConfig::builder()
+                        .status_code("404")
+                        .build(),
+                )
+                .build(),
+            _ => forward(&target_groups["user"]),
+        };
         let listener = elb
             .create_listener()
             .load_balancer_arn(&load_balancer)
             .protocol(ProtocolEnum::Http)
             .port(80)
-            .default_actions(
-                Action::builder()
-                    .r#type(ActionTypeEnum::Forward)
-                    .target_group_arn(&target_groups["user"])
-                    .build(),
-            )
+            .default_actions(default_action)
             .send()
             .await
             .unwrap()
@@ -155,6 +187,13 @@ impl EcsEnv {
             .listener_arn()
             .unwrap()
             .to_owned();
+        // Every other group is attached by a path rule: real ECS refuses a service on a target
+        // group that no load balancer uses.
+        for (i, s) in (100..).zip(SERVICES) {
+            if Some(s) != special {
+                rule(&elb, &listener, i, &[path(&format!("/{s}/*"))], forward(&target_groups[s])).await;
+            }
+        }
         let mut me = Self {
             moto,
             sdk,
@@ -180,7 +219,14 @@ impl EcsEnv {
             if opts.blue_green == Some(s) {
                 me.blue_green = Some(me.create_blue_green_service(s, &td, &opts).await);
             } else if opts.colours == Some(s) {
-                me.colours = Some(me.create_colours(s, &td, &opts).await);
+                let colours = me.create_colours(s, &td, &opts).await;
+                if let Some(rule) = &colours.production {
+                    // Name the production rule in the environment file, as a user would.
+                    write_env_file(me.dir.path(), &opts, Some((s, rule)));
+                    me.config = Config::load(&me.dir.path().join("deployer.yaml")).unwrap();
+                    me.env = me.config.environment("test").unwrap();
+                }
+                me.colours = Some(colours);
             } else {
                 me.create_service(s, &td, &opts, None).await;
             }
@@ -245,17 +291,7 @@ impl EcsEnv {
             .task_definition(task_definition)
             .desired_count(opts.desired)
             .launch_type(LaunchType::Fargate)
-            .network_configuration(
-                NetworkConfiguration::builder()
-                    .awsvpc_configuration(
-                        AwsVpcConfiguration::builder()
-                            .set_subnets(Some(self.subnets.clone()))
-                            .security_groups(&self.security_group)
-                            .build()
-                            .unwrap(),
-                    )
-                    .build(),
-            )
+            .network_configuration(self.network_configuration())
             .load_balancers(
                 LoadBalancer::builder()
                     .target_group_arn(&self.target_groups[service])
@@ -269,34 +305,22 @@ impl EcsEnv {
             .unwrap();
     }
 
-    /// Creates the deployer-driven pair `shop-<service>-blue` (live) / `-green` (idle, 0 tasks).
-    pub async fn create_colours(
-        &self,
-        service: &str,
-        task_definition: &str,
-        opts: &Options,
-    ) -> (String, String, String) {
+    /// Creates the deployer-driven pair `shop-<service>-blue` (live) / `-green` (idle, 0 tasks):
+    /// blue behind the production route (a path rule, or the default action made in `start`),
+    /// green behind a preview rule (path plus header `x-deployer-preview: true`, a higher
+    /// priority than production so that it wins for preview requests).
+    pub async fn create_colours(&self, service: &str, task_definition: &str, opts: &Options) -> ColourEnv {
         let blue = self.target_groups[service].clone();
         let green = target_group(&self.elb, &self.vpc, &format!("shop-test-{service}-green")).await;
-        let rule = self
-            .elb
-            .create_rule()
-            .listener_arn(&self.listener)
-            .priority(20)
-            .conditions(
-                aws_sdk_elasticloadbalancingv2::types::RuleCondition::builder()
-                    .field("path-pattern")
-                    .values(format!("/{service}/*"))
-                    .build(),
-            )
-            .actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&blue).build())
-            .send()
-            .await
-            .unwrap()
-            .rules()[0]
-            .rule_arn()
-            .unwrap()
-            .to_owned();
+        let route = path(&format!("/{service}/*"));
+        let preview =
+            rule(&self.elb, &self.listener, 15, &[route.clone(), preview_header()], forward(&green)).await;
+        let production = match opts.production {
+            Production::NamedRule => {
+                Some(rule(&self.elb, &self.listener, 20, &[route], forward(&blue)).await)
+            }
+            Production::DefaultAction => None,
+        };
         for (colour, group, desired) in [("blue", &blue, opts.desired), ("green", &green, 0)] {
             self.ecs
                 .create_service()
@@ -305,6 +329,7 @@ impl EcsEnv {
                 .task_definition(task_definition)
                 .desired_count(desired)
                 .launch_type(LaunchType::Fargate)
+                .network_configuration(self.network_configuration())
                 .load_balancers(
                     LoadBalancer::builder()
                         .target_group_arn(group)
@@ -316,11 +341,12 @@ impl EcsEnv {
                 .await
                 .unwrap();
         }
-        (blue, green, rule)
+        ColourEnv { blue, green, production, preview }
     }
 
     /// Creates `service` with native ECS blue/green: production traffic through a listener rule
-    /// on the blue target group, green as the alternate. Returns (green, rule).
+    /// on the blue target group, green as the alternate behind a test rule (header
+    /// `x-deployer-preview: true`). Returns (green, production rule).
     pub async fn create_blue_green_service(
         &self,
         service: &str,
@@ -329,25 +355,10 @@ impl EcsEnv {
     ) -> (String, String) {
         let green = target_group(&self.elb, &self.vpc, &format!("shop-test-{service}-green")).await;
         let blue = &self.target_groups[service];
-        let rule = self
-            .elb
-            .create_rule()
-            .listener_arn(&self.listener)
-            .priority(10)
-            .conditions(
-                aws_sdk_elasticloadbalancingv2::types::RuleCondition::builder()
-                    .field("path-pattern")
-                    .values(format!("/{service}/*"))
-                    .build(),
-            )
-            .actions(Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(blue).build())
-            .send()
-            .await
-            .unwrap()
-            .rules()[0]
-            .rule_arn()
-            .unwrap()
-            .to_owned();
+        let route = path(&format!("/{service}/*"));
+        let test_rule =
+            rule(&self.elb, &self.listener, 5, &[route.clone(), preview_header()], forward(&green)).await;
+        let rule = rule(&self.elb, &self.listener, 10, &[route], forward(blue)).await;
         let mut cfg = DeploymentConfiguration::builder()
             .strategy(aws_sdk_ecs::types::DeploymentStrategy::BlueGreen)
             .bake_time_in_minutes(1)
@@ -363,6 +374,7 @@ impl EcsEnv {
             .task_definition(task_definition)
             .desired_count(opts.desired)
             .launch_type(LaunchType::Fargate)
+            .network_configuration(self.network_configuration())
             .load_balancers(
                 LoadBalancer::builder()
                     .target_group_arn(blue)
@@ -372,6 +384,7 @@ impl EcsEnv {
                         aws_sdk_ecs::types::AdvancedConfiguration::builder()
                             .alternate_target_group_arn(&green)
                             .production_listener_rule(&rule)
+                            .test_listener_rule(&test_rule)
                             .role_arn("arn:aws:iam::123456789012:role/ecs-blue-green")
                             .build(),
                     )
@@ -382,6 +395,19 @@ impl EcsEnv {
             .await
             .unwrap();
         (green, rule)
+    }
+
+    /// The services' awsvpc network (real ECS refuses an awsvpc service without one).
+    pub fn network_configuration(&self) -> NetworkConfiguration {
+        NetworkConfiguration::builder()
+            .awsvpc_configuration(
+                AwsVpcConfiguration::builder()
+                    .set_subnets(Some(self.subnets.clone()))
+                    .security_groups(&self.security_group)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
     }
 
     /// A deployment configuration with ECS deployment alarms (ECS itself rolls back on ALARM).
@@ -486,6 +512,67 @@ async fn target_group(elb: &aws_sdk_elasticloadbalancingv2::Client, vpc: &str, n
         .to_owned()
 }
 
+/// Writes `environments/test.yaml`; `production` names a pair's production rule.
+fn write_env_file(dir: &std::path::Path, opts: &Options, production: Option<(&str, &str)>) {
+    let rules =
+        production.map(|(s, rule)| format!(", production_rules: {{ {s}: \"{rule}\" }}")).unwrap_or_default();
+    std::fs::write(
+        dir.join("environments/test.yaml"),
+        format!(
+            "account_id: \"123456789012\"\nregion: {REGION}\ntarget:\n  ecs: {{ cluster: {CLUSTER}{rules} }}\n\
+             timeouts: {{ rollout: 60s }}\nhealth: {}\n{}",
+            opts.health,
+            if opts.colours.is_some() { "strategy: { type: blue-green }\n" } else { "" }
+        ),
+    )
+    .unwrap();
+}
+
+/// A forward action to one target group.
+pub fn forward(group: &str) -> Action {
+    Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(group).build()
+}
+
+/// A path-pattern condition.
+pub fn path(pattern: &str) -> RuleCondition {
+    RuleCondition::builder().field("path-pattern").values(pattern).build()
+}
+
+/// The preview condition: header `x-deployer-preview: true`.
+pub fn preview_header() -> RuleCondition {
+    RuleCondition::builder()
+        .field("http-header")
+        .http_header_config(
+            aws_sdk_elasticloadbalancingv2::types::HttpHeaderConditionConfig::builder()
+                .http_header_name("x-deployer-preview")
+                .values("true")
+                .build(),
+        )
+        .build()
+}
+
+/// Creates a listener rule; returns its ARN.
+pub async fn rule(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    listener: &str,
+    priority: i32,
+    conditions: &[RuleCondition],
+    action: Action,
+) -> String {
+    elb.create_rule()
+        .listener_arn(listener)
+        .priority(priority)
+        .set_conditions(Some(conditions.to_vec()))
+        .actions(action)
+        .send()
+        .await
+        .unwrap()
+        .rules()[0]
+        .rule_arn()
+        .unwrap()
+        .to_owned()
+}
+
 /// A target group in the fixture's VPC.
 pub async fn new_target_group(env: &EcsEnv, name: &str) -> String {
     target_group(&env.elb, &env.vpc, name).await
@@ -498,6 +585,7 @@ import boto3, json, sys
 ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name=sys.argv[2],
                    aws_access_key_id="testing", aws_secret_access_key="testing")
 vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
 subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=sys.argv[2] + az)["Subnet"]["SubnetId"]
            for i, az in ((1, "a"), (2, "b"))]
 sg = ec2.create_security_group(GroupName="svc", Description="svc", VpcId=vpc)["GroupId"]
