@@ -79,19 +79,8 @@ async fn ours(env: &EcsEnv, p: &EcsPlatform, n: u8) -> (f64, String) {
     inputs.pinned.insert("user".into(), deployer::plan::prebuilt_digest(&inputs, "user").unwrap());
     let planned = deployer::pipeline::planned(&env.config, &env.env, &inputs, &|_| None).await.unwrap();
     let release = deployer::release::Release {
-        id: format!("bench.{n}"),
-        sequence: u64::from(n),
-        product: "shop".into(),
-        environment: env.env.name.clone(),
-        status: deployer::release::ReleaseStatus::Pending,
-        git_sha: None,
-        actor: None,
-        confirmation: None,
-        started_at: String::new(),
-        finished_at: None,
-        failure: None,
-        rolled_back_to: None,
         services: planned.services,
+        ..deployer::release::Release::pending("shop", &env.env.name, u64::from(n))
     };
     let rec = Recorder::default();
     let applied = p

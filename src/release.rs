@@ -98,6 +98,25 @@ pub struct Release {
 }
 
 impl Release {
+    /// A pending release `<environment>.<sequence>` with nothing in it yet.
+    pub fn pending(product: &str, environment: &str, sequence: u64) -> Self {
+        Self {
+            id: Self::make_id(environment, sequence),
+            sequence,
+            product: product.to_owned(),
+            environment: environment.to_owned(),
+            status: ReleaseStatus::Pending,
+            git_sha: None,
+            actor: None,
+            confirmation: None,
+            started_at: String::new(),
+            finished_at: None,
+            failure: None,
+            rolled_back_to: None,
+            services: BTreeMap::new(),
+        }
+    }
+
     /// The id for a sequence number.
     pub fn make_id(environment: &str, sequence: u64) -> String {
         format!("{environment}.{sequence}")
@@ -122,21 +141,7 @@ mod tests {
     use super::*;
 
     fn rel(seq: u64, status: ReleaseStatus) -> Release {
-        Release {
-            id: Release::make_id("prod", seq),
-            sequence: seq,
-            product: "shop".into(),
-            environment: "prod".into(),
-            status,
-            git_sha: None,
-            actor: None,
-            confirmation: None,
-            started_at: String::new(),
-            finished_at: None,
-            failure: None,
-            rolled_back_to: None,
-            services: BTreeMap::new(),
-        }
+        Release { status, ..Release::pending("shop", "prod", seq) }
     }
 
     #[test]

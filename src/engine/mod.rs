@@ -268,19 +268,12 @@ async fn deploy_locked<P: Platform>(
     let previous = release::last_known_good(&history, None).cloned();
     let released: Vec<String> = planned.services.keys().cloned().collect();
     let mut rel = Release {
-        id: Release::make_id(&settings.environment, sequence),
-        sequence,
-        product: settings.product.clone(),
-        environment: settings.environment.clone(),
-        status: ReleaseStatus::Pending,
         git_sha: settings.git_sha.clone(),
         actor: settings.actor.clone(),
         confirmation: settings.confirmation.clone(),
         started_at: now(),
-        finished_at: None,
-        failure: None,
-        rolled_back_to: None,
         services: planned.services,
+        ..Release::pending(&settings.product, &settings.environment, sequence)
     };
     let blue_green = matches!(settings.strategy, Strategy::BlueGreen { .. });
     platform.prepare(&mut rel, previous.as_ref(), blue_green, events).await?;
@@ -573,33 +566,19 @@ async fn restore<P: Platform>(
 
 /// A release made of the revisions that ran before `applied` (where the platform knows them).
 fn ran_before(applied: &Applied, settings: &Settings) -> Release {
+    let services = applied
+        .services
+        .iter()
+        .filter_map(|a| {
+            let previous = a.previous.clone()?;
+            let s = release::ServiceRelease::new(String::new(), Vec::new(), None);
+            Some((a.service.clone(), release::ServiceRelease { revision: Some(previous), ..s }))
+        })
+        .collect();
     Release {
-        id: String::new(),
-        sequence: 0,
-        product: settings.product.clone(),
-        environment: settings.environment.clone(),
         status: ReleaseStatus::Succeeded,
-        git_sha: None,
-        actor: None,
-        confirmation: None,
-        started_at: String::new(),
-        finished_at: None,
-        failure: None,
-        rolled_back_to: None,
-        services: applied
-            .services
-            .iter()
-            .filter_map(|a| {
-                let previous = a.previous.clone()?;
-                Some((
-                    a.service.clone(),
-                    release::ServiceRelease {
-                        revision: Some(previous),
-                        ..release::ServiceRelease::new(String::new(), Vec::new(), None)
-                    },
-                ))
-            })
-            .collect(),
+        services,
+        ..Release::pending(&settings.product, &settings.environment, 0)
     }
 }
 
@@ -723,21 +702,7 @@ mod tests {
     }
 
     fn rel(seq: u64, status: ReleaseStatus) -> Release {
-        Release {
-            id: Release::make_id("dev", seq),
-            sequence: seq,
-            product: "shop".into(),
-            environment: "dev".into(),
-            status,
-            git_sha: None,
-            actor: None,
-            confirmation: None,
-            started_at: String::new(),
-            finished_at: None,
-            failure: None,
-            rolled_back_to: None,
-            services: BTreeMap::new(),
-        }
+        Release { status, ..Release::pending("shop", "dev", seq) }
     }
 
     #[test]
@@ -752,5 +717,100 @@ mod tests {
         assert!(matches!(rollback_target(&h, Some("dev.3")), Err(EngineError::UnsafeTarget(..))));
         assert!(matches!(rollback_target(&h, Some("dev.9")), Err(EngineError::UnknownRelease(..))));
         assert!(matches!(rollback_target(&h[..1], None), Err(EngineError::NothingToRollBackTo)));
+    }
+}
+
+#[cfg(test)]
+mod exit_codes {
+    use super::*;
+    use crate::ExitCode;
+
+    fn failure() -> Failure {
+        Failure::new(Some("user"), Reason::CrashLoop, "task 5c3b", "exit code 1")
+    }
+
+    /// Every way a deploy or rollback ends maps to one documented exit code, whatever the
+    /// platform: the engine and the errors platforms return are the only sources.
+    #[test]
+    fn every_outcome_and_error_has_its_exit_code() {
+        let rel = rel(2, ReleaseStatus::RolledBack);
+        let code = |e: crate::Error| e.exit_code();
+        let ended = |e: Ended| Result::<Release, crate::Error>::from(e).err().map(|e| e.exit_code());
+        let table: Vec<(&str, Option<ExitCode>)> = vec![
+            ("succeeded", ended(Ended::Succeeded(rel.clone()))),
+            (
+                "rolled back",
+                ended(Ended::RolledBack { release: rel.clone(), to: "dev.1".into(), failure: failure() }),
+            ),
+            (
+                "rollback failed",
+                ended(Ended::RollbackFailed { release: rel.clone(), failure: failure(), why: "x".into() }),
+            ),
+            ("unknown --to", Some(code(EngineError::UnknownRelease("dev.9".into(), vec![]).into()))),
+            (
+                "unsafe --to",
+                Some(code(EngineError::UnsafeTarget("dev.3".into(), "rolled-back", vec![]).into())),
+            ),
+            ("nothing to roll back to", Some(code(EngineError::NothingToRollBackTo.into()))),
+            ("lock lost", Some(code(EngineError::LockLost.into()))),
+            (
+                "lock held",
+                Some(code(
+                    PlatformError::LockHeld { lock: "shop/dev".into(), holder: "run-1".into() }.into(),
+                )),
+            ),
+            ("setup", Some(code(PlatformError::setup("no such service", "create it").into()))),
+            ("api", Some(code(PlatformError::api("UpdateService", "throttled").into()))),
+            (
+                "connect",
+                Some(code(
+                    PlatformError::Connect { what: "the cluster".into(), message: "refused".into() }.into(),
+                )),
+            ),
+            (
+                "denied",
+                Some(code(PlatformError::Denied { message: "no".into(), hint: "grant".into() }.into())),
+            ),
+        ];
+        let got: Vec<(&str, Option<u8>)> = table.iter().map(|(n, c)| (*n, c.map(ExitCode::code))).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("succeeded", None),
+                ("rolled back", Some(5)),
+                ("rollback failed", Some(6)),
+                ("unknown --to", Some(2)),
+                ("unsafe --to", Some(2)),
+                ("nothing to roll back to", Some(2)),
+                ("lock lost", Some(6)),
+                ("lock held", Some(7)),
+                ("setup", Some(2)),
+                ("api", Some(1)),
+                ("connect", Some(3)),
+                ("denied", Some(3)),
+            ]
+        );
+    }
+
+    fn rel(seq: u64, status: ReleaseStatus) -> Release {
+        Release { status, ..Release::pending("shop", "dev", seq) }
+    }
+
+    /// What users read when a release fails, the same words on both platforms.
+    #[test]
+    fn what_users_read_when_a_release_fails() {
+        let rolled = Result::<Release, crate::Error>::from(Ended::RolledBack {
+            release: rel(2, ReleaseStatus::RolledBack),
+            to: "dev.1".into(),
+            failure: failure(),
+        })
+        .unwrap_err();
+        let failed = Result::<Release, crate::Error>::from(Ended::RollbackFailed {
+            release: rel(2, ReleaseStatus::Failed),
+            failure: Failure::new(None, Reason::Alarm, "alarm `shop-dev-5xx`", "in ALARM: threshold crossed"),
+            why: "dev.1 did not become healthy again".into(),
+        })
+        .unwrap_err();
+        insta::assert_snapshot!(format!("{}\n{}", rolled.problems()[0], failed.problems()[0]));
     }
 }

@@ -452,3 +452,33 @@ async fn promote_passes_on_exactly_the_digests_dev_verified() {
         assert!(written.contains(&format!("{line}\n")), "{written}");
     }
 }
+
+/// The plan is the contract: a deploy renders each service once (the plan's render is what the
+/// engine applies), however kustomize processes are batched; the shop renders in one process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_renders_each_service_once() {
+    let stand = Stand::start("").await;
+    let log = stand.home.path().join("kustomize.log");
+    let wrapper = stand.home.path().join("kustomize-counting");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n# one line per kustomize process, with the overlays it was asked to build\necho \"$@\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            support::kubectl().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let o = stand
+        .run(
+            args(&["deploy", "--env", "dev"], images("1", &[])),
+            vec![("DEPLOYER_KUSTOMIZE".into(), wrapper.display().to_string())],
+        )
+        .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let renders: Vec<&str> = calls.lines().filter(|l| l.contains("kustomize")).collect();
+    assert_eq!(renders.len(), 1, "one kustomize process for the whole deploy: {calls}");
+}

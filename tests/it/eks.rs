@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::support;
 use crate::support::fake_k8s::FakeK8s;
 
-const NS: &str = "shop-dev";
+pub const NS: &str = "shop-dev";
 const SERVICES: [&str; 4] = ["user", "order", "payment", "notification"];
 
 fn digest(tag: &str) -> String {
@@ -31,7 +31,7 @@ fn digest(tag: &str) -> String {
 
 /// Renders the shop's dev overlays with every service pinned to `version`; `markers` puts a
 /// behaviour marker (crashloop, imagepull, …) into a service's image reference.
-async fn shop_release(version: &str, markers: &[(&str, &str)]) -> BTreeMap<String, (String, Vec<Value>)> {
+pub async fn shop_release(version: &str, markers: &[(&str, &str)]) -> BTreeMap<String, (String, Vec<Value>)> {
     let kz = Kustomize::locate(Some(&support::kubectl())).unwrap();
     let mut out = BTreeMap::new();
     for svc in SERVICES {
@@ -55,13 +55,13 @@ async fn shop_release(version: &str, markers: &[(&str, &str)]) -> BTreeMap<Strin
 
 /// A release as the engine takes it, with the settings of the run.
 #[derive(Clone)]
-struct DeployRequest {
-    services: BTreeMap<String, (String, Vec<Value>)>,
-    depends_on: BTreeMap<String, Vec<String>>,
-    settings: Settings,
+pub struct DeployRequest {
+    pub services: BTreeMap<String, (String, Vec<Value>)>,
+    pub depends_on: BTreeMap<String, Vec<String>>,
+    pub settings: Settings,
 }
 
-fn request(services: BTreeMap<String, (String, Vec<Value>)>) -> DeployRequest {
+pub fn request(services: BTreeMap<String, (String, Vec<Value>)>) -> DeployRequest {
     DeployRequest {
         services,
         depends_on: BTreeMap::new(),

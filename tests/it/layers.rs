@@ -176,6 +176,7 @@ fn the_checks_see_a_forbidden_import() {
     assert!(paths.contains(&"platform::eks::Eks".to_owned()), "{paths:?}");
     assert!(paths.contains(&"model".to_owned()), "{paths:?}");
     assert!(paths.contains(&"engine::deploy".to_owned()), "{paths:?}");
-    let modules: BTreeSet<String> = ["platform", "platform::eks", "engine"].iter().map(|s| (*s).to_owned()).collect();
+    let modules: BTreeSet<String> =
+        ["platform", "platform::eks", "engine"].iter().map(|s| (*s).to_owned()).collect();
     assert_eq!(target("platform::eks::Eks", &modules).as_deref(), Some("platform::eks"));
 }

@@ -1,17 +1,12 @@
-//! Amazon ECS: register task definitions, update services, follow each deployment by its id,
-//! turn what ECS reports into health samples, switch blue/green traffic, record releases, roll
-//! back.
+//! Amazon ECS as a [`Platform`]: register task definitions, update services, follow each
+//! deployment by its id, turn what ECS reports into health verdicts, switch blue/green traffic
+//! on the ALB, keep the records (service tags, [`records`]) and the deploy lock (a DynamoDB item,
+//! [`lock`]). The release sequence (waves, bake, alarms, HTTP checks, rollback target) is the
+//! engine's ([`crate::engine`]).
 //!
-//! Library API:
-//! - [`EcsPlatform::new`]`(&SdkConfig, &Config, &Environment)` → implements
-//!   [`Platform`]; [`EcsPlatform::release_plan`]`(id, actor, images)` renders
-//!   the task definitions for images pinned by digest; then
-//!   [`super::deploy`]`(&platform, &plan, &policy, &sink)` runs apply → watch → record → automatic
-//!   rollback (errors map to exit 5 rolled back / 6 rollback failed).
-//! - [`rollback`]`(&platform, to: Option<&ReleaseId>, actor, &policy, &sink)`: manual rollback to a
-//!   recorded release (None: the newest succeeded release that differs from what runs).
-//! - [`history`]`(&platform)`, [`status`]`(&platform)`: the release records and what runs, read-only.
-//! - [`bluegreen`]: ALB listener/rule switch and switch-back primitives.
+//! Library API: [`EcsPlatform::new`]`(&SdkConfig, &Config, &Environment)`, then
+//! [`crate::engine::deploy`] / [`crate::engine::rollback`] with it; [`bluegreen`] has the ALB
+//! listener/rule primitives.
 //!
 //! Rolling (and ECS-native BLUE_GREEN): `UpdateService` with the new task definition creates a
 //! new PRIMARY deployment; its id is the handle. The deployment configuration (circuit breaker,
@@ -35,9 +30,9 @@
 //! `deployments[]` (the state of OUR deployment, see [`classify`]: a deployment ECS failed or
 //! rolled back is never success, even once the service is "stable" again), the service's
 //! stopped tasks started by our deployment (`stopCode`, `stoppedReason`, container exit codes:
-//! one failed task fails the release at once, without waiting for the circuit breaker), the
-//! named CloudWatch alarms, and, once every rollout is complete, the HTTP checks. Service events
-//! are passed on as progress. [`crate::health::assess`] decides.
+//! one failed task fails the release at once, without waiting for the circuit breaker). Service
+//! events newer than the watch are passed on as progress. [`crate::health::assess`] decides; the
+//! engine adds the CloudWatch alarms and the HTTP checks, the same on both platforms.
 //!
 //! Release records are tags on the services ([`records`]). Deployer never creates services and
 //! never deregisters task definitions, so a definition that runs or is a rollback target cannot

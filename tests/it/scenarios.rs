@@ -1,0 +1,271 @@
+//! One scenario suite, written once, run against both platforms through the one engine: EKS on
+//! the fake Kubernetes API server, ECS on moto with its ECS controller (and DynamoDB for the
+//! lock). Each scenario asserts the same outcome, the same failure reason words, the same exit
+//! code and the same final state on both.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use deployer::engine::{self, Ended, EngineError, Planned, Settings};
+use deployer::events::Recorder;
+use deployer::model::Reason;
+use deployer::platform::{Platform, PlatformError};
+use deployer::release::{Release, ReleaseStatus, ServiceRelease};
+
+use crate::support::ecs_env::{self, EcsEnv, Options};
+use crate::support::fake_k8s::FakeK8s;
+
+/// A platform under test, with what a scenario needs to drive and inspect it.
+enum Bed {
+    Eks { _fake: FakeK8s, eks: deployer::platform::eks::Eks, client: kube::Client },
+    Ecs { env: Box<EcsEnv>, ecs: Box<deployer::platform::ecs::EcsPlatform> },
+}
+
+impl Bed {
+    async fn eks() -> Self {
+        let fake = FakeK8s::start(0.2);
+        fake.namespace(crate::eks::NS).await;
+        let client = fake.client().await;
+        let eks = deployer::platform::eks::Eks::new(client.clone(), crate::eks::NS, "shop", "dev");
+        Self::Eks { _fake: fake, eks, client }
+    }
+
+    async fn ecs() -> Self {
+        let env = EcsEnv::start(Options::default()).await;
+        let ecs = deployer::platform::ecs::EcsPlatform::new(&env.sdk, &env.config, &env.env).unwrap();
+        Self::Ecs { env: Box::new(env), ecs: Box::new(ecs) }
+    }
+
+    fn settings(&self) -> Settings {
+        let mut s = match self {
+            Self::Eks { .. } => crate::eks::request(BTreeMap::new()).settings,
+            Self::Ecs { env, .. } => {
+                deployer::pipeline::settings_for(&env.config, &env.env, Some(&env.sdk), Some("tester"))
+            }
+        };
+        s.rollout_timeout = Duration::from_mins(2);
+        s.bake = Duration::from_secs(1);
+        s.lock_wait = Duration::from_secs(60);
+        s
+    }
+
+    /// The shop at version `n`, `marker` (crashloop, imagepull, …) on the `user` service.
+    async fn release(&self, n: u8, marker: Option<&str>) -> Planned {
+        match self {
+            Self::Eks { .. } => {
+                let markers: Vec<(&str, &str)> = marker.map(|m| ("user", m)).into_iter().collect();
+                let services = crate::eks::shop_release(&n.to_string(), &markers)
+                    .await
+                    .into_iter()
+                    .map(|(s, (image, objs))| (s, ServiceRelease::new(image, objs, None)))
+                    .collect();
+                Planned { services, depends_on: BTreeMap::new() }
+            }
+            Self::Ecs { env, .. } => {
+                let mut images = ecs_env::images(n);
+                images.insert("user".into(), ecs_env::image("user", marker, n));
+                let mut inputs = deployer::plan::Inputs {
+                    images: images.clone(),
+                    services: images.keys().cloned().collect(),
+                    pinned: BTreeMap::new(),
+                };
+                inputs.pinned = images
+                    .keys()
+                    .filter_map(|s| Some((s.clone(), deployer::plan::prebuilt_digest(&inputs, s)?)))
+                    .collect();
+                let mut p =
+                    deployer::pipeline::planned(&env.config, &env.env, &inputs, &|_| None).await.unwrap();
+                p.depends_on.clear();
+                p
+            }
+        }
+    }
+
+    async fn deploy(&self, settings: &Settings, planned: Planned) -> Result<Ended, EngineError> {
+        let rec = Recorder::default();
+        match self {
+            Self::Eks { eks, .. } => engine::deploy(eks, settings, planned, &rec).await,
+            Self::Ecs { ecs, .. } => engine::deploy(ecs.as_ref(), settings, planned, &rec).await,
+        }
+    }
+
+    async fn rollback(&self, to: Option<&str>) -> Result<Ended, EngineError> {
+        let rec = Recorder::default();
+        let settings = self.settings();
+        match self {
+            Self::Eks { eks, .. } => engine::rollback(eks, &settings, to, &rec).await,
+            Self::Ecs { ecs, .. } => engine::rollback(ecs.as_ref(), &settings, to, &rec).await,
+        }
+    }
+
+    async fn history(&self) -> Vec<Release> {
+        match self {
+            Self::Eks { eks, .. } => eks.history().await.unwrap(),
+            Self::Ecs { ecs, .. } => ecs.history().await.unwrap(),
+        }
+    }
+
+    async fn hold_lock(&self, holder: &str) -> deployer::platform::Lock {
+        match self {
+            Self::Eks { eks, .. } => eks.lock(holder, Duration::from_secs(5)).await.unwrap(),
+            Self::Ecs { ecs, .. } => ecs.lock(holder, Duration::from_secs(5)).await.unwrap(),
+        }
+    }
+
+    /// The image digest every service runs now (the platform's own answer, not the records').
+    async fn running(&self) -> BTreeMap<String, String> {
+        let digest = |image: &str| image.rsplit_once('@').map_or(image, |(_, d)| d).to_owned();
+        match self {
+            Self::Eks { client, .. } => {
+                let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+                    kube::Api::namespaced(client.clone(), crate::eks::NS);
+                let mut out = BTreeMap::new();
+                for s in ecs_env::SERVICES {
+                    let d = api.get(s).await.unwrap();
+                    let image = d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap();
+                    out.insert(s.to_owned(), digest(&image));
+                }
+                out
+            }
+            Self::Ecs { env, .. } => {
+                let mut out = BTreeMap::new();
+                for s in ecs_env::SERVICES {
+                    let td = env.service(&format!("shop-{s}")).await.task_definition().unwrap().to_owned();
+                    let d = env.ecs.describe_task_definition().task_definition(td).send().await.unwrap();
+                    let image =
+                        d.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned();
+                    out.insert(s.to_owned(), digest(&image));
+                }
+                out
+            }
+        }
+    }
+}
+
+/// The digest every service of version `n` runs with (both beds pin `…@sha256:` of `n`).
+async fn digests(bed: &Bed, n: u8) -> BTreeMap<String, String> {
+    bed.release(n, None)
+        .await
+        .services
+        .into_iter()
+        .map(|(s, r)| (s, r.image.rsplit_once('@').map(|(_, d)| d.to_owned()).unwrap()))
+        .collect()
+}
+
+fn exit(e: EngineError) -> u8 {
+    deployer::Error::from(e).exit_code().code()
+}
+
+fn ended_exit(e: Ended) -> u8 {
+    Result::<Release, deployer::Error>::from(e).err().map_or(0, |e| e.exit_code().code())
+}
+
+async fn healthy_deploy_is_recorded_and_runs(bed: Bed) {
+    let ended = bed.deploy(&bed.settings(), bed.release(1, None).await).await.unwrap();
+    let Ended::Succeeded(rel) = &ended else { panic!("{ended:?}") };
+    assert_eq!(rel.id.rsplit_once('.').unwrap().1, "1");
+    assert_eq!(ended_exit(ended), 0);
+    assert_eq!(bed.running().await, digests(&bed, 1).await);
+    let h = bed.history().await;
+    assert_eq!(h.iter().map(|r| r.status).collect::<Vec<_>>(), [ReleaseStatus::Succeeded]);
+}
+
+/// Version 1 healthy, version 2 with `marker` on `user`: rolled back (exit 5) for `reason`,
+/// every service on version 1 again, recorded `rolled-back` → release 1.
+async fn a_failure_rolls_every_service_back(bed: Bed, marker: &str, reason: Reason) {
+    assert!(matches!(
+        bed.deploy(&bed.settings(), bed.release(1, None).await).await.unwrap(),
+        Ended::Succeeded(_)
+    ));
+    let ended = bed.deploy(&bed.settings(), bed.release(2, Some(marker)).await).await.unwrap();
+    let Ended::RolledBack { release, to, failure } = &ended else { panic!("{ended:?}") };
+    assert_eq!(failure.service.as_deref(), Some("user"), "{failure}");
+    assert_eq!(failure.reason, reason, "{failure}");
+    assert_eq!(to, &bed.history().await[0].id);
+    assert_eq!(release.status, ReleaseStatus::RolledBack);
+    assert_eq!(ended_exit(ended.clone()), 5);
+    assert_eq!(bed.running().await, digests(&bed, 1).await);
+    let h = bed.history().await;
+    assert_eq!(
+        h.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [ReleaseStatus::Succeeded, ReleaseStatus::RolledBack]
+    );
+    assert_eq!(h[1].rolled_back_to.as_ref(), Some(&h[0].id));
+}
+
+async fn manual_rollback_goes_back_and_an_unknown_target_is_refused_before_the_lock(bed: Bed) {
+    for n in [1, 2] {
+        assert!(matches!(
+            bed.deploy(&bed.settings(), bed.release(n, None).await).await.unwrap(),
+            Ended::Succeeded(_)
+        ));
+    }
+    // Another run holds the lock: a typo is still refused at once (exit 2), not made to wait.
+    let held = bed.hold_lock("another-run").await;
+    let err = bed.rollback(Some("dev.99")).await.unwrap_err();
+    assert!(matches!(err, EngineError::UnknownRelease(..)), "{err:?}");
+    assert_eq!(exit(err), 2);
+    held.release().await;
+    let ended = bed.rollback(None).await.unwrap();
+    let Ended::Succeeded(rel) = &ended else { panic!("{ended:?}") };
+    let h = bed.history().await;
+    assert_eq!(rel.rolled_back_to.as_ref(), Some(&h[0].id), "back to release 1");
+    assert_eq!(bed.running().await, digests(&bed, 1).await);
+    assert_eq!(h.len(), 3);
+}
+
+async fn a_held_lock_exits_7_naming_the_holder(bed: Bed) {
+    let held = bed.hold_lock("another-run").await;
+    let mut settings = bed.settings();
+    settings.lock_wait = Duration::from_secs(1);
+    let err = bed.deploy(&settings, bed.release(1, None).await).await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Platform(PlatformError::LockHeld { holder, .. }) if holder == "another-run"),
+        "{err:?}"
+    );
+    assert_eq!(exit(err), 7);
+    assert!(bed.history().await.is_empty(), "nothing recorded while the lock was held");
+    held.release().await;
+}
+
+async fn two_deploys_started_together_never_interleave(bed: Bed) {
+    let (a, b) = (bed.release(1, None).await, bed.release(2, None).await);
+    let (mut sa, mut sb) = (bed.settings(), bed.settings());
+    sa.holder = "run-a".into();
+    sb.holder = "run-b".into();
+    let (ra, rb) = tokio::join!(bed.deploy(&sa, a), bed.deploy(&sb, b));
+    let (Ended::Succeeded(ra), Ended::Succeeded(rb)) = (ra.unwrap(), rb.unwrap()) else {
+        panic!("both should run, one after the other")
+    };
+    // One ran after the other: distinct sequence numbers, and the later one runs.
+    assert_ne!(ra.sequence, rb.sequence);
+    let last = if ra.sequence > rb.sequence { 1 } else { 2 };
+    assert_eq!(bed.running().await, digests(&bed, last).await);
+    let h = bed.history().await;
+    assert_eq!(h.iter().map(|r| r.status).collect::<Vec<_>>(), [ReleaseStatus::Succeeded; 2]);
+}
+
+macro_rules! on_both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn eks() {
+                ($body)(Bed::eks().await).await;
+            }
+
+            #[tokio::test]
+            async fn ecs() {
+                ($body)(Bed::ecs().await).await;
+            }
+        }
+    };
+}
+
+on_both!(healthy_deploy, healthy_deploy_is_recorded_and_runs);
+on_both!(crash_loop, |bed| a_failure_rolls_every_service_back(bed, "crashloop", Reason::CrashLoop));
+on_both!(image_pull, |bed| a_failure_rolls_every_service_back(bed, "imagepull", Reason::ImagePull));
+on_both!(manual_rollback, manual_rollback_goes_back_and_an_unknown_target_is_refused_before_the_lock);
+on_both!(held_lock, a_held_lock_exits_7_naming_the_holder);
+on_both!(concurrent_deploys, two_deploys_started_together_never_interleave);
