@@ -364,11 +364,11 @@ pub fn settings_for(
             scale_down_delay: env.strategy.scale_down_delay,
             smoke_checks: env.strategy.smoke_checks.clone(),
         },
-        _ => Strategy::Rolling,
+        StrategyKind::Rolling => Strategy::Rolling,
     };
     let mut gates = engine::gates::Gates::none();
-    gates.alarms = env.health.alarms.clone();
-    gates.http_checks = env.health.http.clone();
+    gates.alarms.clone_from(&env.health.alarms);
+    gates.http_checks.clone_from(&env.health.http);
     gates.cloudwatch = sdk.filter(|_| !env.health.alarms.is_empty()).map(aws_sdk_cloudwatch::Client::new);
     Settings {
         product: config.product.product.as_str().to_owned(),
@@ -525,7 +525,7 @@ pub async fn compute_plan(
     session: Option<Result<&crate::identity::AwsSession, String>>,
 ) -> Result<(plan::Plan, Vec<ConfigError>, BTreeMap<String, RenderedService>), Error> {
     let observed = phase(events, Phase::Observe, async {
-        Ok(observe::observe(config, env, inputs, var, session).await)
+        Ok(Box::pin(observe::observe(config, env, inputs, var, session)).await)
     })
     .await?;
     for u in &observed.unobserved {
@@ -550,11 +550,12 @@ pub fn render_errors(config: &Config, env: &Environment, observed: &plan::Observ
                 return None;
             }
             let svc = config.service(service)?;
-            let file = match (&env.target, e) {
-                (Target::Ecs(_), _) | (_, RenderError::TaskDefinition { .. }) => {
+            // A template error names the template; a kustomize error the overlay.
+            let file = match e {
+                RenderError::TaskDefinition { .. } => {
                     svc.ecs.as_ref().map(|t| config.root.join(&t.task_definition.value))
                 }
-                (Target::Eks(_), _) => config.overlay_dir(svc, &env.name),
+                _ => config.overlay_dir(svc, &env.name),
             };
             Some(ConfigError {
                 file: file.unwrap_or_else(|| config.path.clone()),
@@ -667,10 +668,11 @@ pub async fn status(cx: &Context<'_>) -> Result<Vec<ServiceStatus>, Error> {
     let mut out = Vec::new();
     for (svc, rel) in &current.services {
         // What the record says runs: the image (EKS) or the task definition (ECS).
-        let recorded = rel.revision.as_deref().map_or_else(
-            || rel.image.clone(),
-            |r| crate::platform::ecs::taskdef::family_revision(r).to_owned(),
-        );
+        // (`family:revision`, as ECS's ARN ends).
+        let recorded = rel
+            .revision
+            .as_deref()
+            .map_or_else(|| rel.image.clone(), |r| r.rsplit('/').next().unwrap_or(r).to_owned());
         let live = running.get(svc).map(|r| r.live.clone()).unwrap_or_default();
         let drifted = live.is_empty() || live.iter().any(|i| i != &recorded);
         out.push(ServiceStatus {

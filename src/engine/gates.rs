@@ -114,7 +114,7 @@ impl Gates {
                     return Err(Sampled::Failed(Failure::new(
                         None,
                         Reason::Alarm,
-                        format!("alarm `{name}`"),
+                        format!("`{name}`"),
                         "no such alarm in this account and region (fix `health.alarms`)",
                     )));
                 }
@@ -122,7 +122,7 @@ impl Gates {
                     return Err(Sampled::Failed(Failure::new(
                         None,
                         Reason::Alarm,
-                        format!("alarm `{name}`"),
+                        format!("`{name}`"),
                         format!("in ALARM: {reason}"),
                     )));
                 }

@@ -181,7 +181,7 @@ impl<'a> PhaseTimer<'a> {
 }
 
 fn now() -> String {
-    crate::report::now_rfc3339()
+    crate::support::now_rfc3339()
 }
 
 fn service_note(events: &dyn Sink, phase: Phase, message: String) {
@@ -220,7 +220,7 @@ pub fn waves(services: &[&str], depends_on: &BTreeMap<String, Vec<String>>) -> V
 /// The rollout deadline: `timeouts.rollout` from now; `0s` means no overall limit (as
 /// `kubectl rollout status --timeout=0`): each workload's own progress deadline still applies.
 fn deadline_after(timeout: Duration) -> tokio::time::Instant {
-    const UNLIMITED: Duration = Duration::from_secs(365 * 24 * 3600);
+    const UNLIMITED: Duration = Duration::from_hours(24 * 365);
     tokio::time::Instant::now() + if timeout.is_zero() { UNLIMITED } else { timeout }
 }
 
@@ -534,19 +534,18 @@ async fn restore<P: Platform>(
     // No release recorded yet: what ran before this one (ECS services exist before deployer
     // deploys to them) is the only thing to return to.
     let before;
-    let (target, label) = match target {
-        Some(t) => (t, t.id.clone()),
-        None => {
-            before = ran_before(&progress.applied, settings);
-            if before.services.is_empty() {
-                return Err("no earlier release succeeded in this environment, so there is nothing to return to (first deploy)".into());
-            }
-            (&before, "what ran before".to_owned())
+    let (target, label) = if let Some(t) = target {
+        (t, t.id.clone())
+    } else {
+        before = ran_before(&progress.applied, settings);
+        if before.services.is_empty() {
+            return Err("no earlier release succeeded in this environment, so there is nothing to return to (first deploy)".into());
         }
+        (&before, "what ran before".to_owned())
     };
     let services: Vec<String> = target.services.keys().cloned().collect();
     let applied = platform
-        .apply(target, &services, ApplyMode::Restore { from: from.cloned() }, events)
+        .apply(target, &services, ApplyMode::Restore { from: from.cloned().map(Box::new) }, events)
         .await
         .map_err(|e| format!("{e} ({})", e.hint()))?;
     for a in applied.services.iter().filter(|a| a.changed) {
@@ -652,24 +651,20 @@ pub async fn rollback<P: Platform>(
 pub fn rollback_target<'a>(history: &'a [Release], to: Option<&str>) -> Result<&'a Release, EngineError> {
     let ok: Vec<String> =
         history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).map(|r| r.id.clone()).collect();
-    match to {
-        Some(id) => {
-            let r = history
-                .iter()
-                .find(|r| r.id == id)
-                .ok_or_else(|| EngineError::UnknownRelease(id.to_owned(), ok.clone()))?;
-            if r.status == ReleaseStatus::Succeeded {
-                Ok(r)
-            } else {
-                Err(EngineError::UnsafeTarget(id.to_owned(), r.status.as_str(), ok))
-            }
-        }
-        None => {
-            let current =
-                history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).max_by_key(|r| r.sequence);
-            release::last_known_good(history, current.map(|c| c.id.as_str()))
-                .ok_or(EngineError::NothingToRollBackTo)
-        }
+    let Some(id) = to else {
+        let current =
+            history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).max_by_key(|r| r.sequence);
+        return release::last_known_good(history, current.map(|c| c.id.as_str()))
+            .ok_or(EngineError::NothingToRollBackTo);
+    };
+    let r = history
+        .iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| EngineError::UnknownRelease(id.to_owned(), ok.clone()))?;
+    if r.status == ReleaseStatus::Succeeded {
+        Ok(r)
+    } else {
+        Err(EngineError::UnsafeTarget(id.to_owned(), r.status.as_str(), ok))
     }
 }
 
@@ -807,7 +802,7 @@ mod exit_codes {
         .unwrap_err();
         let failed = Result::<Release, crate::Error>::from(Ended::RollbackFailed {
             release: rel(2, ReleaseStatus::Failed),
-            failure: Failure::new(None, Reason::Alarm, "alarm `shop-dev-5xx`", "in ALARM: threshold crossed"),
+            failure: Failure::new(None, Reason::Alarm, "`shop-dev-5xx`", "in ALARM: threshold crossed"),
             why: "dev.1 did not become healthy again".into(),
         })
         .unwrap_err();

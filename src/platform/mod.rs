@@ -29,7 +29,7 @@ pub enum ApplyMode {
     /// A new release: rolling in place, or to the idle side (blue-green).
     Rollout { force_conflicts: bool },
     /// Back to a recorded release (`from` is what runs now, for prune): our own earlier state.
-    Restore { from: Option<Release> },
+    Restore { from: Option<Box<Release>> },
 }
 
 /// What `apply` started for one service.

@@ -161,10 +161,7 @@ impl Sink for JsonLines {
     }
 }
 
-/// The current time as RFC 3339 (UTC).
-pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
+pub use crate::support::now_rfc3339;
 
 /// A plain-text table with aligned columns.
 pub fn table_text(title: &str, columns: &[String], rows: &[Vec<String>]) -> String {

@@ -440,6 +440,8 @@ async fn service_colors(client: &kube::Client) -> Vec<String> {
 fn blue_green(services: BTreeMap<String, (String, Vec<Value>)>, checks: &[&str]) -> DeployRequest {
     let mut r = request(services);
     r.settings.strategy = Strategy::BlueGreen { scale_down_delay: Duration::ZERO, smoke_checks: Vec::new() };
+    // Long enough for the HTTP checks' tolerance (two misses in a row pass, the third fails).
+    r.settings.bake = Duration::from_secs(5);
     r.settings.gates.http_checks = checks
         .iter()
         .map(|u| deployer::config::HttpCheck { url: (*u).to_owned(), expect_status: 200, timeout: None })

@@ -17,8 +17,17 @@ use crate::support::fake_k8s::FakeK8s;
 
 /// A platform under test, with what a scenario needs to drive and inspect it.
 enum Bed {
-    Eks { _fake: FakeK8s, eks: deployer::platform::eks::Eks, client: kube::Client },
-    Ecs { env: Box<EcsEnv>, ecs: Box<deployer::platform::ecs::EcsPlatform> },
+    Eks {
+        _fake: Box<FakeK8s>,
+        eks: Box<deployer::platform::eks::Eks>,
+        client: kube::Client,
+        /// CloudWatch for `health.alarms` (moto).
+        moto: Box<crate::support::moto::Moto>,
+    },
+    Ecs {
+        env: Box<EcsEnv>,
+        ecs: Box<deployer::platform::ecs::EcsPlatform>,
+    },
 }
 
 impl Bed {
@@ -27,7 +36,12 @@ impl Bed {
         fake.namespace(crate::eks::NS).await;
         let client = fake.client().await;
         let eks = deployer::platform::eks::Eks::new(client.clone(), crate::eks::NS, "shop", "dev");
-        Self::Eks { _fake: fake, eks, client }
+        Self::Eks {
+            _fake: Box::new(fake),
+            eks: Box::new(eks),
+            client,
+            moto: Box::new(crate::support::moto::Moto::start()),
+        }
     }
 
     async fn ecs() -> Self {
@@ -45,7 +59,7 @@ impl Bed {
         };
         s.rollout_timeout = Duration::from_mins(2);
         s.bake = Duration::from_secs(1);
-        s.lock_wait = Duration::from_secs(60);
+        s.lock_wait = Duration::from_mins(1);
         s
     }
 
@@ -81,10 +95,32 @@ impl Bed {
         }
     }
 
+    /// CloudWatch (moto) with the alarm `ALARM` created, in state OK.
+    async fn alarm(&self) -> aws_sdk_cloudwatch::Client {
+        let cw = match self {
+            Self::Eks { moto, .. } => aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await),
+            Self::Ecs { env, .. } => env.cw.clone(),
+        };
+        cw.put_metric_alarm()
+            .alarm_name(ALARM)
+            .metric_name("HTTPCode_Target_5XX_Count")
+            .namespace("AWS/ApplicationELB")
+            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .send()
+            .await
+            .unwrap();
+        set_alarm(&cw, "OK").await;
+        cw
+    }
+
     async fn deploy(&self, settings: &Settings, planned: Planned) -> Result<Ended, EngineError> {
         let rec = Recorder::default();
         match self {
-            Self::Eks { eks, .. } => engine::deploy(eks, settings, planned, &rec).await,
+            Self::Eks { eks, .. } => engine::deploy(eks.as_ref(), settings, planned, &rec).await,
             Self::Ecs { ecs, .. } => engine::deploy(ecs.as_ref(), settings, planned, &rec).await,
         }
     }
@@ -93,7 +129,7 @@ impl Bed {
         let rec = Recorder::default();
         let settings = self.settings();
         match self {
-            Self::Eks { eks, .. } => engine::rollback(eks, &settings, to, &rec).await,
+            Self::Eks { eks, .. } => engine::rollback(eks.as_ref(), &settings, to, &rec).await,
             Self::Ecs { ecs, .. } => engine::rollback(ecs.as_ref(), &settings, to, &rec).await,
         }
     }
@@ -245,6 +281,74 @@ async fn two_deploys_started_together_never_interleave(bed: Bed) {
     assert_eq!(h.iter().map(|r| r.status).collect::<Vec<_>>(), [ReleaseStatus::Succeeded; 2]);
 }
 
+const ALARM: &str = "shop-5xx";
+
+async fn set_alarm(cw: &aws_sdk_cloudwatch::Client, state: &str) {
+    cw.set_alarm_state()
+        .alarm_name(ALARM)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::from(state))
+        .state_reason(format!("5xx: {state}"))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// `health.alarms` gate the bake on both platforms: the alarm goes to ALARM once version 2
+/// runs (i.e. during the bake): rolled back for "alarm", exit 5, version 1 everywhere.
+async fn an_alarm_during_the_bake_rolls_back(bed: Bed) {
+    let cw = bed.alarm().await;
+    let mut settings = bed.settings();
+    settings.gates.alarms = vec![ALARM.to_owned()];
+    settings.gates.cloudwatch = Some(cw.clone());
+    assert!(matches!(bed.deploy(&settings, bed.release(1, None).await).await.unwrap(), Ended::Succeeded(_)));
+    settings.bake = Duration::from_mins(1);
+    let v2 = digests(&bed, 2).await;
+    let bed = std::sync::Arc::new(bed);
+    let trigger = {
+        let (bed, cw) = (bed.clone(), cw.clone());
+        tokio::spawn(async move {
+            while bed.running().await.get("user") != v2.get("user") {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            set_alarm(&cw, "ALARM").await;
+        })
+    };
+    let ended = bed.deploy(&settings, bed.release(2, None).await).await.unwrap();
+    trigger.await.unwrap();
+    let Ended::RolledBack { failure, .. } = &ended else { panic!("{ended:?}") };
+    assert_eq!(failure.reason, Reason::Alarm, "{failure}");
+    assert!(failure.to_string().contains(ALARM), "{failure}");
+    assert_eq!(ended_exit(ended.clone()), 5);
+    assert_eq!(bed.running().await, digests(&bed, 1).await);
+}
+
+/// An HTTP check that keeps failing during the bake rolls back, after the same tolerance on
+/// both platforms (two misses in a row are tolerated, the third fails).
+async fn a_failing_http_check_during_the_bake_rolls_back(bed: Bed) {
+    assert!(matches!(
+        bed.deploy(&bed.settings(), bed.release(1, None).await).await.unwrap(),
+        Ended::Succeeded(_)
+    ));
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/healthz"))
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let mut settings = bed.settings();
+    settings.bake = Duration::from_mins(1);
+    settings.gates.http_checks = vec![deployer::config::HttpCheck {
+        url: format!("{}/healthz", server.uri()),
+        expect_status: 200,
+        timeout: None,
+    }];
+    let ended = bed.deploy(&settings, bed.release(2, None).await).await.unwrap();
+    let Ended::RolledBack { failure, .. } = &ended else { panic!("{ended:?}") };
+    assert_eq!(failure.reason, Reason::HttpCheck, "{failure}");
+    assert!(failure.detail.contains("returned 503, expected 200 (3 times in a row)"), "{failure}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+    assert_eq!(bed.running().await, digests(&bed, 1).await);
+}
+
 macro_rules! on_both {
     ($name:ident, $body:expr) => {
         mod $name {
@@ -269,3 +373,5 @@ on_both!(image_pull, |bed| a_failure_rolls_every_service_back(bed, "imagepull", 
 on_both!(manual_rollback, manual_rollback_goes_back_and_an_unknown_target_is_refused_before_the_lock);
 on_both!(held_lock, a_held_lock_exits_7_naming_the_holder);
 on_both!(concurrent_deploys, two_deploys_started_together_never_interleave);
+on_both!(alarm_in_the_bake, an_alarm_during_the_bake_rolls_back);
+on_both!(http_check_in_the_bake, a_failing_http_check_during_the_bake_rolls_back);

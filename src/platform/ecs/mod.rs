@@ -546,12 +546,11 @@ impl Platform for EcsPlatform {
     async fn running(&self) -> Result<BTreeMap<String, Running>, PlatformError> {
         let mut out = BTreeMap::new();
         for svc in &self.services {
-            let live = match self.colours(svc).await? {
-                Some(c) => Some(c.live),
-                None => {
-                    let found = self.describe(&[svc.target.as_str()]).await?;
-                    found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")).cloned()
-                }
+            let live = if let Some(c) = self.colours(svc).await? {
+                Some(c.live)
+            } else {
+                let found = self.describe(&[svc.target.as_str()]).await?;
+                found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")).cloned()
             };
             if let Some(s) = live {
                 let td = s.task_definition().map_or("(none)", taskdef::family_revision).to_owned();
@@ -737,7 +736,7 @@ impl EcsPlatform {
 }
 
 /// How long a new colour may take to be ready for production traffic after its rollout completed.
-const READY_WAIT: Duration = Duration::from_secs(120);
+const READY_WAIT: Duration = Duration::from_mins(2);
 
 /// The engine's failure for a verdict's failure.
 fn failure_of(f: &health::Failure) -> Failure {
@@ -760,17 +759,11 @@ impl EcsPlatform {
     async fn history_impl(&self) -> Result<Vec<Release>, PlatformError> {
         let mut entries = Vec::new();
         for svc in &self.services {
-            let holders: Vec<Service> = match self.colours(svc).await? {
-                Some(c) => vec![c.live, c.idle],
-                None => {
-                    let found = self.describe(&[svc.target.as_str()]).await?;
-                    found
-                        .get(&svc.target)
-                        .filter(|s| s.status() == Some("ACTIVE"))
-                        .cloned()
-                        .into_iter()
-                        .collect()
-                }
+            let holders: Vec<Service> = if let Some(c) = self.colours(svc).await? {
+                vec![c.live, c.idle]
+            } else {
+                let found = self.describe(&[svc.target.as_str()]).await?;
+                found.get(&svc.target).filter(|s| s.status() == Some("ACTIVE")).cloned().into_iter().collect()
             };
             // Blue/green: records are on both colours; the same entry is read once.
             let mut seen = BTreeSet::new();

@@ -135,6 +135,7 @@ impl EcsEnv {
         let slot = SLOTS.acquire().await.unwrap();
         let moto = Moto::start_scaled(opts.scale);
         let sdk = moto.sdk_config().await;
+        create_lock_table(&sdk).await;
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&root().join("examples/shop"), dir.path());
         write_env_file(dir.path(), &opts, None);
@@ -599,4 +600,29 @@ print(json.dumps({"vpc": vpc, "subnets": subnets, "sg": sg}))
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let subnets = v["subnets"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
     (v["vpc"].as_str().unwrap().to_owned(), subnets, v["sg"].as_str().unwrap().to_owned())
+}
+
+/// The deploy lock's DynamoDB table, as a user creates it once per account and region
+/// (docs/getting-started.md; `platform::ecs::lock`'s module doc has the schema).
+pub async fn create_lock_table(sdk: &aws_config::SdkConfig) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    aws_sdk_dynamodb::Client::new(sdk)
+        .create_table()
+        .table_name(deployer::platform::ecs::lock::DEFAULT_TABLE)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("lock_id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder().attribute_name("lock_id").key_type(KeyType::Hash).build().unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
 }
