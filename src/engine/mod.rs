@@ -399,7 +399,7 @@ async fn roll_out<P: Platform>(
         let applied = applied
             .map_err(|e| Failure::new(None, Reason::ApplyFailed, "", format!("{e} ({})", e.hint())))?;
         // ECS registers task definitions while applying: the record names the revisions.
-        for a in &applied.services {
+        for a in applied.services.iter().filter(|a| !a.revision.is_empty()) {
             if let Some(s) = rel.services.get_mut(&a.service) {
                 s.revision = Some(a.revision.clone());
             }
@@ -548,7 +548,7 @@ async fn restore<P: Platform>(
         .apply(target, &services, ApplyMode::Restore { from: from.cloned().map(Box::new) }, events)
         .await
         .map_err(|e| format!("{e} ({})", e.hint()))?;
-    for a in applied.services.iter().filter(|a| a.changed) {
+    for a in applied.services.iter().filter(|a| a.changed && !a.revision.is_empty()) {
         events.emit(&Event::Service {
             service: a.service.clone(),
             phase: Phase::Rollback,

@@ -39,7 +39,7 @@ pub struct AppliedService {
     /// The platform's name for it (ECS service name; EKS: empty).
     pub target: String,
     pub image: String,
-    /// The revision now desired (ECS task-definition ARN; EKS: the image).
+    /// The revision now desired (ECS task-definition ARN; EKS: none, the objects are the record).
     pub revision: String,
     /// The revision that ran before (ECS task-definition ARN).
     pub previous: Option<String>,

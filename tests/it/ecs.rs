@@ -125,11 +125,13 @@ fn revision(td: &str) -> String {
 async fn assert_nothing_in_use_deregistered(env: &EcsEnv, p: &EcsPlatform) {
     let mut in_use = BTreeSet::new();
     for s in SERVICES {
-        let target = format!("shop-{s}");
-        if let Some(td) = env.service(&target).await.task_definition() {
-            in_use.insert(td.to_owned());
+        // Blue/green services are a pair of colours; the others one ECS service.
+        for target in [format!("shop-{s}"), format!("shop-{s}-blue"), format!("shop-{s}-green")] {
+            let found = env.ecs.describe_services().cluster(CLUSTER).services(&target).send().await.unwrap();
+            let Some(svc) = found.services().first() else { continue };
+            in_use.extend(svc.task_definition().map(str::to_owned));
+            in_use.extend(env.tags(&target).await.get("deployer:known-good").cloned());
         }
-        in_use.extend(env.tags(&target).await.get("deployer:known-good").cloned());
     }
     for r in p.history().await.unwrap() {
         in_use.extend(r.services.values().filter_map(|s| s.revision.clone()));

@@ -275,7 +275,8 @@ impl Platform for Eks {
                 service: name.clone(),
                 target: String::new(),
                 image: s.image.clone(),
-                revision: s.image.clone(),
+                // Kubernetes has no revision of ours to record: the objects are the record.
+                revision: String::new(),
                 previous: None,
                 handle: String::new(),
                 changed: true,

@@ -523,7 +523,7 @@ fn write_env_file(dir: &std::path::Path, opts: &Options, production: Option<(&st
             "account_id: \"123456789012\"\nregion: {REGION}\ntarget:\n  ecs: {{ cluster: {CLUSTER}{rules} }}\n\
              timeouts: {{ rollout: 60s }}\nhealth: {}\n{}",
             opts.health,
-            if opts.colours.is_some() { "strategy: { type: blue-green }\n" } else { "" }
+            if opts.colours.is_some() { "strategy: { type: blue-green, scale_down_delay: 2s }\n" } else { "" }
         ),
     )
     .unwrap();
