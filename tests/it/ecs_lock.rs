@@ -9,10 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use deployer::error::ExitCode;
 use deployer::platform::ecs::lock::{DEFAULT_TABLE, Lock, LockError, lock_key};
 
@@ -24,33 +21,8 @@ const KEY: &str = "shop/prod";
 async fn bed() -> (Moto, aws_config::SdkConfig, Client) {
     let moto = Moto::start();
     let sdk = moto.sdk_config().await;
+    crate::support::ecs_env::create_lock_table(&sdk).await;
     let client = Client::new(&sdk);
-    client
-        .create_table()
-        .table_name(DEFAULT_TABLE)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("lock_id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder().attribute_name("lock_id").key_type(KeyType::Hash).build().unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .unwrap();
-    client
-        .update_time_to_live()
-        .table_name(DEFAULT_TABLE)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder().enabled(true).attribute_name("ttl").build().unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
     (moto, sdk, client)
 }
 

@@ -101,18 +101,7 @@ impl Bed {
             Self::Eks { moto, .. } => aws_sdk_cloudwatch::Client::new(&moto.sdk_config().await),
             Self::Ecs { env, .. } => env.cw.clone(),
         };
-        cw.put_metric_alarm()
-            .alarm_name(ALARM)
-            .metric_name("HTTPCode_Target_5XX_Count")
-            .namespace("AWS/ApplicationELB")
-            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(1.0)
-            .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold)
-            .send()
-            .await
-            .unwrap();
+        ecs_env::create_alarm(&cw, ALARM).await;
         set_alarm(&cw, "OK").await;
         cw
     }

@@ -450,19 +450,7 @@ impl EcsEnv {
 
     /// Creates the CloudWatch alarm `name` (state OK).
     pub async fn alarm(&self, name: &str) {
-        self.cw
-            .put_metric_alarm()
-            .alarm_name(name)
-            .metric_name("HTTPCode_Target_5XX_Count")
-            .namespace("AWS/ApplicationELB")
-            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(1.0)
-            .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold)
-            .send()
-            .await
-            .unwrap();
+        create_alarm(&self.cw, name).await;
         self.set_alarm(name, "OK").await;
     }
 
@@ -622,6 +610,35 @@ pub async fn create_lock_table(sdk: &aws_config::SdkConfig) {
             KeySchemaElement::builder().attribute_name("lock_id").key_type(KeyType::Hash).build().unwrap(),
         )
         .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_dynamodb::Client::new(sdk)
+        .update_time_to_live()
+        .table_name(deployer::platform::ecs::lock::DEFAULT_TABLE)
+        .time_to_live_specification(
+            aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("ttl")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The CloudWatch alarm `name` on the ALB's 5xx count, as a user defines it (state OK).
+pub async fn create_alarm(cw: &aws_sdk_cloudwatch::Client, name: &str) {
+    cw.put_metric_alarm()
+        .alarm_name(name)
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .namespace("AWS/ApplicationELB")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanOrEqualToThreshold)
         .send()
         .await
         .unwrap();
