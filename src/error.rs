@@ -1,5 +1,10 @@
 //! The top-level error: one enum, one exit code per kind, and a hint for every message.
 //!
+//! Module errors (identity, images, platforms, the engine) implement [`Diagnostic`] — their exit
+//! code and hint — and travel inside [`Error::Module`] with their source chain intact, so
+//! `-v` diagnostics and tests can still reach the typed error underneath. One mapping, asked
+//! through one trait, holds for every command and both platforms.
+//!
 //! Exit codes are part of the interface (documented in README.md and tested):
 //! 0 success · 1 internal · 2 usage/config · 3 auth/identity · 4 scan gate refused ·
 //! 5 deploy failed and was rolled back · 6 rollback failed (manual action needed) · 7 lock held.
@@ -42,11 +47,53 @@ impl ExitCode {
     }
 }
 
+/// What every error of ours tells users besides its message.
+pub trait Diagnostic: std::error::Error + Send + Sync + 'static {
+    /// The documented exit code the command ends with.
+    fn exit_code(&self) -> ExitCode;
+    /// How to fix it, in one sentence.
+    fn hint(&self) -> String;
+    /// The configuration file the problem is about, when there is one.
+    fn file(&self) -> Option<&std::path::Path> {
+        None
+    }
+}
+
+/// A module's error, kept typed (see [`Error::module`]) with its own source chain.
+pub struct ModuleError(Box<dyn Diagnostic>);
+
+impl ModuleError {
+    pub fn new(e: impl Diagnostic) -> Self {
+        Self(Box::new(e))
+    }
+}
+
+impl fmt::Debug for ModuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for ModuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl std::error::Error for ModuleError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 /// Everything that can stop a command.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     Config(#[from] ConfigErrors),
+    /// A module's own typed error (identity, images, platform, engine).
+    #[error(transparent)]
+    Module(ModuleError),
     /// A command line that names something that does not exist (e.g. `rollback --to` an
     /// unknown release): exit 2 like a configuration error, found before any lock is taken.
     #[error("{message}")]
@@ -71,9 +118,24 @@ impl From<ConfigError> for Error {
     }
 }
 
+impl<E: Diagnostic> From<E> for Error {
+    fn from(e: E) -> Self {
+        Self::Module(ModuleError::new(e))
+    }
+}
+
 impl Error {
-    pub const fn exit_code(&self) -> ExitCode {
+    /// The typed module error underneath, if it is an `E`.
+    pub fn module<E: Diagnostic>(&self) -> Option<&E> {
         match self {
+            Self::Module(m) => (&*m.0 as &dyn std::error::Error).downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Module(m) => m.0.exit_code(),
             Self::Config(_) | Self::Usage { .. } => ExitCode::Config,
             Self::Auth { .. } => ExitCode::Auth,
             Self::ScanGate { .. } => ExitCode::ScanGate,
@@ -99,6 +161,17 @@ impl Error {
     /// Each problem as (position or empty, message, hint).
     pub fn problems(&self) -> Vec<Problem> {
         match self {
+            Self::Module(m) => {
+                let file = m.0.file().map(|f| f.display().to_string());
+                vec![Problem {
+                    position: file.clone(),
+                    file,
+                    line: None,
+                    column: None,
+                    message: m.to_string(),
+                    hint: Some(m.0.hint()),
+                }]
+            }
             Self::Config(errs) => errs
                 .0
                 .iter()

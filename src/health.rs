@@ -197,7 +197,7 @@ pub fn assess(policy: &HealthPolicy, obs: &Observation<'_>) -> Verdict {
                 RolloutState::InProgress { running, desired, failed_tasks } => {
                     let failed =
                         if *failed_tasks > 0 { format!(", {failed_tasks} failed") } else { String::new() };
-                    waiting.push(format!("{service} {running}/{desired} running{failed}"));
+                    waiting.push((service.clone(), format!("{running}/{desired} running{failed}")));
                 }
                 RolloutState::Complete => {}
             },
@@ -222,28 +222,44 @@ pub fn assess(policy: &HealthPolicy, obs: &Observation<'_>) -> Verdict {
         return Verdict::Failed { failures };
     }
     if !rollouts_complete(obs.samples) {
+        let described = |w: &[(String, String)]| {
+            w.iter().map(|(s, what)| format!("{s} {what}")).collect::<Vec<_>>().join(", ")
+        };
         if obs.elapsed >= policy.rollout_timeout {
-            return Verdict::Failed {
-                failures: vec![Failure {
+            let after = crate::support::human(policy.rollout_timeout);
+            // One failure per service still not done: the report names which one never got
+            // ready, the same words as on Kubernetes.
+            let failures = if waiting.is_empty() {
+                vec![Failure {
                     service: None,
                     cause: Cause::Timeout,
-                    reason: format!(
-                        "rollout not complete after {} ({})",
-                        humantime::format_duration(policy.rollout_timeout),
-                        if waiting.is_empty() { "nothing reported".to_owned() } else { waiting.join(", ") }
-                    ),
-                }],
+                    reason: format!("rollout not complete after {after} (nothing reported)"),
+                }]
+            } else {
+                waiting
+                    .iter()
+                    .map(|(service, what)| Failure {
+                        service: Some(service.clone()),
+                        cause: Cause::Timeout,
+                        reason: format!("rollout not complete after {after} ({what})"),
+                    })
+                    .collect()
             };
+            return Verdict::Failed { failures };
         }
         return Verdict::Progressing {
-            waiting_for: if waiting.is_empty() { "first observation".to_owned() } else { waiting.join(", ") },
+            waiting_for: if waiting.is_empty() {
+                "first observation".to_owned()
+            } else {
+                described(&waiting)
+            },
         };
     }
     let baked = obs.since_complete.unwrap_or(Duration::ZERO);
     if baked < policy.bake_time {
         let left = Duration::from_secs(policy.bake_time.saturating_sub(baked).as_secs());
         return Verdict::Progressing {
-            waiting_for: format!("bake time, {} left", humantime::format_duration(left)),
+            waiting_for: format!("bake time, {} left", crate::support::human(left)),
         };
     }
     Verdict::Healthy
@@ -362,7 +378,8 @@ mod tests {
     fn timeout_applies_to_the_rollout_not_the_bake() {
         let v = at(600, None, &[rollout("user", IN_PROGRESS)]);
         assert_eq!(v.failures()[0].cause, Cause::Timeout);
-        assert_eq!(v.failures()[0].reason, "rollout not complete after 10m (user 1/2 running)");
+        assert_eq!(v.failures()[0].reason, "rollout not complete after 10m (1/2 running)");
+        assert_eq!(v.failures()[0].service.as_deref(), Some("user"));
         assert_eq!(at(900, Some(300), &[rollout("user", RolloutState::Complete)]), Verdict::Healthy);
     }
 

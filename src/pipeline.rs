@@ -407,10 +407,10 @@ pub async fn deploy(
     let (outcome, release_id) = match &result {
         Ok(id) => (Outcome::Succeeded, Some(id.clone())),
         Err((e, id)) => (
-            match e {
-                Error::RolledBack { .. } => Outcome::FailedRolledBack,
-                Error::RollbackFailed { .. } => Outcome::RollbackFailed,
-                Error::ScanGate { .. } => Outcome::RefusedByGate,
+            match e.exit_code() {
+                crate::ExitCode::RolledBack => Outcome::FailedRolledBack,
+                crate::ExitCode::RollbackFailed => Outcome::RollbackFailed,
+                crate::ExitCode::ScanGate => Outcome::RefusedByGate,
                 _ => Outcome::Failed,
             },
             id.clone(),

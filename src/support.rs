@@ -72,3 +72,14 @@ async fn docker_daemon_answers() -> bool {
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
+
+/// A duration as people read it: whole seconds (`5m 29s`), or milliseconds below a second.
+/// Deadlines computed from an `Instant` carry nanoseconds nobody asked to see.
+pub fn human(d: std::time::Duration) -> String {
+    let rounded = if d < std::time::Duration::from_secs(1) {
+        std::time::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    } else {
+        std::time::Duration::from_secs(d.as_secs() + u64::from(d.subsec_millis() >= 500))
+    };
+    humantime::format_duration(rounded).to_string()
+}

@@ -127,15 +127,26 @@ impl EngineError {
     }
 }
 
-impl From<EngineError> for crate::Error {
-    fn from(e: EngineError) -> Self {
-        let hint = e.hint();
-        match e {
-            EngineError::Platform(p) => p.into(),
-            EngineError::UnknownRelease(..)
-            | EngineError::UnsafeTarget(..)
-            | EngineError::NothingToRollBackTo => crate::Error::Usage { message: e.to_string(), hint },
-            EngineError::LockLost => crate::Error::RollbackFailed { message: e.to_string(), hint },
+impl crate::error::Diagnostic for EngineError {
+    fn exit_code(&self) -> crate::ExitCode {
+        match self {
+            Self::Platform(p) => crate::error::Diagnostic::exit_code(p),
+            Self::UnknownRelease(..) | Self::UnsafeTarget(..) | Self::NothingToRollBackTo => {
+                crate::ExitCode::Config
+            }
+            // Another run changed the environment under this one: what runs is not known-good.
+            Self::LockLost => crate::ExitCode::RollbackFailed,
+        }
+    }
+
+    fn hint(&self) -> String {
+        Self::hint(self)
+    }
+
+    fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Platform(p) => crate::error::Diagnostic::file(p),
+            _ => None,
         }
     }
 }
@@ -318,6 +329,15 @@ async fn deploy_locked<P: Platform>(
             recorded?;
             Ok(Ended::Succeeded(rel))
         }
+        Err(failure) if lock.lost() => {
+            // Another run owns the environment now and may be applying its own release: undoing
+            // ours would interleave with it. Stop, say so, and leave the environment to it.
+            rel.failure = Some(failure.to_string());
+            rel.status = ReleaseStatus::Failed;
+            rel.finished_at = Some(now());
+            platform.record(&rel).await?;
+            Err(EngineError::LockLost)
+        }
         Err(failure) => {
             rel.failure = Some(failure.to_string());
             events.emit(&Event::HealthVerdict {
@@ -440,7 +460,7 @@ async fn roll_out<P: Platform>(
             Phase::Bake,
             format!(
                 "blue-green: keeping the previous side for {} (switching back is instant until then)",
-                humantime::format_duration(*scale_down_delay)
+                crate::support::human(*scale_down_delay)
             ),
         );
         watch(platform, settings, &progress.applied, deadline, *scale_down_delay, true, events).await?;

@@ -166,14 +166,17 @@ impl IdentityError {
     }
 }
 
-impl From<IdentityError> for crate::Error {
-    fn from(e: IdentityError) -> Self {
-        let hint = e.hint();
-        match e {
+impl crate::error::Diagnostic for IdentityError {
+    fn exit_code(&self) -> crate::ExitCode {
+        match self {
             // Signing a token with credentials we hold cannot fail for a user-side reason.
-            IdentityError::Signing { .. } => Self::Internal { message: e.to_string(), hint },
-            _ => Self::Auth { message: e.to_string(), hint },
+            Self::Signing { .. } => crate::ExitCode::Internal,
+            _ => crate::ExitCode::Auth,
         }
+    }
+
+    fn hint(&self) -> String {
+        Self::hint(self)
     }
 }
 

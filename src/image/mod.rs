@@ -128,15 +128,17 @@ impl Error {
     }
 }
 
-impl From<Error> for crate::Error {
-    fn from(e: Error) -> Self {
-        let hint = e.hint();
-        let message = e.to_string();
-        match e {
-            Error::Unauthorized { .. } => Self::Auth { message, hint },
-            Error::GateRefused { .. } | Error::PromotionRefused { .. } => Self::ScanGate { message, hint },
-            _ => Self::Internal { message, hint },
+impl crate::error::Diagnostic for Error {
+    fn exit_code(&self) -> crate::ExitCode {
+        match self {
+            Self::Unauthorized { .. } => crate::ExitCode::Auth,
+            Self::GateRefused { .. } | Self::PromotionRefused { .. } => crate::ExitCode::ScanGate,
+            _ => crate::ExitCode::Internal,
         }
+    }
+
+    fn hint(&self) -> String {
+        Self::hint(self)
     }
 }
 

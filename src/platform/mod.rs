@@ -305,24 +305,25 @@ impl PlatformError {
     }
 }
 
-impl From<PlatformError> for crate::Error {
-    fn from(e: PlatformError) -> Self {
-        let hint = e.hint();
-        let message = e.to_string();
-        match e {
-            PlatformError::Setup { file, .. } => Self::Config(
-                crate::config::ConfigError {
-                    file: file.unwrap_or_else(|| std::path::PathBuf::from("environment")),
-                    line: None,
-                    column: None,
-                    message,
-                    hint: Some(hint),
-                }
-                .into(),
-            ),
-            PlatformError::Api { .. } => Self::Internal { message, hint },
-            PlatformError::LockHeld { .. } => Self::LockHeld { message, hint },
-            PlatformError::Connect { .. } | PlatformError::Denied { .. } => Self::Auth { message, hint },
+impl crate::error::Diagnostic for PlatformError {
+    fn exit_code(&self) -> crate::ExitCode {
+        match self {
+            // The environment is not what its file says: fixed in the file, like any config error.
+            Self::Setup { .. } => crate::ExitCode::Config,
+            Self::Api { .. } => crate::ExitCode::Internal,
+            Self::LockHeld { .. } => crate::ExitCode::LockHeld,
+            Self::Connect { .. } | Self::Denied { .. } => crate::ExitCode::Auth,
+        }
+    }
+
+    fn hint(&self) -> String {
+        Self::hint(self)
+    }
+
+    fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Setup { file, .. } => Some(file.as_deref().unwrap_or(std::path::Path::new("environment"))),
+            _ => None,
         }
     }
 }

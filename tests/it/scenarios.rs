@@ -45,7 +45,17 @@ impl Bed {
     }
 
     async fn ecs() -> Self {
-        let env = EcsEnv::start(Options::default()).await;
+        Box::pin(Self::ecs_with(Options::default())).await
+    }
+
+    /// ECS with `user` as a deployer-driven blue/green pair (the environment says
+    /// `strategy: blue-green`; production on a named listener rule, a preview rule beside it).
+    async fn ecs_blue_green() -> Self {
+        Box::pin(Self::ecs_with(Options { colours: Some("user"), ..Options::default() })).await
+    }
+
+    async fn ecs_with(opts: Options) -> Self {
+        let env = EcsEnv::start(opts).await;
         let ecs = deployer::platform::ecs::EcsPlatform::new(&env.sdk, &env.config, &env.env).unwrap();
         Self::Ecs { env: Box::new(env), ecs: Box::new(ecs) }
     }
@@ -137,7 +147,29 @@ impl Bed {
         }
     }
 
-    /// The image digest every service runs now (the platform's own answer, not the records').
+    /// Makes the recorded release `id` point `user` at a crash-looping version (say a secret
+    /// it reads was deleted since): restoring it cannot become healthy. Written through the
+    /// platform's own `record`, as deployer writes records.
+    async fn break_record(&self, id: &str) {
+        let mut rel = self.history().await.into_iter().find(|r| r.id == id).unwrap();
+        let broken = self.release(7, Some("crashloop")).await.services.remove("user").unwrap();
+        let user = rel.services.get_mut("user").unwrap();
+        user.image.clone_from(&broken.image);
+        match self {
+            Self::Eks { eks, .. } => {
+                user.manifests = broken.manifests;
+                eks.record(&rel).await.unwrap();
+            }
+            Self::Ecs { env, ecs } => {
+                let arn = env.register_plain("user", &broken.image).await;
+                user.revision = Some(arn.rsplit('/').next().unwrap().to_owned());
+                ecs.record(&rel).await.unwrap();
+            }
+        }
+    }
+
+    /// The image digest every service runs now (the platform's own answer, not the records'):
+    /// for a blue-green service, the colour production traffic reaches.
     async fn running(&self) -> BTreeMap<String, String> {
         let digest = |image: &str| image.rsplit_once('@').map_or(image, |(_, d)| d).to_owned();
         match self {
@@ -146,7 +178,11 @@ impl Bed {
                     kube::Api::namespaced(client.clone(), crate::eks::NS);
                 let mut out = BTreeMap::new();
                 for s in ecs_env::SERVICES {
-                    let d = api.get(s).await.unwrap();
+                    let name = match live_colour_eks(client, s).await {
+                        Some(colour) => format!("{s}-{colour}"),
+                        None => (*s).to_owned(),
+                    };
+                    let d = api.get(&name).await.unwrap();
                     let image = d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap();
                     out.insert(s.to_owned(), digest(&image));
                 }
@@ -155,7 +191,11 @@ impl Bed {
             Self::Ecs { env, .. } => {
                 let mut out = BTreeMap::new();
                 for s in ecs_env::SERVICES {
-                    let td = env.service(&format!("shop-{s}")).await.task_definition().unwrap().to_owned();
+                    let name = match live_colour_ecs(env, s).await {
+                        Some(colour) => format!("shop-{s}-{colour}"),
+                        None => format!("shop-{s}"),
+                    };
+                    let td = env.service(&name).await.task_definition().unwrap().to_owned();
                     let d = env.ecs.describe_task_definition().task_definition(td).send().await.unwrap();
                     let image =
                         d.task_definition().unwrap().container_definitions()[0].image().unwrap().to_owned();
@@ -165,6 +205,23 @@ impl Bed {
             }
         }
     }
+}
+
+/// The colour a blue-green Service's selector points at (None: not blue-green).
+async fn live_colour_eks(client: &kube::Client, service: &str) -> Option<String> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Service> =
+        kube::Api::namespaced(client.clone(), crate::eks::NS);
+    let svc = api.get_opt(service).await.unwrap()?;
+    svc.spec?.selector?.get("deployer.dev/color").cloned()
+}
+
+/// The colour production traffic reaches for `service`'s pair (None: not a pair).
+async fn live_colour_ecs(env: &EcsEnv, service: &str) -> Option<&'static str> {
+    use deployer::platform::ecs::bluegreen;
+    let c = env.colours.as_ref().filter(|c| c.service == service)?;
+    let sw = bluegreen::TrafficSwitch { listener_arn: env.listener.clone(), rule_arn: c.production.clone() };
+    let forward = bluegreen::serving(&env.elb, &sw).await.unwrap();
+    Some(if bluegreen::live_group(&forward) == Some(c.blue.as_str()) { "blue" } else { "green" })
 }
 
 /// The digest every service of version `n` runs with (both beds pin `…@sha256:` of `n`).
@@ -338,6 +395,75 @@ async fn a_failing_http_check_during_the_bake_rolls_back(bed: Bed) {
     assert_eq!(bed.running().await, digests(&bed, 1).await);
 }
 
+/// Version 2's `user` never becomes ready: the rollout deadline ends it with the same reason
+/// on both platforms ("deadline"), everything returns to version 1 (exit 5).
+async fn never_ready_until_the_deadline_rolls_back(bed: Bed) {
+    let mut settings = bed.settings();
+    assert!(matches!(bed.deploy(&settings, bed.release(1, None).await).await.unwrap(), Ended::Succeeded(_)));
+    settings.rollout_timeout = Duration::from_secs(8);
+    let ended = bed.deploy(&settings, bed.release(2, Some("notready")).await).await.unwrap();
+    let Ended::RolledBack { release, failure, .. } = &ended else { panic!("{ended:?}") };
+    assert_eq!(failure.reason, Reason::Deadline, "{failure}");
+    assert_eq!(failure.service.as_deref(), Some("user"), "{failure}");
+    assert_eq!(release.status, ReleaseStatus::RolledBack);
+    assert_eq!(ended_exit(ended.clone()), 5);
+    assert_eq!(bed.running().await, digests(&bed, 1).await);
+}
+
+/// The release to return to no longer works: the rollback cannot become healthy, so the
+/// release ends "rollback failed" (exit 6, manual action), recorded `failed`, on both.
+async fn a_rollback_that_cannot_become_healthy_is_exit_6(bed: Bed) {
+    let settings = bed.settings();
+    let Ended::Succeeded(good) = bed.deploy(&settings, bed.release(1, None).await).await.unwrap() else {
+        panic!("release 1 should succeed")
+    };
+    bed.break_record(&good.id).await;
+    let ended = bed.deploy(&settings, bed.release(2, Some("imagepull")).await).await.unwrap();
+    let Ended::RollbackFailed { release, failure, why } = &ended else { panic!("{ended:?}") };
+    assert_eq!(failure.reason, Reason::ImagePull, "{failure}");
+    assert!(why.contains("user"), "the rollback's failure names the service: {why}");
+    assert_eq!(release.status, ReleaseStatus::Failed);
+    assert_eq!(ended_exit(ended.clone()), 6);
+    let h = bed.history().await;
+    assert_eq!(
+        h.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [ReleaseStatus::Succeeded, ReleaseStatus::Failed]
+    );
+}
+
+/// Blue-green: the new colour runs healthy but a smoke check fails before the switch.
+/// Production traffic never moves: the live colour still runs version 1, exit 5 "smoke check".
+async fn a_failing_smoke_check_never_switches_traffic(bed: Bed) {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/smoke"))
+        .respond_with(wiremock::ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let mut settings = bed.settings();
+    settings.strategy =
+        engine::Strategy::BlueGreen { scale_down_delay: Duration::ZERO, smoke_checks: Vec::new() };
+    assert!(matches!(bed.deploy(&settings, bed.release(1, None).await).await.unwrap(), Ended::Succeeded(_)));
+    let live_before = bed.running().await;
+    assert_eq!(live_before, digests(&bed, 1).await);
+    settings.strategy = engine::Strategy::BlueGreen {
+        scale_down_delay: Duration::ZERO,
+        smoke_checks: vec![deployer::config::HttpCheck {
+            url: format!("{}/smoke", server.uri()),
+            expect_status: 200,
+            timeout: None,
+        }],
+    };
+    let ended = bed.deploy(&settings, bed.release(2, None).await).await.unwrap();
+    let Ended::RolledBack { failure, .. } = &ended else { panic!("{ended:?}") };
+    assert_eq!(failure.reason, Reason::SmokeCheck, "{failure}");
+    assert!(failure.detail.contains("500"), "{failure}");
+    assert_eq!(ended_exit(ended.clone()), 5);
+    assert!(!server.received_requests().await.unwrap().is_empty());
+    assert_eq!(bed.running().await, live_before, "production still reaches version 1");
+    let h = bed.history().await;
+    assert_eq!(h.last().map(|r| r.status), Some(ReleaseStatus::RolledBack));
+}
+
 macro_rules! on_both {
     ($name:ident, $body:expr) => {
         mod $name {
@@ -364,3 +490,20 @@ on_both!(held_lock, a_held_lock_exits_7_naming_the_holder);
 on_both!(concurrent_deploys, two_deploys_started_together_never_interleave);
 on_both!(alarm_in_the_bake, an_alarm_during_the_bake_rolls_back);
 on_both!(http_check_in_the_bake, a_failing_http_check_during_the_bake_rolls_back);
+on_both!(never_ready, never_ready_until_the_deadline_rolls_back);
+on_both!(failed_rollback, a_rollback_that_cannot_become_healthy_is_exit_6);
+
+/// Blue-green runs on its own beds: EKS colours every service; on ECS `user` is a pair.
+mod smoke_check_in_blue_green {
+    use super::*;
+
+    #[tokio::test]
+    async fn eks() {
+        a_failing_smoke_check_never_switches_traffic(Bed::eks().await).await;
+    }
+
+    #[tokio::test]
+    async fn ecs() {
+        a_failing_smoke_check_never_switches_traffic(Box::pin(Bed::ecs_blue_green()).await).await;
+    }
+}

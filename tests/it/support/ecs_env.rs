@@ -67,6 +67,8 @@ pub enum Production {
 /// A deployer-driven blue/green pair as the fixture made it.
 #[derive(Debug, Clone)]
 pub struct ColourEnv {
+    /// The deployer service the pair belongs to.
+    pub service: String,
     /// Target groups of `-blue` (live at first) and `-green`.
     pub blue: String,
     pub green: String,
@@ -342,7 +344,7 @@ impl EcsEnv {
                 .await
                 .unwrap();
         }
-        ColourEnv { blue, green, production, preview }
+        ColourEnv { service: service.to_owned(), blue, green, production, preview }
     }
 
     /// Creates `service` with native ECS blue/green: production traffic through a listener rule
