@@ -93,6 +93,29 @@ pub async fn deploy(
     Ok(Report { applied: applied_of(&rec.events()), ended })
 }
 
+/// [`deploy`] with changed settings; also returns what was said.
+pub async fn deploy_with(
+    env: &EcsEnv,
+    p: &EcsPlatform,
+    imgs: &BTreeMap<String, String>,
+    change: impl FnOnce(&mut engine::Settings),
+) -> (Result<Report, EngineError>, Vec<Event>) {
+    let mut inputs = deployer::plan::Inputs {
+        images: imgs.clone(),
+        services: imgs.keys().cloned().collect(),
+        pinned: BTreeMap::new(),
+    };
+    inputs.pinned =
+        imgs.keys().filter_map(|s| Some((s.clone(), deployer::plan::prebuilt_digest(&inputs, s)?))).collect();
+    let planned = deployer::pipeline::planned(&env.config, &env.env, &inputs, &|_| None).await.unwrap();
+    let mut settings = settings(env);
+    change(&mut settings);
+    let rec = Recorder::default();
+    let ended = engine::deploy(p, &settings, planned, &rec).await;
+    let events = rec.events();
+    (ended.map(|ended| Report { applied: applied_of(&events), ended }), events)
+}
+
 fn settings(env: &EcsEnv) -> engine::Settings {
     let mut s = deployer::pipeline::settings_for(&env.config, &env.env, Some(&env.sdk), Some("octocat"));
     s.lock_wait = Duration::from_secs(5);
@@ -451,6 +474,27 @@ async fn native_blue_green_is_followed_by_deployment_id_through_the_bake() {
     let serving = bluegreen::serving(p.elb(), &sw).await.unwrap();
     assert_eq!(bluegreen::live_group(&serving), Some(green.as_str()), "{serving:?}");
     assert_eq!(env.tags("shop-user").await["deployer:known-good"], a.revision);
+}
+
+/// ECS's own bake (1 min x 0.2 = 12 s here) is longer than deployer's rollout timeout (8 s):
+/// the bake is ECS keeping the old revision, not the new one failing to get healthy, so it is
+/// not counted; each lifecycle stage is progress users see.
+#[tokio::test]
+async fn native_blue_green_bake_does_not_count_against_the_rollout_timeout() {
+    let env = EcsEnv::start(Options { blue_green: Some("user"), ..Options::default() }).await;
+    let p = platform(&env);
+    let one = BTreeMap::from([("user".to_owned(), image("user", None, 2))]);
+    let (report, events) = deploy_with(&env, &p, &one, |s| s.rollout_timeout = Duration::from_secs(8)).await;
+    let report = report.unwrap();
+    assert!(matches!(report.ended, Ended::Succeeded(_)), "{:?}", report.ended);
+    let stages: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Service { message, .. } => message.strip_prefix("ecs blue/green: "),
+            _ => None,
+        })
+        .collect();
+    assert!(stages.iter().any(|s| s.starts_with("BAKE_TIME")), "{stages:?}");
 }
 
 async fn rule_serves(env: &EcsEnv, rule: &str) -> String {

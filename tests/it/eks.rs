@@ -468,14 +468,16 @@ async fn blue_green_switch_and_instant_switch_back() {
     assert!(matches!(deploy(&eks, &blue_green(v1, &[&url]), &rec).await.unwrap(), Ended::Succeeded(_)));
     assert_eq!(service_colors(&client).await, ["blue"; 4]);
     assert!(deployments.get_opt("user-blue").await.unwrap().is_some());
-    // v2 → green; after the (zero) scale-down delay the blue colour is gone.
+    // v2 → green; after the (zero) scale-down delay the blue colour is scaled to 0 and kept.
     let v2 = shop_release("2", &[]).await;
     assert!(matches!(
         deploy(&eks, &blue_green(v2.clone(), &[&url]), &rec).await.unwrap(),
         Ended::Succeeded(_)
     ));
     assert_eq!(service_colors(&client).await, ["green"; 4]);
-    assert!(deployments.get_opt("user-blue").await.unwrap().is_none(), "the previous colour was not removed");
+    let blue = deployments.get("user-blue").await.expect("the previous colour is kept as an object");
+    assert_eq!(blue.spec.and_then(|s| s.replicas), Some(0), "the previous colour is scaled to 0");
+    assert!(rec.events().iter().any(|e| matches!(e, Event::Service { message, .. } if message == "blue-green: Deployment/user-blue scaled to 0 (kept for the next release)")));
     let green_uid = deployments.get("user-green").await.unwrap().metadata.uid;
 
     // v3 crash-loops: it never receives traffic (the switch happens only after the idle colour is healthy).

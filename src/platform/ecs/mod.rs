@@ -880,6 +880,41 @@ impl EcsPlatform {
         Ok(Applied { services: applied })
     }
 
+    /// The lifecycle stage of the service's deployment in progress (native blue/green), from
+    /// ListServiceDeployments + DescribeServiceDeployments; None once none is in progress.
+    async fn lifecycle_stage(&self, target: &str) -> Result<Option<String>, PlatformError> {
+        use aws_sdk_ecs::types::ServiceDeploymentStatus as S;
+        let listed = self
+            .ecs
+            .list_service_deployments()
+            .cluster(&self.cluster)
+            .service(target)
+            .set_status(Some(vec![S::Pending, S::InProgress, S::RollbackRequested, S::RollbackInProgress]))
+            .send()
+            .await
+            .map_err(|e| PlatformError::api("ListServiceDeployments", DisplayErrorContext(e)))?;
+        let Some(latest) = listed
+            .service_deployments()
+            .iter()
+            .max_by_key(|d| d.created_at().map(|t| (t.secs(), t.subsec_nanos())))
+            .and_then(|d| d.service_deployment_arn())
+        else {
+            return Ok(None);
+        };
+        let described = self
+            .ecs
+            .describe_service_deployments()
+            .service_deployment_arns(latest)
+            .send()
+            .await
+            .map_err(|e| PlatformError::api("DescribeServiceDeployments", DisplayErrorContext(e)))?;
+        Ok(described
+            .service_deployments()
+            .first()
+            .and_then(|d| d.lifecycle_stage())
+            .map(|s| s.as_str().to_owned()))
+    }
+
     async fn watch_impl(
         &self,
         applied: &Applied,
@@ -916,8 +951,23 @@ impl EcsPlatform {
         let targets: Vec<&str> = applied.services.iter().map(|a| a.target.as_str()).collect();
         let found = self.describe(&targets).await?;
         let mut samples = Vec::new();
+        let mut in_platform_bake = false;
         for a in &applied.services {
             let svc = self.service_or_err(&found, &a.target)?;
+            if a.changed && is_native_blue_green(svc) {
+                let stage = self.lifecycle_stage(&a.target).await?;
+                in_platform_bake |= matches!(stage.as_deref(), Some("BAKE_TIME" | "CLEAN_UP"));
+                if let Some(stage) = stage
+                    && st.stages.get(&a.service) != Some(&stage)
+                {
+                    events.emit(&Event::Service {
+                        service: a.service.clone(),
+                        phase: Phase::Health,
+                        message: format!("ecs blue/green: {}", stage_words(&stage)),
+                    });
+                    st.stages.insert(a.service.clone(), stage);
+                }
+            }
             let messages: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
             let state =
                 classify::rollout_state(&deployment_views(svc), &a.handle, a.previous.as_deref(), &messages);
@@ -972,10 +1022,15 @@ impl EcsPlatform {
         if health::rollouts_complete(&samples) && st.complete_at.is_none() {
             st.complete_at = Some(Instant::now());
         }
+        let now = Instant::now();
+        if in_platform_bake && let Some(last) = st.last_poll {
+            st.platform_bake += now - last;
+        }
+        st.last_poll = Some(now);
         Ok(health::assess(
             policy,
             &Observation {
-                elapsed: st.start.elapsed(),
+                elapsed: st.start.elapsed().saturating_sub(st.platform_bake),
                 since_complete: st.complete_at.map(|t| t.elapsed()),
                 samples: &samples,
             },
@@ -1055,6 +1110,13 @@ struct WatchState {
     failed_units: Vec<Sample>,
     seen_events: BTreeSet<String>,
     last_progress: HashMap<String, String>,
+    /// Native ECS blue/green: the lifecycle stage last reported per service.
+    stages: HashMap<String, String>,
+    /// Time spent in ECS's own bake (native blue/green `BAKE_TIME`, then `CLEAN_UP`): not
+    /// counted against deployer's rollout timeout, which is about getting healthy, not about
+    /// how long the service asks ECS to keep the old revision.
+    platform_bake: Duration,
+    last_poll: Option<Instant>,
 }
 
 impl Default for WatchState {
@@ -1067,6 +1129,32 @@ impl Default for WatchState {
             failed_units: Vec::new(),
             seen_events: BTreeSet::new(),
             last_progress: HashMap::new(),
+            stages: HashMap::new(),
+            platform_bake: Duration::ZERO,
+            last_poll: None,
         }
     }
+}
+
+/// The service deploys with ECS's own blue/green (`deploymentConfiguration.strategy`).
+fn is_native_blue_green(svc: &Service) -> bool {
+    svc.deployment_configuration()
+        .and_then(|c| c.strategy())
+        .is_some_and(|s| *s == aws_sdk_ecs::types::DeploymentStrategy::BlueGreen)
+}
+
+/// A lifecycle stage as progress users read (the ECS name kept, so the console matches).
+fn stage_words(stage: &str) -> String {
+    let what = match stage {
+        "RECONCILE_SERVICE" => "reconciling the service",
+        "PRE_SCALE_UP" | "SCALE_UP" | "POST_SCALE_UP" => "starting the new revision",
+        "TEST_TRAFFIC_SHIFT" | "POST_TEST_TRAFFIC_SHIFT" => "test traffic on the new revision",
+        "PRODUCTION_TRAFFIC_SHIFT" | "POST_PRODUCTION_TRAFFIC_SHIFT" => {
+            "production traffic moving to the new revision"
+        }
+        "BAKE_TIME" => "ECS bake (the old revision kept; not counted against timeouts.rollout)",
+        "CLEAN_UP" => "cleaning up the old revision",
+        _ => "",
+    };
+    if what.is_empty() { stage.to_owned() } else { format!("{stage}: {what}") }
 }

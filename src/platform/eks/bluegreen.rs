@@ -99,6 +99,38 @@ pub fn colorize(objects: &[Value], color: Color, service_color: Color) -> Vec<Va
         .collect()
 }
 
+/// The previous release's coloured Deployments whose other colour `current` now runs, as they
+/// are to be kept: scaled to 0. After a blue-green release the old colour stays as an object
+/// (the next release updates it in place, and its ReplicaSets stay for a quick way back),
+/// where a prune would delete it; a Deployment whose service left the product has no sibling
+/// and is pruned as usual.
+pub fn superseded_colours(previous: &[Value], current: &[Value]) -> Vec<Value> {
+    let deployment_names: std::collections::BTreeSet<&str> = current
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .filter_map(|o| o.pointer("/metadata/name")?.as_str())
+        .collect();
+    let label = format!("/spec/template/metadata/labels/{}", COLOR_LABEL.replace('/', "~1"));
+    previous
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .filter(|o| {
+            let Some(color) = o.pointer(&label).and_then(Value::as_str).and_then(Color::parse) else {
+                return false;
+            };
+            let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            name.strip_suffix(&format!("-{}", color.as_str())).is_some_and(|base| {
+                deployment_names.contains(format!("{base}-{}", color.other().as_str()).as_str())
+            })
+        })
+        .map(|o| {
+            let mut o = o.clone();
+            o["spec"]["replicas"] = Value::from(0);
+            o
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +162,19 @@ mod tests {
         assert_eq!(live_color(&objs()), None);
         // Re-colouring an already coloured Service replaces the colour.
         assert_eq!(live_color(&colorize(&out, Color::Green, Color::Green)), Some(Color::Green));
+    }
+
+    #[test]
+    fn the_old_colour_is_kept_at_zero_and_a_removed_service_is_not() {
+        let blue = colorize(&objs(), Color::Blue, Color::Blue);
+        let green = colorize(&objs(), Color::Green, Color::Green);
+        let kept = superseded_colours(&blue, &green);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0]["metadata"]["name"], "web-blue");
+        assert_eq!(kept[0]["spec"]["replicas"], 0);
+        // The service left the product: nothing of it is kept.
+        assert!(superseded_colours(&blue, &[]).is_empty());
+        // Rolling objects (no colour) are never kept.
+        assert!(superseded_colours(&objs(), &green).is_empty());
     }
 }

@@ -347,8 +347,30 @@ impl Platform for Eks {
         previous: Option<&Release>,
         events: &dyn Sink,
     ) -> Result<(), PlatformError> {
+        let mut keep = all_refs(release);
+        if let Some(prev) = previous {
+            let objects = |r: &Release| -> Vec<Value> {
+                r.services.values().flat_map(|s| s.manifests.iter().cloned()).collect()
+            };
+            let idle = bluegreen::superseded_colours(&objects(prev), &objects(release));
+            if !idle.is_empty() {
+                self.apply_objects(&idle, false).await?;
+                for o in &idle {
+                    let r = object_ref(o);
+                    events.emit(&Event::Service {
+                        service: String::new(),
+                        phase: Phase::Record,
+                        message: format!(
+                            "blue-green: {}/{} scaled to 0 (kept for the next release)",
+                            r.kind, r.name
+                        ),
+                    });
+                    keep.push(r);
+                }
+            }
+        }
         let previous = previous.map(all_refs).unwrap_or_default();
-        self.prune(&previous, &all_refs(release), events).await?;
+        self.prune(&previous, &keep, events).await?;
         Ok(())
     }
 }
