@@ -464,6 +464,47 @@ async fn a_failing_smoke_check_never_switches_traffic(bed: Bed) {
     assert_eq!(h.last().map(|r| r.status), Some(ReleaseStatus::RolledBack));
 }
 
+/// Blue-green with `user` in the first `depends_on` wave: the switch happens once every wave is
+/// healthy, then an alarm goes to ALARM during the bake. Production goes back to the old
+/// colour, which was kept at full size (never scaled down before the release finished).
+async fn an_alarm_after_the_switch_sends_traffic_back(bed: Bed) {
+    let cw = bed.alarm().await;
+    let mut settings = bed.settings();
+    settings.strategy =
+        engine::Strategy::BlueGreen { scale_down_delay: Duration::ZERO, smoke_checks: Vec::new() };
+    settings.gates.alarms = vec![ALARM.to_owned()];
+    settings.gates.cloudwatch = Some(cw.clone());
+    let early = |mut p: Planned| {
+        p.depends_on = BTreeMap::from([("order".to_owned(), vec!["user".to_owned()])]);
+        p
+    };
+    assert!(matches!(
+        bed.deploy(&settings, early(bed.release(1, None).await)).await.unwrap(),
+        Ended::Succeeded(_)
+    ));
+    let v1 = digests(&bed, 1).await;
+    assert_eq!(bed.running().await, v1);
+    settings.bake = Duration::from_mins(1);
+    let v2 = digests(&bed, 2).await;
+    let bed = std::sync::Arc::new(bed);
+    let trigger = {
+        let (bed, cw) = (bed.clone(), cw.clone());
+        tokio::spawn(async move {
+            // Production reaches version 2 only after the switch: the alarm fires in the bake.
+            while bed.running().await.get("user") != v2.get("user") {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            set_alarm(&cw, "ALARM").await;
+        })
+    };
+    let ended = bed.deploy(&settings, early(bed.release(2, None).await)).await.unwrap();
+    trigger.await.unwrap();
+    let Ended::RolledBack { failure, .. } = &ended else { panic!("{ended:?}") };
+    assert_eq!(failure.reason, Reason::Alarm, "{failure}");
+    assert_eq!(ended_exit(ended.clone()), 5);
+    assert_eq!(bed.running().await, v1, "production is back on the old colour");
+}
+
 macro_rules! on_both {
     ($name:ident, $body:expr) => {
         mod $name {
@@ -505,5 +546,19 @@ mod smoke_check_in_blue_green {
     #[tokio::test]
     async fn ecs() {
         a_failing_smoke_check_never_switches_traffic(Box::pin(Bed::ecs_blue_green()).await).await;
+    }
+}
+
+mod alarm_after_the_blue_green_switch {
+    use super::*;
+
+    #[tokio::test]
+    async fn eks() {
+        an_alarm_after_the_switch_sends_traffic_back(Bed::eks().await).await;
+    }
+
+    #[tokio::test]
+    async fn ecs() {
+        an_alarm_after_the_switch_sends_traffic_back(Box::pin(Bed::ecs_blue_green()).await).await;
     }
 }
