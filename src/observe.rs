@@ -129,7 +129,7 @@ async fn live_eks(
 ) -> Result<(), String> {
     use crate::platform::eks::{Eks, diff};
     let access = identity::eks::kube_config(target, session).await.map_err(|e| e.to_string())?;
-    let client = kube::Client::try_from(access.config.clone()).map_err(|e| e.to_string())?;
+    let client = crate::support::kube_client(access.config.clone()).map_err(|e| e.to_string())?;
     let eks = Eks::new(client.clone(), &target.namespace, config.product.product.as_str(), &env.name);
     let history = crate::platform::Platform::history(&eks).await.map_err(|e| format!("{e}; {}", e.hint()))?;
     let current = crate::release::last_known_good(&history, None);

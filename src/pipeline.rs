@@ -305,7 +305,7 @@ async fn connect(cx: &Context<'_>, session: &AwsSession) -> Result<platform::Any
     match &cx.env.target {
         Target::Eks(target) => {
             let access = identity::eks::kube_config(target, session).await?;
-            let client = kube::Client::try_from(access.config.clone()).map_err(|e| {
+            let client = crate::support::kube_client(access.config.clone()).map_err(|e| {
                 platform::PlatformError::Connect { what: "the cluster".into(), message: e.to_string() }
             })?;
             Ok(platform::Any::Eks(platform::eks::Eks::new(

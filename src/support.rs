@@ -83,3 +83,18 @@ pub fn human(d: std::time::Duration) -> String {
     };
     humantime::format_duration(rounded).to_string()
 }
+
+/// What every HTTP client of deployer's says it is (`User-Agent`): API servers' audit logs,
+/// registries and webhooks name the tool that called them.
+pub const USER_AGENT: &str = concat!("deployer/", env!("CARGO_PKG_VERSION"));
+
+/// A plain HTTP client that names itself (HTTP checks, the OIDC token request).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().user_agent(USER_AGENT).build().unwrap_or_default()
+}
+
+/// A Kubernetes client for `config` that names itself in the API server's audit log.
+pub fn kube_client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
+    config.headers.push((reqwest::header::USER_AGENT, reqwest::header::HeaderValue::from_static(USER_AGENT)));
+    kube::Client::try_from(config)
+}

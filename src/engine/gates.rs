@@ -36,7 +36,7 @@ impl Gates {
             cloudwatch: None,
             alarms: Vec::new(),
             http_checks: Vec::new(),
-            http: reqwest::Client::new(),
+            http: crate::support::http_client(),
             http_failure_limit: 2,
             every: Duration::from_secs(1),
         }

@@ -341,10 +341,13 @@ impl Options {
     /// The standard AWS configuration for the environment's region, plus the GitHub Actions
     /// variables in `var`.
     pub async fn from_env(env: &Environment, var: &dyn Fn(&str) -> Option<String>) -> Self {
-        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(env.region.to_string()))
-            .load()
-            .await;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(env.region.to_string()));
+        // AWS's own User-Agent then carries `app/deployer` (CloudTrail's userAgent field).
+        if let Ok(app) = aws_config::AppName::new("deployer") {
+            loader = loader.app_name(app);
+        }
+        let aws = loader.load().await;
         Self { oidc: OidcRequest::from_env(var), session_name: sts::session_name(var), ..Self::new(aws) }
     }
 }
@@ -437,6 +440,7 @@ pub async fn establish(env: &Environment, opts: Options) -> Result<AwsSession, I
         margin: opts.refresh_margin,
         session_name: opts.session_name.clone(),
         http: reqwest::Client::builder()
+            .user_agent(crate::support::USER_AGENT)
             .build()
             .map_err(|e| IdentityError::OidcRequest { message: format!("cannot set up HTTPS: {e}") })?,
         masker: masker.clone(),

@@ -284,7 +284,7 @@ impl Registry {
         options: RegistryOptions,
     ) -> Result<Self, Error> {
         let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("deployer/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::support::USER_AGENT)
             .connect_timeout(options.connect_timeout)
             .read_timeout(options.read_timeout)
             // Blob GETs may redirect to storage; reqwest drops Authorization on a cross-host redirect.

@@ -31,3 +31,4 @@ mod render;
 mod scenarios;
 mod secrets;
 mod templates;
+mod user_agent;

@@ -119,7 +119,7 @@ impl Eks {
             kube::config::KubeConfigOptions { context: context.map(str::to_owned), ..Default::default() };
         let config =
             kube::Config::from_kubeconfig(&options).await.map_err(|e| EksError::Connect(e.to_string()))?;
-        let client = kube::Client::try_from(config).map_err(|e| EksError::Connect(e.to_string()))?;
+        let client = crate::support::kube_client(config).map_err(|e| EksError::Connect(e.to_string()))?;
         Ok(Self::new(client, namespace, product, environment))
     }
 

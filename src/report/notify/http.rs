@@ -176,7 +176,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// A client with the timeouts every notifier shares.
 pub fn client(opts: Options) -> Result<reqwest::Client, NotifyError> {
     reqwest::Client::builder()
-        .user_agent(concat!("deployer/", env!("CARGO_PKG_VERSION")))
+        .user_agent(crate::support::USER_AGENT)
         .connect_timeout(opts.call_timeout.min(Duration::from_secs(5)))
         .timeout(opts.call_timeout)
         .build()
