@@ -28,6 +28,7 @@ mod live;
 mod notify;
 mod plan;
 mod render;
+mod render_cmd;
 mod scenarios;
 mod secrets;
 mod templates;
