@@ -21,6 +21,7 @@ mod ecs_bluegreen;
 mod ecs_lock;
 mod eks;
 mod getting_started;
+mod iam;
 mod identity;
 mod image;
 mod layers;
