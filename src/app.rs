@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use std::sync::{Arc, Mutex};
 
-use crate::cli::{Cli, Command, DeployArgs, ImageArgs, OutputFormat};
+use crate::cli::{Cli, Command, DeployArgs, ImageArgs, OutputFormat, RenderArgs};
 use crate::config::{Config, ConfigErrors, Environment, did_you_mean};
 use crate::error::{Error, ExitCode};
 use crate::events::{Event, Fanout, Phase, Sink};
@@ -60,9 +60,13 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
     let in_actions = var("GITHUB_ACTIONS").as_deref() == Some("true");
     let format =
         cli.global.output.unwrap_or(if in_actions { OutputFormat::Github } else { OutputFormat::Human });
-    let stdout = SharedOut(Arc::new(Mutex::new(io.stdout)));
+    let documents = SharedOut(Arc::new(Mutex::new(io.stdout)));
     // The confirmation question goes to stderr too, in order with the rest.
     let stderr = SharedOut(Arc::new(Mutex::new(io.stderr)));
+    // `render` keeps stdout for the rendered documents (`render > all.yaml`, `| kubectl diff -f -`):
+    // its events, results and (in Actions) mask commands, which the runner reads on either
+    // stream, go to stderr.
+    let stdout = if matches!(cli.command, Command::Render(_)) { stderr.clone() } else { documents.clone() };
     // In Actions every secret is announced to the runner before it could be printed.
     let masker = if in_actions {
         let out = stdout.clone();
@@ -123,7 +127,10 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
         product: None,
         environment: cli.global.env.clone(),
     });
-    let (result, notifiers) = Box::pin(dispatch(&cli, renderer.clone(), masker, &mut prompt, var)).await;
+    let (result, notifiers) = match &cli.command {
+        Command::Render(args) => (Box::pin(render(&cli, args, &*renderer, documents, var)).await, None),
+        _ => Box::pin(dispatch(&cli, renderer.clone(), masker, &mut prompt, var)).await,
+    };
     let code = match &result {
         Ok(()) => ExitCode::Success,
         Err(e) => e.exit_code(),
@@ -157,6 +164,7 @@ fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Deploy(_) => "deploy",
         Command::Plan(_) => "plan",
+        Command::Render(_) => "render",
         Command::Rollback(_) => "rollback",
         Command::Status => "status",
         Command::History(_) => "history",
@@ -360,8 +368,54 @@ async fn dispatch_read_only(
             }
             Ok(())
         }
-        Command::Deploy(_) | Command::Rollback(_) | Command::Completions(_) | Command::Man => Ok(()),
+        Command::Deploy(_)
+        | Command::Rollback(_)
+        | Command::Render(_)
+        | Command::Completions(_)
+        | Command::Man => Ok(()),
     }
+}
+
+/// `deployer render`: the documents on stdout (or one file per service in `--out-dir`), the
+/// events on stderr. Reads no credentials: what it shows depends on the files and flags only.
+async fn render(
+    cli: &Cli,
+    args: &RenderArgs,
+    events: &dyn Sink,
+    mut out: SharedOut,
+    var: VarFn<'_>,
+) -> Result<(), Error> {
+    let (config, env) = load(cli, events, Access::Read).await?;
+    let inputs = inputs(&config, &args.images)?;
+    let planned = Box::pin(pipeline::render(&config, &env, &inputs, events, var)).await?;
+    let files = pipeline::render_files(&planned, args.show_secrets)?;
+    let Some(dir) = &args.out_dir else {
+        // One stream: YAML documents separated by `---` (EKS), one JSON document a line (ECS).
+        let mut text = String::new();
+        for (i, f) in files.iter().enumerate() {
+            if f.yaml && i > 0 {
+                text.push_str("---\n");
+            }
+            text.push_str(&f.text);
+        }
+        return out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::internal(format!("cannot write to stdout: {e}")));
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::internal(format!("cannot create {}: {e}", dir.display())))?;
+    for f in &files {
+        let path = dir.join(&f.file_name);
+        std::fs::write(&path, &f.text)
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+        events.emit(&Event::Service {
+            service: f.service.clone(),
+            phase: Phase::Render,
+            message: format!("wrote {}", path.display()),
+        });
+    }
+    Ok(())
 }
 
 /// Whether a command may change the environment: read-only ones use `role.plan_arn`.

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub const AFTER_HELP: &str = "\
 Examples:
   deployer --config examples/shop/deployer.yaml plan --env dev
+  deployer --config examples/shop/deployer.yaml render --env dev
   deployer deploy --env dev
   deployer promote --from dev --to prod && deployer deploy --env prod
   deployer completions bash > ~/.local/share/bash-completion/completions/deployer
@@ -96,6 +97,20 @@ Examples:
   deployer plan --env prod --markdown plan-prod.md # also as a pull-request comment
   deployer plan --env dev --output json | jq 'select(.event == \"planned\")'")]
     Plan(PlanArgs),
+    /// Print exactly what `deploy` would apply: the objects (EKS) or task definitions (ECS).
+    ///
+    /// The same render as `deploy`, offline: EKS as one YAML stream, ECS as one task definition
+    /// per line, byte for byte the `RegisterTaskDefinition` request. Images are pinned by digest
+    /// (`--image SERVICE=REPOSITORY@sha256:…`); an image not built yet is shown as
+    /// `REPOSITORY@<digest after push>`, with a warning. Secret values are redacted unless
+    /// `--show-secrets`. Nothing but the rendered documents goes to stdout.
+    #[command(after_help = "\
+Examples:
+  deployer render --env dev                          # images not built yet: pending pins shown
+  deployer render --env prod --image user=<registry>/shop/user@sha256:<digest>
+  deployer render --env prod --service user -o rendered/   # one file per service
+  deployer render --env dev | kubectl diff -f -")]
+    Render(RenderArgs),
     /// Return an environment to its last known-good release (or a chosen one).
     #[command(after_help = "\
 Examples:
@@ -180,6 +195,19 @@ pub struct PlanArgs {
     /// Also write the plan as Markdown (for a pull-request comment) to this file.
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    #[command(flatten)]
+    pub images: ImageArgs,
+    /// Write one file per service into this directory (`SERVICE.yaml` / `SERVICE.json`)
+    /// instead of one stream on stdout.
+    #[arg(long = "out-dir", short = 'o', value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Print the values of Kubernetes Secrets (redacted by default).
+    #[arg(long)]
+    pub show_secrets: bool,
 }
 
 #[derive(Debug, Args)]

@@ -544,28 +544,31 @@ pub fn render_errors(config: &Config, env: &Environment, observed: &plan::Observ
     observed
         .renders
         .iter()
-        .filter_map(|(service, r)| {
-            let e = r.as_ref().err()?;
-            if matches!(e, RenderError::NotFound(_)) {
-                return None;
-            }
-            let svc = config.service(service)?;
-            // A template error names the template; a kustomize error the overlay.
-            let file = match e {
-                RenderError::TaskDefinition { .. } => {
-                    svc.ecs.as_ref().map(|t| config.root.join(&t.task_definition.value))
-                }
-                _ => config.overlay_dir(svc, &env.name),
-            };
-            Some(ConfigError {
-                file: file.unwrap_or_else(|| config.path.clone()),
-                line: None,
-                column: None,
-                message: e.to_string(),
-                hint: Some(e.hint()),
-            })
-        })
+        .filter_map(|(service, r)| render_error(config, env, service, r.as_ref().err()?))
         .collect()
+}
+
+/// One render failure as a configuration error naming its overlay or template; `None` for a
+/// missing kustomize.
+fn render_error(config: &Config, env: &Environment, service: &str, e: &RenderError) -> Option<ConfigError> {
+    if matches!(e, RenderError::NotFound(_)) {
+        return None;
+    }
+    let svc = config.service(service)?;
+    // A template error names the template; a kustomize error the overlay.
+    let file = match e {
+        RenderError::TaskDefinition { .. } => {
+            svc.ecs.as_ref().map(|t| config.root.join(&t.task_definition.value))
+        }
+        _ => config.overlay_dir(svc, &env.name),
+    };
+    Some(ConfigError {
+        file: file.unwrap_or_else(|| config.path.clone()),
+        line: None,
+        column: None,
+        message: e.to_string(),
+        hint: Some(e.hint()),
+    })
 }
 
 /// Renders every selected service once, with its pinned image: what a release applies (for
@@ -734,3 +737,209 @@ fn nothing_to_promote(from: &Context<'_>) -> Error {
         ),
     }
 }
+
+/// The digest `deployer render` shows for an image that is not built yet (`deploy` builds and
+/// pushes it first, so it never renders one).
+pub const PENDING_DIGEST: &str = "<digest after push>";
+
+/// What `deployer render` prints for one service: its file name in `--out-dir` and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    pub service: String,
+    /// `SERVICE.yaml` (EKS objects) or `SERVICE.json` (an ECS task definition).
+    pub file_name: String,
+    pub text: String,
+    /// YAML documents (joined by `---` in one stream) rather than one JSON line.
+    pub yaml: bool,
+}
+
+/// `deployer render`: the release `deploy` would apply, rendered by the same code `deploy` uses
+/// ([`observe::render_services`] with [`plan::pin_for`], then `planned_from`), without building,
+/// pushing or contacting anything.
+///
+/// Pins: a `--image` must name a digest (render resolves no tag: that would need the
+/// registry); a service to be built is shown with [`PENDING_DIGEST`] and a warning, the way a
+/// `helm template` shows values it was not given. A service without `build:` or `--image` is
+/// refused, as `deploy` refuses it.
+pub async fn render(
+    config: &Config,
+    env: &Environment,
+    inputs: &Inputs,
+    events: &dyn Sink,
+    var: VarFn<'_>,
+) -> Result<Planned, Error> {
+    let inputs = Inputs { pinned: render_pins(config, inputs, events)?, ..inputs.clone() };
+    phase(events, Phase::Render, async {
+        let (_, renders) = observe::render_services(config, env, &inputs, var).await;
+        let mut errors = Vec::new();
+        let mut rendered = BTreeMap::new();
+        for (service, r) in renders {
+            match r {
+                Ok(x) => {
+                    rendered.insert(service, x);
+                }
+                // A missing kustomize is no fault of the configuration, but leaves nothing to show.
+                Err(e) => {
+                    let error = render_error(config, env, &service, &e).unwrap_or_else(|| ConfigError {
+                        file: config.path.clone(),
+                        line: None,
+                        column: None,
+                        message: e.to_string(),
+                        hint: Some(e.hint()),
+                    });
+                    // A missing kustomize fails every service alike: say it once.
+                    if !errors.contains(&error) {
+                        errors.push(error);
+                    }
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(crate::config::ConfigErrors(errors).into());
+        }
+        planned_from(config, &inputs, rendered)
+    })
+    .await
+}
+
+/// The pin of every selected service for `render`, as `deploy` would pin it after its images
+/// step: a digest in the product's registry becomes `HOST/REPOSITORY@DIGEST` (as
+/// [`resolve_images`] resolves it), one in another registry is used as given.
+fn render_pins(
+    config: &Config,
+    inputs: &Inputs,
+    events: &dyn Sink,
+) -> Result<BTreeMap<String, Pinned>, Error> {
+    let host = config.registry_host();
+    let refuse = |message: String, hint: String| {
+        Error::Config(crate::config::ConfigErrors(vec![ConfigError {
+            file: config.path.clone(),
+            line: None,
+            column: None,
+            message,
+            hint: Some(hint),
+        }]))
+    };
+    let mut pinned = BTreeMap::new();
+    for svc in config
+        .product
+        .services
+        .iter()
+        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
+    {
+        let name = svc.name.as_str();
+        let pin = match inputs.images.get(name) {
+            Some(reference) => {
+                let r = crate::image::Reference::parse(reference)?;
+                let Some(digest) = &r.digest else {
+                    return Err(refuse(
+                        format!("`--image {name}={reference}` names a tag; render resolves no tags"),
+                        format!(
+                            "give the digest: `--image {name}=REPOSITORY@sha256:…` (e.g. from `deployer promote` or the deploy's `digests` output)"
+                        ),
+                    ));
+                };
+                if r.host.as_deref().is_none_or(|h| h == host) {
+                    Pinned { repository: format!("{host}/{}", r.repository), digest: digest.to_string() }
+                } else {
+                    Pinned {
+                        repository: format!("{}/{}", r.host.as_deref().unwrap_or_default(), r.repository),
+                        digest: digest.to_string(),
+                    }
+                }
+            }
+            None if svc.build.is_some() => {
+                let repository = format!("{host}/{}", svc.repository.as_str());
+                events.emit(&Event::Warning {
+                    message: format!(
+                        "`{name}` is not built yet: shown as {repository}@{PENDING_DIGEST}; pass `--image {name}=REPOSITORY@sha256:…` to render its pin"
+                    ),
+                });
+                Pinned { repository, digest: PENDING_DIGEST.to_owned() }
+            }
+            None => {
+                return Err(refuse(
+                    format!("service `{name}` has no `build:` and no `--image {name}=REF` was given"),
+                    format!("pass the prebuilt image: `--image {name}=REPOSITORY@sha256:…`"),
+                ));
+            }
+        };
+        pinned.insert(name.to_owned(), pin);
+    }
+    Ok(pinned)
+}
+
+/// The text `deployer render` prints per service: EKS objects as YAML documents, with the
+/// values of Secrets redacted unless `show_secrets`; an ECS task definition as the exact
+/// `RegisterTaskDefinition` request body `deploy` sends.
+pub fn render_files(planned: &Planned, show_secrets: bool) -> Result<Vec<RenderedFile>, Error> {
+    let mut out = Vec::new();
+    for name in engine_order(planned) {
+        let Some(svc) = planned.services.get(&name) else { continue };
+        let file = if let Some(spec) = &svc.spec {
+            let body = crate::render::ecs::request_body(spec).map_err(|e| {
+                Error::internal(format!("cannot serialise the task definition of `{name}`: {e}"))
+            })?;
+            let text = String::from_utf8(body)
+                .map_err(|e| Error::internal(format!("task definition of `{name}` is not UTF-8: {e}")))?;
+            RenderedFile {
+                service: name.clone(),
+                file_name: format!("{name}.json"),
+                text: text + "\n",
+                yaml: false,
+            }
+        } else {
+            let objects: Vec<serde_json::Value> = svc
+                .manifests
+                .iter()
+                .map(|o| if show_secrets { o.clone() } else { redact_secret(o) })
+                .collect();
+            let text = serde_saphyr::to_string_multiple(&objects)
+                .map_err(|e| Error::internal(format!("cannot write the objects of `{name}` as YAML: {e}")))?;
+            RenderedFile { service: name.clone(), file_name: format!("{name}.yaml"), text, yaml: true }
+        };
+        out.push(file);
+    }
+    Ok(out)
+}
+
+/// The services in the order `deploy` applies them (`depends_on` waves, names within a wave).
+fn engine_order(planned: &Planned) -> Vec<String> {
+    let mut done: Vec<String> = Vec::new();
+    let mut left: Vec<&String> = planned.services.keys().collect();
+    while !left.is_empty() {
+        let (ready, rest): (Vec<&String>, Vec<&String>) = left.iter().partition(|s| {
+            planned
+                .depends_on
+                .get(s.as_str())
+                .into_iter()
+                .flatten()
+                .all(|d| done.contains(d) || !planned.services.contains_key(d))
+        });
+        // A cycle is refused when the configuration loads; never loop on one here.
+        let ready = if ready.is_empty() { rest.clone() } else { ready };
+        done.extend(ready.iter().map(|s| (*s).clone()));
+        left = rest.into_iter().filter(|s| !done.contains(s)).collect();
+    }
+    done
+}
+
+/// A Secret with every value replaced by `<redacted>` (keys kept: what is set stays visible).
+fn redact_secret(obj: &serde_json::Value) -> serde_json::Value {
+    let mut obj = obj.clone();
+    if obj.get("kind").and_then(serde_json::Value::as_str) == Some("Secret")
+        && obj.get("apiVersion").and_then(serde_json::Value::as_str) == Some("v1")
+    {
+        for field in ["data", "stringData"] {
+            if let Some(map) = obj.get_mut(field).and_then(serde_json::Value::as_object_mut) {
+                for v in map.values_mut() {
+                    *v = serde_json::Value::String(REDACTED.to_owned());
+                }
+            }
+        }
+    }
+    obj
+}
+
+/// What a redacted Secret value reads.
+pub const REDACTED: &str = "<redacted>";

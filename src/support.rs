@@ -11,6 +11,19 @@ use std::time::Duration;
 /// code has no test branches and tests set variables without touching the process.
 pub type VarFn<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
+/// The one retry policy for a call that may fail transiently (a 5xx, a 429, a dropped
+/// connection): exponential backoff from `first`, doubling up to `max`, at most `retries`
+/// retries after the first attempt. Call sites say what is worth retrying (`when`) and may
+/// let the server set the wait (`adjust`, for `Retry-After`). Watches and polls are not
+/// retries: they run to deadlines of their own.
+pub fn retry_policy(first: Duration, max: Duration, retries: usize) -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .with_max_times(retries)
+}
+
 /// A program on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;

@@ -133,44 +133,50 @@ pub async fn fetch(
     req: &OidcRequest,
     audience: &str,
 ) -> Result<IdToken, IdentityError> {
+    use backon::Retryable as _;
     let url = req.url_for(audience)?;
-    let mut last = String::new();
-    for attempt in 0..3u32 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-        }
+    let once = || async {
         let resp = http
             .get(url.clone())
             .bearer_auth(&req.bearer)
             .header("Accept", "application/json; api-version=2.0")
             .timeout(Duration::from_secs(30))
             .send()
-            .await;
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => {
-                last = format!("cannot reach the token endpoint: {e}");
-                continue;
-            }
-        };
+            .await
+            .map_err(|e| Try::Again(format!("cannot reach the token endpoint: {e}")))?;
         let status = resp.status();
         if status.is_server_error() {
-            last = format!("the token endpoint answered HTTP {status}");
-            continue;
+            return Err(Try::Again(format!("the token endpoint answered HTTP {status}")));
         }
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
-            return Err(IdentityError::OidcRequest {
+            return Err(Try::Final(IdentityError::OidcRequest {
                 message: format!("the token endpoint answered HTTP {status}: {}", body.trim()),
-            });
+            }));
         }
-        let body: TokenResponse = resp.json().await.map_err(|e| IdentityError::OidcRequest {
-            message: format!("the token endpoint's answer has no `value`: {e}"),
+        let body: TokenResponse = resp.json().await.map_err(|e| {
+            Try::Final(IdentityError::OidcRequest {
+                message: format!("the token endpoint's answer has no `value`: {e}"),
+            })
         })?;
-        let claims = decode_claims(&body.value)?;
-        return Ok(IdToken { jwt: body.value, claims });
-    }
-    Err(IdentityError::OidcRequest { message: last })
+        let claims = decode_claims(&body.value).map_err(Try::Final)?;
+        Ok(IdToken { jwt: body.value, claims })
+    };
+    // Two retries, 0.5 s then 1 s apart.
+    once.retry(crate::support::retry_policy(Duration::from_millis(500), Duration::from_secs(1), 2))
+        .when(|e| matches!(e, Try::Again(_)))
+        .await
+        .map_err(|e| match e {
+            Try::Again(message) => IdentityError::OidcRequest { message },
+            Try::Final(e) => e,
+        })
+}
+
+/// How one request for a token ended, when it did not give one.
+enum Try {
+    /// Worth another attempt (transport error, 5xx).
+    Again(String),
+    Final(IdentityError),
 }
 
 #[cfg(test)]

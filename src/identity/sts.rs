@@ -27,7 +27,7 @@ use super::oidc::{self, Claims, OidcRequest};
 const STILL_USABLE: Duration = Duration::from_secs(10);
 
 /// Extra attempts after `IDPCommunicationError`.
-const IDP_RETRIES: u32 = 2;
+const IDP_RETRIES: usize = 2;
 
 /// AWS caps a session obtained by role chaining at one hour.
 pub const CHAINED_MAX: Duration = Duration::from_hours(1);
@@ -79,23 +79,21 @@ impl ChainProvider {
         self.runs.fetch_add(1, Ordering::Relaxed);
         let (mut creds, claims, mut assumed) = match &self.first {
             FirstHop::WebIdentity { request, audience, role, duration } => {
-                let mut attempt = 0u32;
-                loop {
+                use backon::Retryable as _;
+                let once = || async {
                     let token = oidc::fetch(&self.http, request, audience).await?;
                     self.masker.add(&token.jwt);
-                    match self.web_identity(role, *duration, &token.jwt, &token.claims, audience).await {
-                        Ok(creds) => break (creds.0, Some(token.claims), Some(creds.1)),
-                        // STS could not reach GitHub's key endpoint: AWS documents this as
-                        // retryable, with a fresh token each time.
-                        Err(IdentityError::WebIdentityRefused { code, .. })
-                            if code == "IDPCommunicationError" && attempt < IDP_RETRIES =>
-                        {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
+                    let creds =
+                        self.web_identity(role, *duration, &token.jwt, &token.claims, audience).await?;
+                    Ok::<_, IdentityError>((creds.0, Some(token.claims), Some(creds.1)))
+                };
+                // STS could not reach GitHub's key endpoint: AWS documents this as retryable,
+                // with a fresh token each time (1 s, then 2 s apart).
+                once.retry(crate::support::retry_policy(Duration::from_secs(1), Duration::from_secs(2), IDP_RETRIES))
+                    .when(|e| {
+                        matches!(e, IdentityError::WebIdentityRefused { code, .. } if code == "IDPCommunicationError")
+                    })
+                    .await?
             }
             FirstHop::Base { provider, assume } => {
                 let base = provider.provide_credentials().await.map_err(|e| {

@@ -511,38 +511,59 @@ impl Registry {
         }
     }
 
-    /// Sends with retries; the response may still be a 4xx for the caller to judge.
-    async fn send(&self, scopes: &[String], req: Req) -> Result<reqwest::Response, Error> {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.attempt(scopes, &req).await {
-                Ok(r) => return Ok(r),
-                Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Transient { reason, retry_after }) => {
-                    if tries >= self.options.attempts {
-                        return Err(Error::Unreachable {
-                            registry: self.endpoint.to_string(),
-                            reason: format!(
-                                "{} {} failed {tries} times; last: {reason}",
-                                req.method,
-                                path_of(&req.url)
-                            ),
-                        });
-                    }
-                    tokio::time::sleep(self.backoff(tries, retry_after)).await;
-                }
-            }
-        }
+    /// The registry's retry policy ([`crate::support::retry_policy`]): 400 ms doubling up to
+    /// `max_backoff`, `attempts` tries in all. Resumed uploads wait by the same steps.
+    fn retry_policy(&self) -> backon::ExponentialBuilder {
+        let retries = usize::try_from(self.options.attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+        crate::support::retry_policy(Duration::from_millis(400), self.options.max_backoff, retries)
     }
 
+    /// Sends with retries; the response may still be a 4xx for the caller to judge.
+    async fn send(&self, scopes: &[String], req: Req) -> Result<reqwest::Response, Error> {
+        use backon::Retryable as _;
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let cap = self.options.max_backoff * 4;
+        let once = || async {
+            tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.attempt(scopes, &req).await
+        };
+        // Jitter: parallel uploads that failed together do not retry together.
+        once.retry(self.retry_policy().with_jitter())
+            .when(|e| matches!(e, Attempt::Transient { .. }))
+            // A server's `Retry-After` sets the wait (bounded), while tries remain.
+            .adjust(|e, next| {
+                next.map(|d| match e {
+                    Attempt::Transient { retry_after: Some(r), .. } => (*r).min(cap),
+                    _ => d,
+                })
+            })
+            .await
+            .map_err(|e| match e {
+                Attempt::Fatal(e) => e,
+                Attempt::Transient { reason, .. } => Error::Unreachable {
+                    registry: self.endpoint.to_string(),
+                    reason: format!(
+                        "{} {} failed {} times; last: {reason}",
+                        req.method,
+                        path_of(&req.url),
+                        tries.load(std::sync::atomic::Ordering::Relaxed)
+                    ),
+                },
+            })
+    }
+
+    /// The wait before resuming an upload the `tries`-th time: the server's `Retry-After`
+    /// (bounded), else the retry policy's step.
     fn backoff(&self, tries: u32, retry_after: Option<Duration>) -> Duration {
+        use backon::BackoffBuilder as _;
         if let Some(d) = retry_after {
             return d.min(self.options.max_backoff * 4);
         }
-        let base = Duration::from_millis(200).saturating_mul(1 << tries.min(10));
-        let jitter = Duration::from_millis(rand::random_range(0..100));
-        base.min(self.options.max_backoff) + jitter
+        let step = usize::try_from(tries.saturating_sub(1)).unwrap_or(usize::MAX);
+        crate::support::retry_policy(Duration::from_millis(400), self.options.max_backoff, usize::MAX)
+            .build()
+            .nth(step)
+            .unwrap_or(self.options.max_backoff)
     }
 
     fn status_error(&self, what: impl Into<String>, status: StatusCode, body: &str) -> Error {

@@ -31,6 +31,12 @@ pub fn render_task_definition(
     Ok(doc)
 }
 
+/// The exact bytes of the `RegisterTaskDefinition` request for a rendered definition: what
+/// `deploy` sends and what `deployer render` prints (one compact JSON document).
+pub fn request_body(doc: &Value) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(doc)
+}
+
 fn substitute(v: &mut Value, vars: &BTreeMap<&str, String>) -> Result<(), String> {
     match v {
         Value::String(s) => {

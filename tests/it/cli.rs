@@ -3,8 +3,18 @@
 
 use crate::support;
 
-const SUBCOMMANDS: [&str; 9] =
-    ["deploy", "plan", "rollback", "status", "history", "promote", "validate", "completions", "man"];
+const SUBCOMMANDS: [&str; 10] = [
+    "deploy",
+    "plan",
+    "render",
+    "rollback",
+    "status",
+    "history",
+    "promote",
+    "validate",
+    "completions",
+    "man",
+];
 
 fn help(args: &[&str]) -> String {
     let home = tempfile::tempdir().unwrap();

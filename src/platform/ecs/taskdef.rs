@@ -116,7 +116,9 @@ pub async fn register(ecs: &Client, doc: &Value) -> Result<String, PlatformError
             PlatformError::setup("the task definition has no `family`", "add `family` to the template")
         })?
         .to_owned();
-    let body = serde_json::to_vec(doc).map_err(|e| PlatformError::api("RegisterTaskDefinition", e))?;
+    // The bytes `deployer render` prints for it (one function, so they cannot drift apart).
+    let body =
+        crate::render::ecs::request_body(doc).map_err(|e| PlatformError::api("RegisterTaskDefinition", e))?;
     let out = ecs
         .register_task_definition()
         .family(&family)

@@ -57,60 +57,60 @@ impl NotifyError {
     }
 }
 
-/// Sends `build()` (rebuilt for each attempt), retrying what is worth retrying.
+/// Sends `build()` (rebuilt for each attempt), retrying what is worth retrying with the one
+/// retry policy ([`crate::support::retry_policy`]: `backoff` doubling, `retries` retries).
 pub async fn send(
     what: &str,
     opts: Options,
     build: impl Fn() -> RequestBuilder,
 ) -> Result<Response, NotifyError> {
-    let mut backoff = opts.backoff;
-    let mut attempt = 0;
-    loop {
-        let retry_in = match build().send().await {
+    use backon::Retryable as _;
+    let once = || async {
+        match build().send().await {
             Err(e) => {
                 // A webhook URL is a secret: keep it out of the warning.
                 let e = e.without_url();
-                if attempt >= opts.retries {
-                    let host = build()
-                        .build()
-                        .ok()
-                        .and_then(|r| r.url().host_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    return Err(NotifyError::Transport {
-                        what: what.to_owned(),
-                        host,
-                        reason: error_chain(&e),
-                    });
-                }
-                backoff
+                let host = build()
+                    .build()
+                    .ok()
+                    .and_then(|r| r.url().host_str().map(str::to_owned))
+                    .unwrap_or_default();
+                Err(Failed {
+                    error: NotifyError::Transport { what: what.to_owned(), host, reason: error_chain(&e) },
+                    wait: None,
+                    retry: true,
+                })
             }
             Ok(r) => match classify(&r) {
-                Verdict::Done => return Ok(r),
-                Verdict::Fail => return Err(status_error(what, r).await),
-                Verdict::Retry(wait) => {
-                    let limited = matches!(r.status().as_u16(), 403 | 429);
-                    let wait = wait.unwrap_or(backoff);
-                    if limited && wait > opts.max_retry_wait {
-                        return Err(NotifyError::RateLimited {
-                            what: what.to_owned(),
-                            wait_s: wait.as_secs(),
-                        });
-                    }
-                    if attempt >= opts.retries {
-                        return Err(if limited {
-                            NotifyError::RateLimited { what: what.to_owned(), wait_s: wait.as_secs() }
-                        } else {
-                            status_error(what, r).await
-                        });
-                    }
-                    wait.min(opts.max_retry_wait)
+                Verdict::Done => Ok(r),
+                Verdict::Fail => Err(Failed { error: status_error(what, r).await, wait: None, retry: false }),
+                Verdict::Retry(wait) if matches!(r.status().as_u16(), 403 | 429) => {
+                    // A limit that lasts longer than a notifier may wait fails at once.
+                    let wait_s = wait.unwrap_or(opts.backoff).as_secs();
+                    Err(Failed {
+                        error: NotifyError::RateLimited { what: what.to_owned(), wait_s },
+                        wait,
+                        retry: wait.is_none_or(|w| w <= opts.max_retry_wait),
+                    })
                 }
+                Verdict::Retry(wait) => Err(Failed { error: status_error(what, r).await, wait, retry: true }),
             },
-        };
-        tokio::time::sleep(retry_in).await;
-        attempt += 1;
-        backoff *= 2;
-    }
+        }
+    };
+    let policy = crate::support::retry_policy(opts.backoff, opts.max_retry_wait, opts.retries as usize);
+    once.retry(policy)
+        .when(|f| f.retry)
+        // The server's wait when it named one, never longer than a notifier may wait.
+        .adjust(|f, next| next.map(|d| f.wait.unwrap_or(d).min(opts.max_retry_wait)))
+        .await
+        .map_err(|f| f.error)
+}
+
+/// One failed attempt: the error it ends with if it is the last, and whether and when to retry.
+struct Failed {
+    error: NotifyError,
+    wait: Option<Duration>,
+    retry: bool,
 }
 
 enum Verdict {

@@ -11,7 +11,9 @@ use super::{ChildGuard, root, spawn_listening, venv_bin};
 pub struct Moto {
     pub port: u16,
     pub url: String,
-    _guard: ChildGuard,
+    /// The process, and where moto's request recorder writes (off unless a test starts it)
+    /// instead of the current directory. Boxed: `Moto` lives inside large test futures.
+    _guard: Box<(ChildGuard, tempfile::TempDir)>,
 }
 
 /// The region every test uses.
@@ -25,7 +27,9 @@ impl Moto {
     }
 
     pub fn start_scaled(scale: f64) -> Self {
+        let recording = tempfile::tempdir().expect("tempdir");
         let mut cmd = Command::new(venv_bin("python"));
+        cmd.env("MOTO_RECORDER_FILEPATH", recording.path().join("requests.jsonl"));
         cmd.arg(root().join("tests/fakes/moto_ecs.py")).args([
             "--port",
             "0",
@@ -35,7 +39,7 @@ impl Moto {
             "WARNING",
         ]);
         let (guard, port) = spawn_listening(cmd, "moto", Duration::from_mins(1));
-        Self { port, url: format!("http://127.0.0.1:{port}"), _guard: guard }
+        Self { port, url: format!("http://127.0.0.1:{port}"), _guard: Box::new((guard, recording)) }
     }
 
     /// Environment variables that point the real AWS SDK (in deployer) at this moto, with static
@@ -60,6 +64,22 @@ impl Moto {
             ))
             .load()
             .await
+    }
+
+    /// The requests moto received since `control("/moto-api/recorder/start-recording", …)`, one
+    /// JSON object each (`method`, `url`, `headers`, `body`, `body_encoded`).
+    pub fn recording(&self) -> Vec<serde_json::Value> {
+        let url = format!("{}/moto-api/recorder/download-recording", self.url);
+        let out = std::process::Command::new(venv_bin("python"))
+            .args(["-c", "import sys,urllib.request;sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())", &url])
+            .output()
+            .expect("python");
+        assert!(out.status.success(), "moto recording: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("a recorded request"))
+            .collect()
     }
 
     /// POSTs JSON to one of moto's control endpoints (e.g. `/moto-api/static/ecr/scan-finding-results`).
