@@ -5,7 +5,7 @@
 //! time scale 1.0 (the behaviour contract's real timings). One engine (`engine::deploy`) drives
 //! every case; a CloudWatch alarm (moto) in `health.alarms` is the bake failure.
 //!
-//! Run: `cargo run --example switch_back` (about 10 minutes). Per case: one healthy release,
+//! Run: `cargo run --example switch_back` (about 6 minutes). Per case: one healthy release,
 //! then `RUNS` releases during whose bake the alarm goes to ALARM. Measured from t0 = the instant
 //! `SetAlarmState ALARM` returned, once production reached the new version (the bake had started
 //! and the platform itself shows the new version serving), to:
