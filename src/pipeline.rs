@@ -3,19 +3,21 @@
 //! failures map to the documented exit codes.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::{Config, ConfigError, Environment, StrategyKind, Target};
-use crate::engine::{self, Ended, Planned, Settings, Strategy};
+use crate::engine::{self, Planned, Settings, Strategy};
 use crate::error::Error;
 use crate::events::{Event, Outcome, Phase, PhaseTiming, Sink};
 use crate::identity::guard::{self, Action, Invocation, Prompt};
 use crate::identity::{self, AwsSession, Masker};
+use crate::model::PinnedImage;
 use crate::observe::{self, RenderedService, VarFn};
 use crate::plan::{self, Inputs, Pinned};
 use crate::platform::{self, Platform};
-use crate::release::{Release, ServiceRelease};
+use crate::release::{Release, ReleaseStatus, ServiceRelease};
 use crate::render::RenderError;
 
 /// What every executor needs.
@@ -33,6 +35,8 @@ pub struct Context<'a> {
 pub struct Flags {
     pub yes: bool,
     pub force_conflicts: bool,
+    /// SIGINT/SIGTERM, for the engine.
+    pub cancel: engine::cancel::Cancel,
 }
 
 /// Records phase times relative to the release start (for the summary's timeline) and forwards.
@@ -348,6 +352,7 @@ pub fn settings(
     s.git_sha = git_sha;
     s.confirmation = confirmation;
     s.force_conflicts = flags.force_conflicts;
+    s.cancel = flags.cancel.clone();
     s
 }
 
@@ -383,6 +388,7 @@ pub fn settings_for(
         strategy,
         gates,
         force_conflicts: false,
+        cancel: engine::cancel::Cancel::default(),
     }
 }
 
@@ -411,6 +417,7 @@ pub async fn deploy(
                 Error::RolledBack { .. } => Outcome::FailedRolledBack,
                 Error::RollbackFailed { .. } => Outcome::RollbackFailed,
                 Error::ScanGate { .. } => Outcome::RefusedByGate,
+                Error::Cancelled { .. } => Outcome::Interrupted,
                 _ => Outcome::Failed,
             },
             id.clone(),
@@ -450,14 +457,16 @@ async fn deploy_inner(
     let planned = planned_from(cx.config, inputs, rendered).map_err(no_id)?;
     let platform = connect(cx, session).await.map_err(no_id)?;
     let settings = settings(cx, Some(session), flags, git_sha, Some(confirmation));
+    if settings.cancel.requested() {
+        return Err(no_id(Error::Cancelled {
+            message: "cancelled before the release started: nothing was changed".into(),
+            hint: "deploy again when ready".into(),
+        }));
+    }
     let ended = Box::pin(engine::deploy(&platform, &settings, planned, cx.events))
         .await
         .map_err(|e| (e.into(), None))?;
-    let id = match &ended {
-        Ended::Succeeded(r)
-        | Ended::RolledBack { release: r, .. }
-        | Ended::RollbackFailed { release: r, .. } => r.id.clone(),
-    };
+    let id = ended.release().id.clone();
     Result::<Release, Error>::from(ended).map(|r| r.id).map_err(|e| (e, Some(id)))
 }
 
@@ -656,45 +665,144 @@ pub async fn history(cx: &Context<'_>) -> Result<Vec<HistoryRow>, Error> {
         .collect())
 }
 
-/// What runs per service, and whether it drifted from the newest succeeded release.
-pub async fn status(cx: &Context<'_>) -> Result<Vec<ServiceStatus>, Error> {
+/// What runs per service, which release that is, what an unfinished release left behind, and
+/// who holds the lock.
+pub async fn status(cx: &Context<'_>) -> Result<EnvStatus, Error> {
     let session = establish(cx).await?;
     let platform = connect(cx, &session).await?;
     let history = platform.history().await?;
-    let Some(current) = crate::release::last_known_good(&history, None) else {
-        return Ok(Vec::new());
-    };
     let running = platform.running().await?;
-    let mut out = Vec::new();
-    for (svc, rel) in &current.services {
-        // What the record says runs: the image (EKS) or the task definition (ECS).
-        // (`family:revision`, as ECS's ARN ends).
-        let recorded = rel
-            .revision
-            .as_deref()
-            .map_or_else(|| rel.image.clone(), |r| r.rsplit('/').next().unwrap_or(r).to_owned());
+    let lock = platform.lock_holder().await?;
+    Ok(env_status(&history, &running, lock.as_ref()))
+}
+
+/// `deployer status` from the records, what runs, and the lock (pure).
+pub fn env_status(
+    history: &[Release],
+    running: &BTreeMap<String, platform::Running>,
+    lock: Option<&platform::LockHolder>,
+) -> EnvStatus {
+    let good = crate::release::last_known_good(history, None);
+    // Every service a record or the platform knows.
+    let mut names: Vec<String> = good.map(|g| g.services.keys().cloned().collect()).unwrap_or_default();
+    for r in history.iter().filter(|r| good.is_none_or(|g| r.sequence > g.sequence)) {
+        names.extend(r.services.keys().cloned());
+    }
+    names.extend(running.keys().cloned());
+    names.sort();
+    names.dedup();
+    // The release a service runs: the newest record whose entry for it is exactly what runs.
+    let runs = |svc: &str, live: &[String]| -> Option<&Release> {
+        history.iter().rev().find(|r| {
+            r.services.get(svc).is_some_and(|s| {
+                let want = engine::recorded_as(s);
+                !live.is_empty() && live.iter().all(|l| *l == want)
+            })
+        })
+    };
+    let mut services = Vec::new();
+    for svc in &names {
         let live = running.get(svc).map(|r| r.live.clone()).unwrap_or_default();
-        let drifted = live.is_empty() || live.iter().any(|i| i != &recorded);
-        out.push(ServiceStatus {
+        let found = runs(svc, &live);
+        let expected = good.and_then(|g| g.services.get(svc));
+        let entry = found.and_then(|r| r.services.get(svc)).or(expected);
+        services.push(ServiceStatus {
             service: svc.clone(),
-            release: current.id.clone(),
-            since: current.finished_at.clone().unwrap_or_else(|| current.started_at.clone()),
-            recorded,
+            release: found.map_or_else(|| "unknown".to_owned(), |r| r.id.clone()),
+            since: found
+                .map(|r| r.finished_at.clone().unwrap_or_else(|| r.started_at.clone()))
+                .unwrap_or_default(),
+            digest: entry.map(|s| PinnedImage::digest_or_reference(&s.image)).unwrap_or_default(),
+            recorded: expected.map(engine::recorded_as).unwrap_or_default(),
+            drifted: expected
+                .is_none_or(|e| live.is_empty() || live.iter().any(|l| *l != engine::recorded_as(e))),
             live,
-            drifted,
         });
     }
-    Ok(out)
+    let mut notes = Vec::new();
+    // A release newer than the last known-good that did not end healthy: what it left.
+    let holder_live = lock.is_some_and(|l| l.live);
+    if let Some(newest) = history.last().filter(|r| good.is_none_or(|g| r.sequence > g.sequence)) {
+        let unfinished = match newest.status {
+            ReleaseStatus::Interrupted => Some("was interrupted"),
+            ReleaseStatus::Pending if holder_live => None,
+            ReleaseStatus::Pending => {
+                Some("was interrupted (its run is gone; recorded as pending until the next run)")
+            }
+            ReleaseStatus::Failed => Some("failed and its rollback failed"),
+            _ => None,
+        };
+        if newest.status == ReleaseStatus::Pending && holder_live {
+            notes.push(("release".to_owned(), format!("release {} is in progress", newest.id)));
+        }
+        if let Some(what) = unfinished {
+            let (on, off): (Vec<&ServiceStatus>, Vec<&ServiceStatus>) = services
+                .iter()
+                .filter(|s| newest.services.contains_key(&s.service))
+                .partition(|s| s.release == newest.id);
+            let mut text = format!("release {} {what}", newest.id);
+            if on.is_empty() {
+                text.push_str("; no service runs it");
+            } else {
+                let names: Vec<&str> = on.iter().map(|s| s.service.as_str()).collect();
+                let _ = write!(
+                    text,
+                    "; {} {} it",
+                    names.join(", "),
+                    if names.len() == 1 { "runs" } else { "run" }
+                );
+            }
+            let mut by_release: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for s in &off {
+                by_release.entry(s.release.as_str()).or_default().push(s.service.as_str());
+            }
+            for (rel, svcs) in by_release {
+                let _ = write!(
+                    text,
+                    ", {} {} {rel}",
+                    svcs.join(", "),
+                    if svcs.len() == 1 { "runs" } else { "run" }
+                );
+            }
+            notes.push(("release".to_owned(), text));
+        }
+    }
+    if let Some(l) = lock {
+        notes.push((
+            "lock".to_owned(),
+            if l.live {
+                format!("held by `{}`", l.holder)
+            } else {
+                format!("left by `{}`, which stopped renewing it (the next run takes it over)", l.holder)
+            },
+        ));
+    } else {
+        notes.push(("lock".to_owned(), "free".to_owned()));
+    }
+    EnvStatus { services, notes }
+}
+
+/// `deployer status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnvStatus {
+    pub services: Vec<ServiceStatus>,
+    /// (subject, what to know): an unfinished release and what it left mixed, the lock holder.
+    pub notes: Vec<(String, String)>,
 }
 
 /// One service in `deployer status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ServiceStatus {
     pub service: String,
+    /// The release whose record matches what runs (`unknown` when none does).
     pub release: String,
     pub since: String,
+    /// The image digest of what runs (from its record).
+    pub digest: String,
+    /// What the last known-good release recorded (image or ECS `family:revision`).
     pub recorded: String,
     pub live: Vec<String>,
+    /// It does not run the last known-good release.
     pub drifted: bool,
 }
 

@@ -78,6 +78,7 @@ pub fn request(services: BTreeMap<String, (String, Vec<Value>)>) -> DeployReques
             strategy: Strategy::Rolling,
             gates: engine::gates::Gates::none(),
             force_conflicts: false,
+            cancel: engine::cancel::Cancel::default(),
         },
     }
 }
@@ -424,7 +425,8 @@ async fn a_run_killed_mid_deploy_is_taken_over_and_the_next_run_converges() {
     assert_eq!(release.id, "dev.3");
     assert_eq!(live_images(&fake.client().await).await, images_of(&next.services));
     let statuses: Vec<_> = Platform::history(&eks).await.unwrap().iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [ReleaseStatus::Succeeded, ReleaseStatus::Pending, ReleaseStatus::Succeeded]);
+    // The next run found the killed run's record still pending and said what it is.
+    assert_eq!(statuses, [ReleaseStatus::Succeeded, ReleaseStatus::Interrupted, ReleaseStatus::Succeeded]);
 }
 
 async fn service_colors(client: &kube::Client) -> Vec<String> {

@@ -23,6 +23,7 @@ mod eks;
 mod getting_started;
 mod identity;
 mod image;
+mod kill;
 mod layers;
 mod live;
 mod notify;

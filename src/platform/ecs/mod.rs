@@ -560,6 +560,18 @@ impl Platform for EcsPlatform {
         Ok(out)
     }
 
+    async fn lock_holder(&self) -> Result<Option<super::LockHolder>, PlatformError> {
+        let key = lock::lock_key(&self.product, &self.environment);
+        match lock::holder(&self.dynamodb, &self.lock_table, &key).await {
+            Ok(h) => Ok(h.map(|(holder, live)| super::LockHolder { holder, live })),
+            Err(e) => Err(PlatformError::Api {
+                operation: "read the deploy lock".into(),
+                hint: e.hint(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
     async fn lock(&self, holder: &str, wait: Duration) -> Result<super::Lock, PlatformError> {
         let key = lock::lock_key(&self.product, &self.environment);
         match lock::Lock::acquire(&self.dynamodb, &self.lock_table, &key, holder, wait).await {
