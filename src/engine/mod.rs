@@ -753,8 +753,13 @@ async fn restore<P: Platform>(
         Err(e) => format!("could not watch the rollback: {e}"),
     };
     // The platform may have moved the last step itself (ECS's circuit breaker or alarm
-    // rollback of our restore deployment lands on the same revision): what counts is what runs.
-    if lands_on(platform, target).await {
+    // rollback of our restore deployment lands on the same revision): what counts is what
+    // runs, and that it runs healthy — followed once more where it stands (an unchanged ECS
+    // service is followed through its current deployment, e.g. ECS's own rollback).
+    if lands_on(platform, target).await
+        && let Ok(again) = platform.apply(target, &services, ApplyMode::Restore { from: None }, events).await
+        && let Ok(None) = platform.watch(&again, deadline, Duration::ZERO, events).await
+    {
         service_note(
             events,
             Phase::Rollback,

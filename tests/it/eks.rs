@@ -349,10 +349,14 @@ async fn manual_rollback_to_an_older_release() {
     let back = rollback(&eks, None, &rec).await.unwrap();
     assert_eq!(back.rolled_back_to.as_deref(), Some("dev.1"));
     assert_eq!(live_images(&fake.client().await).await, images_of(&v1));
-    // Explicit target, forward again.
-    let again = rollback(&eks, Some("dev.2"), &rec).await.unwrap();
-    assert_eq!(again.id, "dev.4");
-    assert_eq!(live_images(&fake.client().await).await, images_of(&v2));
+    // The release rolled back from is no longer known-good: neither the default target (nothing
+    // older than dev.1) nor a `--to` target; a rollback never goes forward.
+    assert!(matches!(rollback(&eks, None, &rec).await, Err(EngineError::NothingToRollBackTo)));
+    assert!(matches!(
+        rollback(&eks, Some("dev.2"), &rec).await,
+        Err(EngineError::UnsafeTarget(_, "rolled-back", _))
+    ));
+    assert_eq!(live_images(&fake.client().await).await, images_of(&v1));
     assert!(matches!(rollback(&eks, Some("dev.99"), &rec).await, Err(EngineError::UnknownRelease(..))));
 }
 
