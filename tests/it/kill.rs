@@ -238,6 +238,19 @@ impl Stand {
         (rows(tables[0], 0, 2), rows(tables[1], 0, 1))
     }
 
+    /// Release id → "returned to" column, from `deployer history`.
+    async fn returned_to(&self) -> BTreeMap<String, String> {
+        let (code, events, err) = self.run(&["history"], Vec::new()).await;
+        assert_eq!(code, Some(0), "{err}");
+        let table = events.iter().find(|e| e["event"] == "table").unwrap();
+        table["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[0].as_str().unwrap().to_owned(), r[5].as_str().unwrap().to_owned()))
+            .collect()
+    }
+
     /// Release id → outcome, from `deployer history`.
     async fn history(&self) -> BTreeMap<String, String> {
         let (code, events, err) = self.run(&["history"], Vec::new()).await;
@@ -307,6 +320,7 @@ async fn stopped_mid_release(stand: Stand, stop: Stop) {
             let finished = events.iter().find(|e| e["event"] == "finished").unwrap().to_string();
             assert!(finished.contains("was cancelled and rolled back"), "{finished}");
             assert_eq!(history[&two], "rolled-back", "{history:?}");
+            assert_eq!(stand.returned_to().await[&two], format!("→ {one}"));
             assert!(stand.versions(&[1]).await.values().all(|v| *v == 1));
             stand.assert_status_is_true(&[(1, &one)]).await;
             assert_eq!(stand.status().await.1["lock"], "free");

@@ -283,7 +283,7 @@ pub async fn watch(
                     reason: "Timeout".into(),
                     message: format!(
                         "no progress for {} (timeouts.rollout is 0s: each workload is bounded by its progress deadline): {detail}",
-                        humantime::format_duration(limit)
+                        crate::support::rounded(limit)
                     ),
                     restart_count: None,
                     events: Vec::new(),
@@ -304,7 +304,7 @@ pub async fn watch(
                     reason: "Timeout".into(),
                     message: format!(
                         "not healthy after {}: {}",
-                        humantime::format_duration(timeout),
+                        crate::support::rounded(timeout),
                         progressing.join("; ")
                     ),
                     restart_count: None,
