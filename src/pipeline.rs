@@ -842,3 +842,67 @@ fn nothing_to_promote(from: &Context<'_>) -> Error {
         ),
     }
 }
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+    use crate::platform::{LockHolder, Running};
+
+    fn rel(seq: u64, status: ReleaseStatus, services: &[(&str, u8)]) -> Release {
+        Release {
+            status,
+            started_at: format!("2026-12-07T10:{seq:02}:00Z"),
+            services: services
+                .iter()
+                .map(|(s, v)| {
+                    ((*s).to_owned(), ServiceRelease::new(format!("reg/{s}@sha256:{v:02}"), vec![], None))
+                })
+                .collect(),
+            ..Release::pending("shop", "dev", seq)
+        }
+    }
+
+    fn running(v: &[(&str, u8)]) -> BTreeMap<String, Running> {
+        v.iter()
+            .map(|(s, n)| ((*s).to_owned(), Running { live: vec![format!("reg/{s}@sha256:{n:02}")] }))
+            .collect()
+    }
+
+    const ALL: [&str; 3] = ["order", "payment", "user"];
+
+    /// dev.23 was interrupted mid-apply: user and payment run it, order still runs dev.22.
+    #[test]
+    fn status_says_what_an_interrupted_release_left_and_who_holds_the_lock() {
+        let on = |v: u8| ALL.iter().map(|s| (*s, v)).collect::<Vec<_>>();
+        let history =
+            vec![rel(22, ReleaseStatus::Succeeded, &on(22)), rel(23, ReleaseStatus::Interrupted, &on(23))];
+        let live = running(&[("order", 22), ("payment", 23), ("user", 23)]);
+        let s = env_status(&history, &live, None);
+        let per: Vec<(&str, &str, bool)> =
+            s.services.iter().map(|x| (x.service.as_str(), x.release.as_str(), x.drifted)).collect();
+        assert_eq!(per, [("order", "dev.22", false), ("payment", "dev.23", true), ("user", "dev.23", true)]);
+        assert_eq!(s.services[1].digest, "sha256:23");
+        assert_eq!(
+            s.notes,
+            [
+                (
+                    "release".to_owned(),
+                    "release dev.23 was interrupted; payment, user run it, order runs dev.22".to_owned()
+                ),
+                ("lock".to_owned(), "free".to_owned()),
+            ]
+        );
+        // A pending record whose holder stopped renewing the lock: interrupted, whatever it says.
+        let mut history = history;
+        history[1].status = ReleaseStatus::Pending;
+        let dead = LockHolder { holder: "run-7".into(), live: false };
+        let s = env_status(&history, &live, Some(&dead));
+        assert!(s.notes[0].1.starts_with("release dev.23 was interrupted (its run is gone"), "{:?}", s.notes);
+        assert_eq!(s.notes[1].1, "left by `run-7`, which stopped renewing it (the next run takes it over)");
+        // A live holder: in progress.
+        let alive = LockHolder { holder: "run-8".into(), live: true };
+        let s = env_status(&history, &live, Some(&alive));
+        assert_eq!(s.notes[0].1, "release dev.23 is in progress");
+        assert_eq!(s.notes[1].1, "held by `run-8`");
+    }
+}
