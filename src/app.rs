@@ -38,11 +38,9 @@ pub struct Io {
 /// [`ExitCode::Cancelled`] and no cleanup. Call it inside the runtime.
 pub fn listen_for_signals() -> Cancel {
     let (trigger, cancel) = Cancel::new();
+    let mut signals = Signals::new();
     tokio::spawn(async move {
-        loop {
-            if !next_signal().await {
-                return;
-            }
+        while signals.next().await {
             trigger.signal();
             if trigger.count() >= 3 {
                 std::process::exit(i32::from(ExitCode::Cancelled.code()));
@@ -52,25 +50,40 @@ pub fn listen_for_signals() -> Cancel {
     cancel
 }
 
-/// Waits for SIGINT or SIGTERM; false when signals cannot be listened to.
+/// SIGINT and SIGTERM, registered once: a stream only sees signals that arrive after it was
+/// created, so re-registering per wait could lose a second signal sent right after the first.
 #[cfg(unix)]
-async fn next_signal() -> bool {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Registered once per wait: tokio keeps the OS handler installed, so no signal is lost
-    // between two waits.
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
-        return false;
-    };
-    tokio::select! {
-        _ = int.recv() => true,
-        _ = term.recv() => true,
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+#[cfg(unix)]
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self(signal(SignalKind::interrupt()).ok().zip(signal(SignalKind::terminate()).ok()))
+    }
+
+    /// Waits for the next signal; false when signals cannot be listened to.
+    async fn next(&mut self) -> bool {
+        let Some((int, term)) = self.0.as_mut() else { return false };
+        tokio::select! {
+            s = int.recv() => s.is_some(),
+            s = term.recv() => s.is_some(),
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn next_signal() -> bool {
-    tokio::signal::ctrl_c().await.is_ok()
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    const fn new() -> Self {
+        Self
+    }
+
+    async fn next(&mut self) -> bool {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
 }
 
 /// One writer shared by the renderer and the masker, so `::add-mask::` lines and output

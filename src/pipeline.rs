@@ -443,31 +443,53 @@ async fn deploy_inner(
 ) -> Result<String, (Error, Option<String>)> {
     let no_id = |e: Error| (e, None);
     let git_sha = observe::git_sha(&cx.config.root, cx.var).await;
-    inputs.pinned = Box::pin(resolve_images(cx, session, inputs, git_sha.as_deref())).await.map_err(no_id)?;
-    let (the_plan, render_errors, rendered) =
-        Box::pin(compute_plan(cx.config, cx.env, inputs, cx.events, cx.var, Some(Ok(session))))
-            .await
-            .map_err(no_id)?;
+    // Until the engine starts nothing in the environment changes: a signal just stops (builds
+    // are killed with their futures).
+    let pinned = before_changes(&flags.cancel, resolve_images(cx, session, inputs, git_sha.as_deref()));
+    inputs.pinned = pinned.await.map_err(no_id)?;
+    let (the_plan, render_errors, rendered) = before_changes(
+        &flags.cancel,
+        compute_plan(cx.config, cx.env, inputs, cx.events, cx.var, Some(Ok(session))),
+    )
+    .await
+    .map_err(no_id)?;
     cx.events.emit(&Event::Planned { plan: Box::new(the_plan) });
     if !render_errors.is_empty() {
         return Err(no_id(crate::config::ConfigErrors(render_errors).into()));
     }
-    Box::pin(phase(cx.events, Phase::Scan, scan_gate(cx, session, &inputs.pinned))).await.map_err(no_id)?;
+    before_changes(&flags.cancel, phase(cx.events, Phase::Scan, scan_gate(cx, session, &inputs.pinned)))
+        .await
+        .map_err(no_id)?;
     let confirmation = confirm(cx, session, Action::Deploy, flags.yes, prompt).map_err(no_id)?;
     let planned = planned_from(cx.config, inputs, rendered).map_err(no_id)?;
     let platform = connect(cx, session).await.map_err(no_id)?;
     let settings = settings(cx, Some(session), flags, git_sha, Some(confirmation));
     if settings.cancel.requested() {
-        return Err(no_id(Error::Cancelled {
-            message: "cancelled before the release started: nothing was changed".into(),
-            hint: "deploy again when ready".into(),
-        }));
+        return Err(no_id(cancelled_before()));
     }
     let ended = Box::pin(engine::deploy(&platform, &settings, planned, cx.events))
         .await
         .map_err(|e| (e.into(), None))?;
     let id = ended.release().id.clone();
     Result::<Release, Error>::from(ended).map(|r| r.id).map_err(|e| (e, Some(id)))
+}
+
+fn cancelled_before() -> Error {
+    Error::Cancelled {
+        message: "cancelled before the release started: nothing was changed".into(),
+        hint: "deploy again when ready".into(),
+    }
+}
+
+/// Runs a step that changes nothing in the environment, or stops at the first signal.
+async fn before_changes<T>(
+    cancel: &engine::cancel::Cancel,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::select! {
+        r = Box::pin(work) => r,
+        () = cancel.stopped() => Err(cancelled_before()),
+    }
 }
 
 /// The release the plan rendered: every selected service with its pinned image and its objects
