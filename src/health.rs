@@ -229,7 +229,7 @@ pub fn assess(policy: &HealthPolicy, obs: &Observation<'_>) -> Verdict {
                     cause: Cause::Timeout,
                     reason: format!(
                         "rollout not complete after {} ({})",
-                        crate::support::rounded(policy.rollout_timeout),
+                        humantime::format_duration(policy.rollout_timeout),
                         if waiting.is_empty() { "nothing reported".to_owned() } else { waiting.join(", ") }
                     ),
                 }],
@@ -243,7 +243,7 @@ pub fn assess(policy: &HealthPolicy, obs: &Observation<'_>) -> Verdict {
     if baked < policy.bake_time {
         let left = Duration::from_secs(policy.bake_time.saturating_sub(baked).as_secs());
         return Verdict::Progressing {
-            waiting_for: format!("bake time, {} left", crate::support::rounded(left)),
+            waiting_for: format!("bake time, {} left", humantime::format_duration(left)),
         };
     }
     Verdict::Healthy

@@ -72,27 +72,3 @@ async fn docker_daemon_answers() -> bool {
 pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
-
-/// A duration as people read it in messages: whole seconds (`5m 29s`), or milliseconds below
-/// one second — never `5m 29s 891ms 775us 510ns`.
-pub fn rounded(d: Duration) -> String {
-    let d = if d >= Duration::from_secs(1) {
-        Duration::from_secs(d.as_secs() + u64::from(d.subsec_millis() >= 500))
-    } else {
-        Duration::from_millis(d.as_millis().try_into().unwrap_or(0))
-    };
-    humantime::format_duration(d).to_string()
-}
-
-#[cfg(test)]
-mod rounded_tests {
-    use super::*;
-
-    #[test]
-    fn durations_print_rounded() {
-        assert_eq!(rounded(Duration::from_nanos(329_891_775_510)), "5m 30s");
-        assert_eq!(rounded(Duration::from_millis(329_400)), "5m 29s");
-        assert_eq!(rounded(Duration::from_micros(1_500)), "1ms");
-        assert_eq!(rounded(Duration::ZERO), "0s");
-    }
-}

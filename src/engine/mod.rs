@@ -626,7 +626,7 @@ async fn roll_out<P: Platform>(
             Phase::Bake,
             format!(
                 "blue-green: keeping the previous side for {} (switching back is instant until then)",
-                crate::support::rounded(*scale_down_delay)
+                humantime::format_duration(*scale_down_delay)
             ),
         );
         until_stopped(

@@ -366,7 +366,7 @@ pub async fn wait_healthy(
             return Err(PlatformError::setup(
                 format!(
                     "target group {target_group}: {healthy} of {min_healthy} targets healthy after {} ({})",
-                    crate::support::rounded(timeout),
+                    humantime::format_duration(timeout),
                     states.join(", ")
                 ),
                 "look at the target group's health check settings and the new tasks' logs",

@@ -283,7 +283,7 @@ pub async fn watch(
                     reason: "Timeout".into(),
                     message: format!(
                         "no progress for {} (timeouts.rollout is 0s: each workload is bounded by its progress deadline): {detail}",
-                        crate::support::rounded(limit)
+                        humantime::format_duration(limit)
                     ),
                     restart_count: None,
                     events: Vec::new(),
@@ -304,7 +304,7 @@ pub async fn watch(
                     reason: "Timeout".into(),
                     message: format!(
                         "not healthy after {}: {}",
-                        crate::support::rounded(timeout),
+                        humantime::format_duration(timeout),
                         progressing.join("; ")
                     ),
                     restart_count: None,
