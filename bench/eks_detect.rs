@@ -100,6 +100,7 @@ fn request(services: BTreeMap<String, (String, Vec<serde_json::Value>)>) -> (Set
         strategy: Strategy::Rolling,
         gates: engine::gates::Gates::none(),
         force_conflicts: false,
+        cancel: deployer::engine::cancel::Cancel::default(),
     };
     let services =
         services.into_iter().map(|(s, (image, objs))| (s, ServiceRelease::new(image, objs, None))).collect();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::cli::{Cli, Command, DeployArgs, ImageArgs, OutputFormat, RenderArgs};
 use crate::config::{Config, ConfigErrors, Environment, did_you_mean};
+use crate::engine::cancel::Cancel;
 use crate::error::{Error, ExitCode};
 use crate::events::{Event, Fanout, Phase, Sink};
 use crate::identity;
@@ -27,6 +28,62 @@ pub struct Io {
     pub interactive: bool,
     /// Whether stderr is a terminal (a person may be watching: live progress lines).
     pub stderr_is_terminal: bool,
+    /// SIGINT/SIGTERM ([`listen_for_signals`]); `Cancel::default()` never cancels.
+    pub cancel: Cancel,
+}
+
+/// Turns SIGINT and SIGTERM into cancellation (GitHub Actions cancels a job with SIGINT, then
+/// SIGTERM 7.5 s later, then SIGKILL): the first stops new work and undoes what is in flight,
+/// the second abandons the undo (record and lock release only), a third exits at once with
+/// [`ExitCode::Cancelled`] and no cleanup. Call it inside the runtime.
+pub fn listen_for_signals() -> Cancel {
+    let (trigger, cancel) = Cancel::new();
+    let mut signals = Signals::new();
+    tokio::spawn(async move {
+        while signals.next().await {
+            trigger.signal();
+            if trigger.count() >= 3 {
+                std::process::exit(i32::from(ExitCode::Cancelled.code()));
+            }
+        }
+    });
+    cancel
+}
+
+/// SIGINT and SIGTERM, registered once: a stream only sees signals that arrive after it was
+/// created, so re-registering per wait could lose a second signal sent right after the first.
+#[cfg(unix)]
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+#[cfg(unix)]
+impl Signals {
+    fn new() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self(signal(SignalKind::interrupt()).ok().zip(signal(SignalKind::terminate()).ok()))
+    }
+
+    /// Waits for the next signal; false when signals cannot be listened to.
+    async fn next(&mut self) -> bool {
+        let Some((int, term)) = self.0.as_mut() else { return false };
+        tokio::select! {
+            s = int.recv() => s.is_some(),
+            s = term.recv() => s.is_some(),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    const fn new() -> Self {
+        Self
+    }
+
+    async fn next(&mut self) -> bool {
+        tokio::signal::ctrl_c().await.is_ok()
+    }
 }
 
 /// One writer shared by the renderer and the masker, so `::add-mask::` lines and output
@@ -127,9 +184,25 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
         product: None,
         environment: cli.global.env.clone(),
     });
-    let (result, notifiers) = match &cli.command {
-        Command::Render(args) => (Box::pin(render(&cli, args, &*renderer, documents, var)).await, None),
-        _ => Box::pin(dispatch(&cli, renderer.clone(), masker, &mut prompt, var)).await,
+    let changes = matches!(cli.command, Command::Deploy(_) | Command::Rollback(_));
+    let work = async {
+        match &cli.command {
+            Command::Render(args) => (Box::pin(render(&cli, args, &*renderer, documents, var)).await, None),
+            _ => Box::pin(dispatch(&cli, renderer.clone(), masker, &mut prompt, var, &io.cancel)).await,
+        }
+    };
+    // deploy and rollback end on a known state themselves (the engine reads the signal);
+    // every other command changes nothing and just stops.
+    let (result, notifiers) = if changes {
+        work.await
+    } else {
+        tokio::select! {
+            r = work => r,
+            () = io.cancel.stopped() => (Err(Error::Cancelled {
+                message: format!("{command_name} was cancelled"),
+                hint: "it changes nothing; run it again".into(),
+            }), None),
+        }
     };
     let code = match &result {
         Ok(()) => ExitCode::Success,
@@ -181,6 +254,7 @@ async fn dispatch(
     masker: Arc<Masker>,
     prompt: &mut dyn Prompt,
     var: VarFn<'_>,
+    cancel: &Cancel,
 ) -> (Result<(), Error>, Option<report::notify::Notifiers>) {
     let events: &dyn Sink = &*renderer;
     match &cli.command {
@@ -200,9 +274,10 @@ async fn dispatch(
             let fan = Fanout::new(vec![Box::new(renderer.clone()), Box::new(notifiers.sink())]);
             let cx = pipeline::Context { config: &config, env: &env, var, events: &fan, masker };
             let result = match &cli.command {
-                Command::Deploy(args) => Box::pin(deploy(&cx, args, prompt)).await,
+                Command::Deploy(args) => Box::pin(deploy(&cx, args, prompt, cancel)).await,
                 Command::Rollback(args) => {
-                    let flags = pipeline::Flags { yes: args.yes, force_conflicts: false };
+                    let flags =
+                        pipeline::Flags { yes: args.yes, force_conflicts: false, cancel: cancel.clone() };
                     Box::pin(pipeline::rollback(&cx, args.to.as_deref(), &flags, prompt)).await.map(|_| ())
                 }
                 _ => Ok(()),
@@ -213,10 +288,16 @@ async fn dispatch(
     }
 }
 
-async fn deploy(cx: &pipeline::Context<'_>, args: &DeployArgs, prompt: &mut dyn Prompt) -> Result<(), Error> {
+async fn deploy(
+    cx: &pipeline::Context<'_>,
+    args: &DeployArgs,
+    prompt: &mut dyn Prompt,
+    cancel: &Cancel,
+) -> Result<(), Error> {
     let inputs = inputs(cx.config, &args.images)?;
     let session = pipeline::establish(cx).await?;
-    let flags = pipeline::Flags { yes: args.yes, force_conflicts: args.force_conflicts };
+    let flags =
+        pipeline::Flags { yes: args.yes, force_conflicts: args.force_conflicts, cancel: cancel.clone() };
     Box::pin(pipeline::deploy(cx, &session, inputs, &flags, prompt)).await
 }
 
@@ -316,13 +397,15 @@ async fn dispatch_read_only(
             let cx = pipeline::Context { config: &config, env: &env, var, events, masker };
             let status = Box::pin(pipeline::status(&cx)).await?;
             let rows = status
+                .services
                 .iter()
                 .map(|s| {
                     vec![
                         s.service.clone(),
-                        s.recorded
-                            .rsplit_once('@')
-                            .map_or_else(|| s.recorded.clone(), |(_, d)| d[..d.len().min(19)].to_owned()),
+                        s.digest.strip_prefix("sha256:").map_or_else(
+                            || s.digest.clone(),
+                            |d| format!("sha256:{}", &d[..d.len().min(12)]),
+                        ),
                         s.release.clone(),
                         s.since.clone(),
                         if s.drifted {
@@ -338,6 +421,11 @@ async fn dispatch_read_only(
                 title: format!("{} in {}", config.product.product.as_str(), env.name),
                 columns: columns.iter().map(|c| (*c).to_owned()).collect(),
                 rows,
+            });
+            events.emit(&Event::Table {
+                title: "release state".to_owned(),
+                columns: vec!["what".to_owned(), "state".to_owned()],
+                rows: status.notes.iter().map(|(k, v)| vec![k.clone(), v.clone()]).collect(),
             });
             Ok(())
         }

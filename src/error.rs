@@ -25,6 +25,8 @@ pub enum ExitCode {
     RolledBack = 5,
     RollbackFailed = 6,
     LockHeld = 7,
+    /// Cancelled by SIGINT/SIGTERM (128 + SIGINT, as shells report it).
+    Cancelled = 130,
 }
 
 impl ExitCode {
@@ -43,6 +45,7 @@ impl ExitCode {
             Self::RolledBack => "rolled-back",
             Self::RollbackFailed => "rollback-failed",
             Self::LockHeld => "lock-held",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -110,6 +113,9 @@ pub enum Error {
     LockHeld { message: String, hint: String },
     #[error("{message}")]
     Internal { message: String, hint: String },
+    /// Stopped by SIGINT/SIGTERM (the record says `interrupted` or `rolled-back`).
+    #[error("{message}")]
+    Cancelled { message: String, hint: String },
 }
 
 impl From<ConfigError> for Error {
@@ -143,6 +149,7 @@ impl Error {
             Self::RollbackFailed { .. } => ExitCode::RollbackFailed,
             Self::LockHeld { .. } => ExitCode::LockHeld,
             Self::Internal { .. } => ExitCode::Internal,
+            Self::Cancelled { .. } => ExitCode::Cancelled,
         }
     }
 
@@ -190,7 +197,8 @@ impl Error {
             | Self::RolledBack { message, hint }
             | Self::RollbackFailed { message, hint }
             | Self::LockHeld { message, hint }
-            | Self::Internal { message, hint } => vec![Problem {
+            | Self::Internal { message, hint }
+            | Self::Cancelled { message, hint } => vec![Problem {
                 position: None,
                 file: None,
                 line: None,

@@ -251,6 +251,9 @@ pub enum Outcome {
     RefusedByGate,
     /// Stopped before changing anything for another reason (auth, lock, internal).
     Failed,
+    /// Cancelled (SIGINT/SIGTERM) before it ended; recorded `interrupted` (or `rolled-back`
+    /// when the undo finished).
+    Interrupted,
 }
 
 impl Outcome {
@@ -261,6 +264,7 @@ impl Outcome {
             Self::RollbackFailed => "rollback-failed",
             Self::RefusedByGate => "refused-by-gate",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 }

@@ -11,14 +11,17 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(deployer::ExitCode::Internal.code());
         }
     };
-    let io = deployer::Io {
-        stdout: Box::new(std::io::stdout()),
-        stderr: Box::new(std::io::stderr()),
-        stdin: Box::new(std::io::BufReader::new(std::io::stdin())),
-        interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
-        stderr_is_terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    };
     let var = |k: &str| std::env::var(k).ok();
-    let code = runtime.block_on(deployer::run(cli, io, &var));
+    let code = runtime.block_on(async {
+        let io = deployer::Io {
+            stdout: Box::new(std::io::stdout()),
+            stderr: Box::new(std::io::stderr()),
+            stdin: Box::new(std::io::BufReader::new(std::io::stdin())),
+            interactive: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+            stderr_is_terminal: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            cancel: deployer::app::listen_for_signals(),
+        };
+        deployer::run(cli, io, &var).await
+    });
     std::process::ExitCode::from(code.code())
 }

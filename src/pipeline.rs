@@ -3,19 +3,21 @@
 //! failures map to the documented exit codes.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::{Config, ConfigError, Environment, StrategyKind, Target};
-use crate::engine::{self, Ended, Planned, Settings, Strategy};
+use crate::engine::{self, Planned, Settings, Strategy};
 use crate::error::Error;
 use crate::events::{Event, Outcome, Phase, PhaseTiming, Sink};
 use crate::identity::guard::{self, Action, Invocation, Prompt};
 use crate::identity::{self, AwsSession, Masker};
+use crate::model::PinnedImage;
 use crate::observe::{self, RenderedService, VarFn};
 use crate::plan::{self, Inputs, Pinned};
 use crate::platform::{self, Platform};
-use crate::release::{Release, ServiceRelease};
+use crate::release::{Release, ReleaseStatus, ServiceRelease};
 use crate::render::RenderError;
 
 /// What every executor needs.
@@ -33,6 +35,8 @@ pub struct Context<'a> {
 pub struct Flags {
     pub yes: bool,
     pub force_conflicts: bool,
+    /// SIGINT/SIGTERM, for the engine.
+    pub cancel: engine::cancel::Cancel,
 }
 
 /// Records phase times relative to the release start (for the summary's timeline) and forwards.
@@ -348,6 +352,7 @@ pub fn settings(
     s.git_sha = git_sha;
     s.confirmation = confirmation;
     s.force_conflicts = flags.force_conflicts;
+    s.cancel = flags.cancel.clone();
     s
 }
 
@@ -383,6 +388,7 @@ pub fn settings_for(
         strategy,
         gates,
         force_conflicts: false,
+        cancel: engine::cancel::Cancel::default(),
     }
 }
 
@@ -411,6 +417,7 @@ pub async fn deploy(
                 crate::ExitCode::RolledBack => Outcome::FailedRolledBack,
                 crate::ExitCode::RollbackFailed => Outcome::RollbackFailed,
                 crate::ExitCode::ScanGate => Outcome::RefusedByGate,
+                crate::ExitCode::Cancelled => Outcome::Interrupted,
                 _ => Outcome::Failed,
             },
             id.clone(),
@@ -436,29 +443,53 @@ async fn deploy_inner(
 ) -> Result<String, (Error, Option<String>)> {
     let no_id = |e: Error| (e, None);
     let git_sha = observe::git_sha(&cx.config.root, cx.var).await;
-    inputs.pinned = Box::pin(resolve_images(cx, session, inputs, git_sha.as_deref())).await.map_err(no_id)?;
-    let (the_plan, render_errors, rendered) =
-        Box::pin(compute_plan(cx.config, cx.env, inputs, cx.events, cx.var, Some(Ok(session))))
-            .await
-            .map_err(no_id)?;
+    // Until the engine starts nothing in the environment changes: a signal just stops (builds
+    // are killed with their futures).
+    let pinned = before_changes(&flags.cancel, resolve_images(cx, session, inputs, git_sha.as_deref()));
+    inputs.pinned = pinned.await.map_err(no_id)?;
+    let (the_plan, render_errors, rendered) = before_changes(
+        &flags.cancel,
+        compute_plan(cx.config, cx.env, inputs, cx.events, cx.var, Some(Ok(session))),
+    )
+    .await
+    .map_err(no_id)?;
     cx.events.emit(&Event::Planned { plan: Box::new(the_plan) });
     if !render_errors.is_empty() {
         return Err(no_id(crate::config::ConfigErrors(render_errors).into()));
     }
-    Box::pin(phase(cx.events, Phase::Scan, scan_gate(cx, session, &inputs.pinned))).await.map_err(no_id)?;
+    before_changes(&flags.cancel, phase(cx.events, Phase::Scan, scan_gate(cx, session, &inputs.pinned)))
+        .await
+        .map_err(no_id)?;
     let confirmation = confirm(cx, session, Action::Deploy, flags.yes, prompt).map_err(no_id)?;
     let planned = planned_from(cx.config, inputs, rendered).map_err(no_id)?;
     let platform = connect(cx, session).await.map_err(no_id)?;
     let settings = settings(cx, Some(session), flags, git_sha, Some(confirmation));
+    if settings.cancel.requested() {
+        return Err(no_id(cancelled_before()));
+    }
     let ended = Box::pin(engine::deploy(&platform, &settings, planned, cx.events))
         .await
         .map_err(|e| (e.into(), None))?;
-    let id = match &ended {
-        Ended::Succeeded(r)
-        | Ended::RolledBack { release: r, .. }
-        | Ended::RollbackFailed { release: r, .. } => r.id.clone(),
-    };
+    let id = ended.release().id.clone();
     Result::<Release, Error>::from(ended).map(|r| r.id).map_err(|e| (e, Some(id)))
+}
+
+fn cancelled_before() -> Error {
+    Error::Cancelled {
+        message: "cancelled before the release started: nothing was changed".into(),
+        hint: "deploy again when ready".into(),
+    }
+}
+
+/// Runs a step that changes nothing in the environment, or stops at the first signal.
+async fn before_changes<T>(
+    cancel: &engine::cancel::Cancel,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::select! {
+        r = Box::pin(work) => r,
+        () = cancel.stopped() => Err(cancelled_before()),
+    }
 }
 
 /// The release the plan rendered: every selected service with its pinned image and its objects
@@ -659,45 +690,144 @@ pub async fn history(cx: &Context<'_>) -> Result<Vec<HistoryRow>, Error> {
         .collect())
 }
 
-/// What runs per service, and whether it drifted from the newest succeeded release.
-pub async fn status(cx: &Context<'_>) -> Result<Vec<ServiceStatus>, Error> {
+/// What runs per service, which release that is, what an unfinished release left behind, and
+/// who holds the lock.
+pub async fn status(cx: &Context<'_>) -> Result<EnvStatus, Error> {
     let session = establish(cx).await?;
     let platform = connect(cx, &session).await?;
     let history = platform.history().await?;
-    let Some(current) = crate::release::last_known_good(&history, None) else {
-        return Ok(Vec::new());
-    };
     let running = platform.running().await?;
-    let mut out = Vec::new();
-    for (svc, rel) in &current.services {
-        // What the record says runs: the image (EKS) or the task definition (ECS).
-        // (`family:revision`, as ECS's ARN ends).
-        let recorded = rel
-            .revision
-            .as_deref()
-            .map_or_else(|| rel.image.clone(), |r| r.rsplit('/').next().unwrap_or(r).to_owned());
+    let lock = platform.lock_holder().await?;
+    Ok(env_status(&history, &running, lock.as_ref()))
+}
+
+/// `deployer status` from the records, what runs, and the lock (pure).
+pub fn env_status(
+    history: &[Release],
+    running: &BTreeMap<String, platform::Running>,
+    lock: Option<&platform::LockHolder>,
+) -> EnvStatus {
+    let good = crate::release::last_known_good(history, None);
+    // Every service a record or the platform knows.
+    let mut names: Vec<String> = good.map(|g| g.services.keys().cloned().collect()).unwrap_or_default();
+    for r in history.iter().filter(|r| good.is_none_or(|g| r.sequence > g.sequence)) {
+        names.extend(r.services.keys().cloned());
+    }
+    names.extend(running.keys().cloned());
+    names.sort();
+    names.dedup();
+    // The release a service runs: the newest record whose entry for it is exactly what runs.
+    let runs = |svc: &str, live: &[String]| -> Option<&Release> {
+        history.iter().rev().find(|r| {
+            r.services.get(svc).is_some_and(|s| {
+                let want = engine::recorded_as(s);
+                !live.is_empty() && live.iter().all(|l| *l == want)
+            })
+        })
+    };
+    let mut services = Vec::new();
+    for svc in &names {
         let live = running.get(svc).map(|r| r.live.clone()).unwrap_or_default();
-        let drifted = live.is_empty() || live.iter().any(|i| i != &recorded);
-        out.push(ServiceStatus {
+        let found = runs(svc, &live);
+        let expected = good.and_then(|g| g.services.get(svc));
+        let entry = found.and_then(|r| r.services.get(svc)).or(expected);
+        services.push(ServiceStatus {
             service: svc.clone(),
-            release: current.id.clone(),
-            since: current.finished_at.clone().unwrap_or_else(|| current.started_at.clone()),
-            recorded,
+            release: found.map_or_else(|| "unknown".to_owned(), |r| r.id.clone()),
+            since: found
+                .map(|r| r.finished_at.clone().unwrap_or_else(|| r.started_at.clone()))
+                .unwrap_or_default(),
+            digest: entry.map(|s| PinnedImage::digest_or_reference(&s.image)).unwrap_or_default(),
+            recorded: expected.map(engine::recorded_as).unwrap_or_default(),
+            drifted: expected
+                .is_none_or(|e| live.is_empty() || live.iter().any(|l| *l != engine::recorded_as(e))),
             live,
-            drifted,
         });
     }
-    Ok(out)
+    let mut notes = Vec::new();
+    // A release newer than the last known-good that did not end healthy: what it left.
+    let holder_live = lock.is_some_and(|l| l.live);
+    if let Some(newest) = history.last().filter(|r| good.is_none_or(|g| r.sequence > g.sequence)) {
+        let unfinished = match newest.status {
+            ReleaseStatus::Interrupted => Some("was interrupted"),
+            ReleaseStatus::Pending if holder_live => None,
+            ReleaseStatus::Pending => {
+                Some("was interrupted (its run is gone; recorded as pending until the next run)")
+            }
+            ReleaseStatus::Failed => Some("failed and its rollback failed"),
+            _ => None,
+        };
+        if newest.status == ReleaseStatus::Pending && holder_live {
+            notes.push(("release".to_owned(), format!("release {} is in progress", newest.id)));
+        }
+        if let Some(what) = unfinished {
+            let (on, off): (Vec<&ServiceStatus>, Vec<&ServiceStatus>) = services
+                .iter()
+                .filter(|s| newest.services.contains_key(&s.service))
+                .partition(|s| s.release == newest.id);
+            let mut text = format!("release {} {what}", newest.id);
+            if on.is_empty() {
+                text.push_str("; no service runs it");
+            } else {
+                let names: Vec<&str> = on.iter().map(|s| s.service.as_str()).collect();
+                let _ = write!(
+                    text,
+                    "; {} {} it",
+                    names.join(", "),
+                    if names.len() == 1 { "runs" } else { "run" }
+                );
+            }
+            let mut by_release: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+            for s in &off {
+                by_release.entry(s.release.as_str()).or_default().push(s.service.as_str());
+            }
+            for (rel, svcs) in by_release {
+                let _ = write!(
+                    text,
+                    ", {} {} {rel}",
+                    svcs.join(", "),
+                    if svcs.len() == 1 { "runs" } else { "run" }
+                );
+            }
+            notes.push(("release".to_owned(), text));
+        }
+    }
+    if let Some(l) = lock {
+        notes.push((
+            "lock".to_owned(),
+            if l.live {
+                format!("held by `{}`", l.holder)
+            } else {
+                format!("left by `{}`, which stopped renewing it (the next run takes it over)", l.holder)
+            },
+        ));
+    } else {
+        notes.push(("lock".to_owned(), "free".to_owned()));
+    }
+    EnvStatus { services, notes }
+}
+
+/// `deployer status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EnvStatus {
+    pub services: Vec<ServiceStatus>,
+    /// (subject, what to know): an unfinished release and what it left mixed, the lock holder.
+    pub notes: Vec<(String, String)>,
 }
 
 /// One service in `deployer status`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ServiceStatus {
     pub service: String,
+    /// The release whose record matches what runs (`unknown` when none does).
     pub release: String,
     pub since: String,
+    /// The image digest of what runs (from its record).
+    pub digest: String,
+    /// What the last known-good release recorded (image or ECS `family:revision`).
     pub recorded: String,
     pub live: Vec<String>,
+    /// It does not run the last known-good release.
     pub drifted: bool,
 }
 
@@ -943,3 +1073,67 @@ fn redact_secret(obj: &serde_json::Value) -> serde_json::Value {
 
 /// What a redacted Secret value reads.
 pub const REDACTED: &str = "<redacted>";
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+    use crate::platform::{LockHolder, Running};
+
+    fn rel(seq: u64, status: ReleaseStatus, services: &[(&str, u8)]) -> Release {
+        Release {
+            status,
+            started_at: format!("2026-12-07T10:{seq:02}:00Z"),
+            services: services
+                .iter()
+                .map(|(s, v)| {
+                    ((*s).to_owned(), ServiceRelease::new(format!("reg/{s}@sha256:{v:02}"), vec![], None))
+                })
+                .collect(),
+            ..Release::pending("shop", "dev", seq)
+        }
+    }
+
+    fn running(v: &[(&str, u8)]) -> BTreeMap<String, Running> {
+        v.iter()
+            .map(|(s, n)| ((*s).to_owned(), Running { live: vec![format!("reg/{s}@sha256:{n:02}")] }))
+            .collect()
+    }
+
+    const ALL: [&str; 3] = ["order", "payment", "user"];
+
+    /// dev.23 was interrupted mid-apply: user and payment run it, order still runs dev.22.
+    #[test]
+    fn status_says_what_an_interrupted_release_left_and_who_holds_the_lock() {
+        let on = |v: u8| ALL.iter().map(|s| (*s, v)).collect::<Vec<_>>();
+        let history =
+            vec![rel(22, ReleaseStatus::Succeeded, &on(22)), rel(23, ReleaseStatus::Interrupted, &on(23))];
+        let live = running(&[("order", 22), ("payment", 23), ("user", 23)]);
+        let s = env_status(&history, &live, None);
+        let per: Vec<(&str, &str, bool)> =
+            s.services.iter().map(|x| (x.service.as_str(), x.release.as_str(), x.drifted)).collect();
+        assert_eq!(per, [("order", "dev.22", false), ("payment", "dev.23", true), ("user", "dev.23", true)]);
+        assert_eq!(s.services[1].digest, "sha256:23");
+        assert_eq!(
+            s.notes,
+            [
+                (
+                    "release".to_owned(),
+                    "release dev.23 was interrupted; payment, user run it, order runs dev.22".to_owned()
+                ),
+                ("lock".to_owned(), "free".to_owned()),
+            ]
+        );
+        // A pending record whose holder stopped renewing the lock: interrupted, whatever it says.
+        let mut history = history;
+        history[1].status = ReleaseStatus::Pending;
+        let dead = LockHolder { holder: "run-7".into(), live: false };
+        let s = env_status(&history, &live, Some(&dead));
+        assert!(s.notes[0].1.starts_with("release dev.23 was interrupted (its run is gone"), "{:?}", s.notes);
+        assert_eq!(s.notes[1].1, "left by `run-7`, which stopped renewing it (the next run takes it over)");
+        // A live holder: in progress.
+        let alive = LockHolder { holder: "run-8".into(), live: true };
+        let s = env_status(&history, &live, Some(&alive));
+        assert_eq!(s.notes[0].1, "release dev.23 is in progress");
+        assert_eq!(s.notes[1].1, "held by `run-8`");
+    }
+}

@@ -22,6 +22,10 @@ pub enum ReleaseStatus {
     RolledBack,
     /// Failed, and returning to an earlier release failed too (manual action needed).
     Failed,
+    /// Stopped before it ended: its run was cancelled (SIGINT/SIGTERM) or died (`kill -9`, a
+    /// lost runner) and a later run found its record still `pending`. What it left running is
+    /// whatever it had applied by then: `deployer status` tells per service.
+    Interrupted,
 }
 
 impl ReleaseStatus {
@@ -31,6 +35,7 @@ impl ReleaseStatus {
             Self::Succeeded => "succeeded",
             Self::RolledBack => "rolled-back",
             Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -94,6 +99,10 @@ pub struct Release {
     /// The release this one returned the environment to (for a rollback, or after a failure).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_to: Option<String>,
+    /// The run that writes this record while it is `pending` (the deploy lock's holder), so a
+    /// later reader can tell a live release from one whose run is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
     pub services: BTreeMap<String, ServiceRelease>,
 }
 
@@ -113,6 +122,7 @@ impl Release {
             finished_at: None,
             failure: None,
             rolled_back_to: None,
+            holder: None,
             services: BTreeMap::new(),
         }
     }
@@ -121,6 +131,57 @@ impl Release {
     pub fn make_id(environment: &str, sequence: u64) -> String {
         format!("{environment}.{sequence}")
     }
+
+    /// A manual rollback: a release of its own whose contents are `target`'s.
+    pub const fn is_rollback(&self) -> bool {
+        matches!(self.status, ReleaseStatus::Succeeded) && self.rolled_back_to.is_some()
+    }
+}
+
+/// The release whose contents `r` runs: for a rollback the release it returned to, else `r`.
+pub fn origin<'a>(history: &'a [Release], r: &'a Release) -> &'a Release {
+    if r.is_rollback()
+        && let Some(to) = r.rolled_back_to.as_deref()
+        && let Some(t) = history.iter().find(|t| t.id == to)
+    {
+        return t;
+    }
+    r
+}
+
+/// Which release a `rollback` without `--to` returns to, and which release it leaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RollbackChoice<'a> {
+    pub target: &'a Release,
+    /// The known-good release that ran and is rolled back from (no longer known-good once the
+    /// rollback succeeded); None when the newest release did not end healthy (interrupted,
+    /// pending, failed), so the environment may run a mix and the rollback restores the last
+    /// release that ran healthy.
+    pub from: Option<&'a Release>,
+}
+
+/// The rollback target: the last release that ran healthy, whatever happened after it.
+/// - the newest release did not end on a healthy environment (interrupted, pending, or failed
+///   with a failed rollback): every service goes back to the newest succeeded release;
+/// - else the environment runs the newest succeeded release (a failed release after it was
+///   rolled back already): go one further back, past what that release ran (a rollback
+///   release runs its target's contents), never forward.
+pub fn rollback_choice(history: &[Release]) -> Option<RollbackChoice<'_>> {
+    let good = last_known_good(history, None)?;
+    let unsettled = history.iter().any(|r| {
+        r.sequence > good.sequence
+            && matches!(r.status, ReleaseStatus::Interrupted | ReleaseStatus::Pending | ReleaseStatus::Failed)
+    });
+    if unsettled {
+        return Some(RollbackChoice { target: good, from: None });
+    }
+    let runs = origin(history, good);
+    let target = history
+        .iter()
+        .filter(|r| r.status == ReleaseStatus::Succeeded && r.sequence < runs.sequence)
+        .filter(|r| origin(history, r).id != runs.id)
+        .max_by_key(|r| r.sequence)?;
+    Some(RollbackChoice { target, from: Some(good) })
 }
 
 /// The newest succeeded release, excluding `except` (the release being replaced).
@@ -157,5 +218,49 @@ mod tests {
         assert_eq!(last_known_good(&h, Some("prod.2")).map(|r| r.sequence), Some(1));
         assert_eq!(last_known_good(&[], None), None);
         assert_eq!(next_sequence(&h), 5);
+    }
+
+    fn rollback_to(seq: u64, to: u64) -> Release {
+        Release { rolled_back_to: Some(format!("prod.{to}")), ..rel(seq, ReleaseStatus::Succeeded) }
+    }
+
+    fn choice(h: &[Release]) -> Option<(u64, Option<u64>)> {
+        rollback_choice(h).map(|c| (c.target.sequence, c.from.map(|f| f.sequence)))
+    }
+
+    #[test]
+    fn after_an_interrupted_release_rollback_restores_the_last_healthy_one() {
+        // 12 ok, 13 ok, 14 interrupted mid-apply: every service back to 13 (not 12).
+        let mut h = vec![
+            rel(12, ReleaseStatus::Succeeded),
+            rel(13, ReleaseStatus::Succeeded),
+            rel(14, ReleaseStatus::Interrupted),
+        ];
+        assert_eq!(choice(&h), Some((13, None)));
+        h[2].status = ReleaseStatus::Pending;
+        assert_eq!(choice(&h), Some((13, None)));
+        h[2].status = ReleaseStatus::Failed;
+        assert_eq!(choice(&h), Some((13, None)));
+        // A failed release that was rolled back left 13 running: one further back.
+        h[2].status = ReleaseStatus::RolledBack;
+        assert_eq!(choice(&h), Some((12, Some(13))));
+    }
+
+    #[test]
+    fn a_second_rollback_goes_further_back_never_forward() {
+        // 11, 12, 13 ok; rollback 14 (= 12) marked 13 rolled-back.
+        let mut h = vec![
+            rel(11, ReleaseStatus::Succeeded),
+            rel(12, ReleaseStatus::Succeeded),
+            rel(13, ReleaseStatus::Succeeded),
+        ];
+        assert_eq!(choice(&h), Some((12, Some(13))));
+        h[2].status = ReleaseStatus::RolledBack;
+        h.push(rollback_to(14, 12));
+        assert_eq!(choice(&h), Some((11, Some(14))), "14 runs 12: next is 11");
+        h[1].status = ReleaseStatus::RolledBack;
+        h[3].status = ReleaseStatus::RolledBack;
+        h.push(rollback_to(15, 11));
+        assert_eq!(choice(&h), None, "nothing older than 11");
     }
 }

@@ -11,11 +11,13 @@
 //! Shape borrowed from helm's `pkg/action` (one action runs against a small client interface)
 //! and kube-rs `runtime::wait` (conditions are pure, waiting is separate).
 
+pub mod cancel;
 pub mod gates;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use self::cancel::Cancel;
 use crate::config::HttpCheck;
 use crate::events::{Event, Phase, Sink};
 use crate::model::{Failure, Reason};
@@ -63,6 +65,8 @@ pub struct Settings {
     pub gates: gates::Gates,
     /// Take fields over from other server-side-apply managers (EKS).
     pub force_conflicts: bool,
+    /// SIGINT/SIGTERM: stop starting work, undo what is in flight (bounded), record, unlock.
+    pub cancel: Cancel,
 }
 
 /// What a release deploys: service → what it runs, and the order they go in.
@@ -89,6 +93,25 @@ pub enum Ended {
         failure: Failure,
         why: String,
     },
+    /// Cancelled (SIGINT/SIGTERM) before it ended. `to`: every service runs that release again
+    /// (the release is recorded `rolled-back`); None: the release is recorded `interrupted` and
+    /// services may run a mix (`deployer status` says which).
+    Interrupted {
+        release: Release,
+        to: Option<String>,
+    },
+}
+
+impl Ended {
+    /// The release this run recorded.
+    pub const fn release(&self) -> &Release {
+        match self {
+            Self::Succeeded(r)
+            | Self::RolledBack { release: r, .. }
+            | Self::RollbackFailed { release: r, .. }
+            | Self::Interrupted { release: r, .. } => r,
+        }
+    }
 }
 
 /// Errors that stop the engine before a release could end normally.
@@ -165,6 +188,19 @@ impl From<Ended> for Result<Release, crate::Error> {
                 hint: "manual action needed: check `deployer status`, then `deployer rollback --env ENV --to RELEASE`"
                     .to_owned(),
             }),
+            Ended::Interrupted { release, to: Some(to) } => Err(crate::Error::Cancelled {
+                message: format!("release {} was cancelled and rolled back: every service runs {to} again", release.id),
+                hint: "nothing is left half-done; deploy again when ready".to_owned(),
+            }),
+            Ended::Interrupted { release, to: None } => Err(crate::Error::Cancelled {
+                message: format!(
+                    "release {} was cancelled before it ended and is recorded as interrupted",
+                    release.id
+                ),
+                hint: "`deployer status` shows which release each service runs; the next `deployer deploy` \
+                       or `deployer rollback` brings every service to one release"
+                    .to_owned(),
+            }),
         }
     }
 }
@@ -235,7 +271,8 @@ fn deadline_after(timeout: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + if timeout.is_zero() { UNLIMITED } else { timeout }
 }
 
-/// Deploys a release and ends on a healthy environment: this release, or the last known-good.
+/// Deploys a release and ends on a healthy environment: this release, or the last known-good
+/// (or, when cancelled, as far as the bounded undo got: see [`Ended::Interrupted`]).
 pub async fn deploy<P: Platform>(
     platform: &P,
     settings: &Settings,
@@ -243,7 +280,11 @@ pub async fn deploy<P: Platform>(
     events: &dyn Sink,
 ) -> Result<Ended, EngineError> {
     let lock = acquire(platform, settings, events).await?;
-    let result = Box::pin(deploy_locked(platform, settings, planned, &lock, events)).await;
+    let result = async {
+        settle_orphans(platform, events).await?;
+        Box::pin(deploy_locked(platform, settings, planned, &lock, events)).await
+    }
+    .await;
     lock.release().await;
     result
 }
@@ -267,6 +308,48 @@ async fn acquire<P: Platform>(
     Ok(lock)
 }
 
+/// With the lock held, no other run is writing records: a record still `pending` belongs to a
+/// run that is gone (killed, its lock taken over or expired). It is marked `interrupted`, so no
+/// record stays pending and the rollback target skips it.
+async fn settle_orphans<P: Platform>(platform: &P, events: &dyn Sink) -> Result<(), EngineError> {
+    for mut r in platform.history().await?.into_iter().filter(|r| r.status == ReleaseStatus::Pending) {
+        let who = r.holder.as_deref().map(|h| format!(" (run `{h}`)")).unwrap_or_default();
+        r.status = ReleaseStatus::Interrupted;
+        r.failure.get_or_insert_with(|| format!("its run{who} stopped before the release ended"));
+        platform.record(&r).await?;
+        events.emit(&Event::Warning {
+            message: format!(
+                "release {} was interrupted: its run{who} stopped before it ended; recorded as interrupted",
+                r.id
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Runs `work`, or stops at the first cancellation (None).
+async fn until_stopped<T>(cancel: &Cancel, work: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        v = work => Some(v),
+        () = cancel.stopped() => None,
+    }
+}
+
+/// Runs `work` (an undo or a rollback, which moves towards a known state) to its end; once a
+/// stop is asked for it gets [`cancel::UNDO_BOUND`] more, and a second stop ends it at once (None).
+async fn bounded<T>(cancel: &Cancel, work: impl Future<Output = T>) -> Option<T> {
+    tokio::pin!(work);
+    tokio::select! {
+        v = &mut work => return Some(v),
+        () = cancel.stopped() => {}
+    }
+    tokio::select! {
+        v = &mut work => Some(v),
+        () = cancel.abort() => None,
+        () = tokio::time::sleep(cancel::UNDO_BOUND) => None,
+    }
+}
+
 async fn deploy_locked<P: Platform>(
     platform: &P,
     settings: &Settings,
@@ -283,6 +366,7 @@ async fn deploy_locked<P: Platform>(
         actor: settings.actor.clone(),
         confirmation: settings.confirmation.clone(),
         started_at: now(),
+        holder: Some(settings.holder.clone()),
         services: planned.services,
         ..Release::pending(&settings.product, &settings.environment, sequence)
     };
@@ -329,7 +413,10 @@ async fn deploy_locked<P: Platform>(
             recorded?;
             Ok(Ended::Succeeded(rel))
         }
-        Err(failure) if lock.lost() => {
+        Err(Halt::Cancelled) => {
+            cancelled(platform, settings, previous.as_ref(), rel, &progress, events).await
+        }
+        Err(Halt::Failed(failure)) if lock.lost() => {
             // Another run owns the environment now and may be applying its own release: undoing
             // ours would interleave with it. Stop, say so, and leave the environment to it.
             rel.failure = Some(failure.to_string());
@@ -338,28 +425,104 @@ async fn deploy_locked<P: Platform>(
             platform.record(&rel).await?;
             Err(EngineError::LockLost)
         }
-        Err(failure) => {
+        Err(Halt::Failed(failure)) => {
             rel.failure = Some(failure.to_string());
             events.emit(&Event::HealthVerdict {
                 service: failure.service.clone().unwrap_or_default(),
                 verdict: crate::events::Verdict::Failed(Box::new(report_failure(&failure))),
             });
-            let back = return_to(platform, settings, previous.as_ref(), &rel, &progress, events).await;
+            let back = bounded(
+                &settings.cancel,
+                return_to(platform, settings, previous.as_ref(), &rel, &progress, events),
+            )
+            .await;
             rel.finished_at = Some(now());
             match back {
-                Ok(to) => {
+                Some(Ok(to)) => {
                     rel.status = ReleaseStatus::RolledBack;
                     rel.rolled_back_to = previous.as_ref().map(|p| p.id.clone());
                     platform.record(&rel).await?;
                     Ok(Ended::RolledBack { release: rel, to, failure })
                 }
-                Err(why) => {
+                Some(Err(why)) => {
                     rel.status = ReleaseStatus::Failed;
                     platform.record(&rel).await?;
                     Ok(Ended::RollbackFailed { release: rel, failure, why })
                 }
+                None => {
+                    rel.status = ReleaseStatus::Interrupted;
+                    rel.failure = Some(format!("{failure}; cancelled while rolling back"));
+                    platform.record(&rel).await?;
+                    Ok(Ended::Interrupted { release: rel, to: None })
+                }
             }
         }
+    }
+}
+
+/// A release cancelled mid-way: nothing applied yet → recorded `interrupted` (the environment
+/// is untouched); else the environment goes back to the last known-good release within
+/// [`cancel::UNDO_BOUND`] (recorded `rolled-back`), unless a second signal or the bound ends the
+/// undo (recorded `interrupted`).
+async fn cancelled<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    previous: Option<&Release>,
+    mut rel: Release,
+    progress: &Progress,
+    events: &dyn Sink,
+) -> Result<Ended, EngineError> {
+    rel.finished_at = Some(now());
+    let untouched = progress.applied.services.is_empty() && !progress.switched;
+    if untouched {
+        rel.status = ReleaseStatus::Interrupted;
+        rel.failure = Some("cancelled before any service was changed".into());
+        platform.record(&rel).await?;
+        return Ok(Ended::Interrupted { release: rel, to: None });
+    }
+    rel.failure = Some("cancelled (SIGINT/SIGTERM)".into());
+    let back = if settings.cancel.aborted() {
+        None
+    } else {
+        tokio::select! {
+            b = return_to(platform, settings, previous, &rel, progress, events) => Some(b),
+            () = settings.cancel.abort() => None,
+            () = tokio::time::sleep(cancel::UNDO_BOUND) => None,
+        }
+    };
+    match back {
+        Some(Ok(to)) => {
+            rel.status = ReleaseStatus::RolledBack;
+            rel.rolled_back_to = previous.map(|p| p.id.clone());
+            platform.record(&rel).await?;
+            Ok(Ended::Interrupted { release: rel, to: Some(to) })
+        }
+        Some(Err(why)) => {
+            rel.status = ReleaseStatus::Interrupted;
+            rel.failure = Some(format!("cancelled; undoing it failed: {why}"));
+            platform.record(&rel).await?;
+            Ok(Ended::Interrupted { release: rel, to: None })
+        }
+        None => {
+            rel.status = ReleaseStatus::Interrupted;
+            rel.failure =
+                Some("cancelled; the undo was stopped by a second signal (or took too long)".into());
+            platform.record(&rel).await?;
+            Ok(Ended::Interrupted { release: rel, to: None })
+        }
+    }
+}
+
+/// Why a rollout stopped.
+#[derive(Debug)]
+enum Halt {
+    Failed(Failure),
+    Cancelled,
+}
+
+impl From<Failure> for Halt {
+    fn from(f: Failure) -> Self {
+        Self::Failed(f)
     }
 }
 
@@ -399,11 +562,15 @@ async fn roll_out<P: Platform>(
     lock: &crate::platform::Lock,
     progress: &mut Progress,
     events: &dyn Sink,
-) -> Result<(), Failure> {
+) -> Result<(), Halt> {
     let deadline = deadline_after(settings.rollout_timeout);
     let names: Vec<&str> = released.iter().map(String::as_str).collect();
     let waves = waves(&names, depends_on);
+    let cancel = &settings.cancel;
     for (i, wave) in waves.iter().enumerate() {
+        if cancel.requested() {
+            return Err(Halt::Cancelled);
+        }
         if waves.len() > 1 {
             service_note(
                 events,
@@ -418,26 +585,42 @@ async fn roll_out<P: Platform>(
         t.finish(applied.is_ok());
         let applied = applied
             .map_err(|e| Failure::new(None, Reason::ApplyFailed, "", format!("{e} ({})", e.hint())))?;
-        // ECS registers task definitions while applying: the record names the revisions.
+        // ECS registers task definitions while applying: the record names the revisions
+        // (written at once, so a run killed from here on leaves a record that says what it
+        // started).
+        let mut named = false;
         for a in applied.services.iter().filter(|a| !a.revision.is_empty()) {
             if let Some(s) = rel.services.get_mut(&a.service) {
                 s.revision = Some(a.revision.clone());
+                named = true;
             }
         }
         progress.applied.services.extend(applied.services.iter().cloned());
+        if named && let Err(e) = platform.record(rel).await {
+            events.emit(&Event::Warning { message: format!("could not update the pending record: {e}") });
+        }
         if lock.lost() {
-            return Err(Failure::new(None, Reason::RolloutFailed, "", EngineError::LockLost.to_string()));
+            return Err(
+                Failure::new(None, Reason::RolloutFailed, "", EngineError::LockLost.to_string()).into()
+            );
         }
         // A later wave starts only once this one runs healthy: what depends on it is never
         // applied next to a broken dependency.
         let t = PhaseTimer::start(events, Phase::Health);
-        let verdict = watch(platform, settings, &applied, deadline, Duration::ZERO, false, events).await;
-        t.finish(verdict.is_ok());
-        verdict?;
+        let verdict = until_stopped(
+            cancel,
+            watch(platform, settings, &applied, deadline, Duration::ZERO, false, events),
+        )
+        .await;
+        t.finish(matches!(verdict, Some(Ok(()))));
+        verdict.ok_or(Halt::Cancelled)??;
     }
     if let Strategy::BlueGreen { smoke_checks, .. } = &settings.strategy {
+        if cancel.requested() {
+            return Err(Halt::Cancelled);
+        }
         if let Err(detail) = crate::checks::all_pass(&settings.gates.http, smoke_checks).await {
-            return Err(Failure::new(None, Reason::SmokeCheck, "", detail));
+            return Err(Failure::new(None, Reason::SmokeCheck, "", detail).into());
         }
         platform
             .switch(&progress.applied, true, events)
@@ -447,10 +630,13 @@ async fn roll_out<P: Platform>(
     }
     if !settings.bake.is_zero() {
         let t = PhaseTimer::start(events, Phase::Bake);
-        let verdict =
-            watch(platform, settings, &progress.applied, deadline, settings.bake, true, events).await;
-        t.finish(verdict.is_ok());
-        verdict?;
+        let verdict = until_stopped(
+            cancel,
+            watch(platform, settings, &progress.applied, deadline, settings.bake, true, events),
+        )
+        .await;
+        t.finish(matches!(verdict, Some(Ok(()))));
+        verdict.ok_or(Halt::Cancelled)??;
     }
     if let Strategy::BlueGreen { scale_down_delay, .. } = &settings.strategy
         && !scale_down_delay.is_zero()
@@ -463,7 +649,12 @@ async fn roll_out<P: Platform>(
                 crate::support::human(*scale_down_delay)
             ),
         );
-        watch(platform, settings, &progress.applied, deadline, *scale_down_delay, true, events).await?;
+        until_stopped(
+            cancel,
+            watch(platform, settings, &progress.applied, deadline, *scale_down_delay, true, events),
+        )
+        .await
+        .ok_or(Halt::Cancelled)??;
     }
     Ok(())
 }
@@ -576,11 +767,42 @@ async fn restore<P: Platform>(
         });
     }
     let deadline = deadline_after(settings.rollout_timeout);
-    match platform.watch(&applied, deadline, Duration::ZERO, events).await {
-        Ok(None) => Ok(label),
-        Ok(Some(f)) => Err(format!("{label} did not become healthy again: {f}")),
-        Err(e) => Err(format!("could not watch the rollback: {e}")),
+    let why = match platform.watch(&applied, deadline, Duration::ZERO, events).await {
+        Ok(None) => return Ok(label),
+        Ok(Some(f)) => format!("{label} did not become healthy again: {f}"),
+        Err(e) => format!("could not watch the rollback: {e}"),
+    };
+    // The platform may have moved the last step itself (ECS's circuit breaker or alarm
+    // rollback of our restore deployment lands on the same revision): what counts is what
+    // runs, and that it runs healthy — followed once more where it stands (an unchanged ECS
+    // service is followed through its current deployment, e.g. ECS's own rollback).
+    if lands_on(platform, target).await
+        && let Ok(again) = platform.apply(target, &services, ApplyMode::Restore { from: None }, events).await
+        && let Ok(None) = platform.watch(&again, deadline, Duration::ZERO, events).await
+    {
+        service_note(
+            events,
+            Phase::Rollback,
+            format!("every service runs {label} again (the platform finished the rollback: {why})"),
+        );
+        return Ok(label);
     }
+    Err(why)
+}
+
+/// What the record says a service runs, as [`Platform::running`] reports it: the revision
+/// (ECS task definition `family:revision`) or else the image.
+pub fn recorded_as(s: &release::ServiceRelease) -> String {
+    s.revision.as_deref().map_or_else(|| s.image.clone(), |r| r.rsplit('/').next().unwrap_or(r).to_owned())
+}
+
+/// True when every service of `target` runs exactly what `target` recorded.
+async fn lands_on<P: Platform>(platform: &P, target: &Release) -> bool {
+    let Ok(running) = platform.running().await else { return false };
+    target.services.iter().all(|(name, s)| {
+        let want = recorded_as(s);
+        running.get(name).is_some_and(|r| !r.live.is_empty() && r.live.iter().all(|l| *l == want))
+    })
 }
 
 /// A release made of the revisions that ran before `applied` (where the platform knows them).
@@ -601,8 +823,10 @@ fn ran_before(applied: &Applied, settings: &Settings) -> Release {
     }
 }
 
-/// Manual rollback to `to` (default: the newest succeeded release before the one that runs).
-/// Recorded as a release of its own with the target's contents, so it becomes the known-good one.
+/// Manual rollback to `to`, by default to the last release that ran healthy (see
+/// [`rollback_target`]). Recorded as a release of its own with the target's contents, so it
+/// becomes the known-good one; the known-good release it leaves is marked `rolled-back`, so a
+/// second rollback goes further back, never forward.
 pub async fn rollback<P: Platform>(
     platform: &P,
     settings: &Settings,
@@ -611,12 +835,14 @@ pub async fn rollback<P: Platform>(
 ) -> Result<Ended, EngineError> {
     // The target is checked before the lock: a typo must not wait for (or take) the lock.
     let history = platform.history().await?;
-    let target = rollback_target(&history, to)?.clone();
+    rollback_target(&history, to)?;
     let lock = acquire(platform, settings, events).await?;
-    let result = async {
+    let result = Box::pin(async {
+        settle_orphans(platform, events).await?;
         let history = platform.history().await?;
+        let target = rollback_target(&history, to)?.clone();
+        let leaving: Vec<Release> = leaves(&history, &target).into_iter().cloned().collect();
         let sequence = release::next_sequence(&history);
-        let current = history.iter().rev().find(|r| r.status == ReleaseStatus::Succeeded).cloned();
         let mut rel = Release {
             id: Release::make_id(&settings.environment, sequence),
             sequence,
@@ -627,6 +853,7 @@ pub async fn rollback<P: Platform>(
             finished_at: None,
             failure: None,
             rolled_back_to: Some(target.id.clone()),
+            holder: Some(settings.holder.clone()),
             ..target.clone()
         };
         platform.record(&rel).await?;
@@ -636,46 +863,93 @@ pub async fn rollback<P: Platform>(
             reason: format!("rollback to {} requested", target.id),
             digests: digests_of(&target),
         });
-        let result =
-            restore(platform, settings, Some(&target), current.as_ref(), &Progress::default(), events).await;
-        t.finish(result.is_ok());
+        let runs = what_runs(&history);
+        // A rollback moves towards a known state: a first signal lets it finish (bounded).
+        let result = bounded(
+            &settings.cancel,
+            restore(platform, settings, Some(&target), runs.as_ref(), &Progress::default(), events),
+        )
+        .await;
+        t.finish(matches!(result, Some(Ok(_))));
         events.emit(&Event::RollbackFinished {
             to_release: Some(target.id.clone()),
-            ok: result.is_ok(),
+            ok: matches!(result, Some(Ok(_))),
             digests: digests_of(&target),
-            message: result.as_ref().err().cloned(),
+            message: match &result {
+                Some(Ok(_)) => None,
+                Some(Err(why)) => Some(why.clone()),
+                None => Some("cancelled".into()),
+            },
         });
         rel.finished_at = Some(now());
         match result {
-            Ok(_) => {
+            Some(Ok(_)) => {
                 rel.status = ReleaseStatus::Succeeded;
                 platform.record(&rel).await?;
+                for mut left in leaving {
+                    left.status = ReleaseStatus::RolledBack;
+                    left.rolled_back_to = Some(target.id.clone());
+                    platform.record(&left).await?;
+                }
                 Ok(Ended::Succeeded(rel))
             }
-            Err(why) => {
+            Some(Err(why)) => {
                 rel.status = ReleaseStatus::Failed;
                 rel.failure = Some(why.clone());
                 platform.record(&rel).await?;
                 let failure = Failure::new(None, Reason::RolloutFailed, "", why.clone());
                 Ok(Ended::RollbackFailed { release: rel, failure, why })
             }
+            None => {
+                rel.status = ReleaseStatus::Interrupted;
+                rel.failure = Some("cancelled before the rollback ended".into());
+                platform.record(&rel).await?;
+                Ok(Ended::Interrupted { release: rel, to: None })
+            }
         }
-    }
+    })
     .await;
     lock.release().await;
     result
 }
 
-/// The release a rollback returns to: `to`, which must have succeeded, or the newest succeeded
-/// release before the newest one that succeeded (what runs).
+/// The known-good releases a rollback to `target` leaves behind (no longer known-good once it
+/// succeeded): the release that runs and, for a rollback release, the one whose contents it
+/// runs — when they are newer than `target`.
+fn leaves<'a>(history: &'a [Release], target: &Release) -> Vec<&'a Release> {
+    let Some(good) = release::last_known_good(history, None) else { return Vec::new() };
+    let origin = release::origin(history, good);
+    if origin.sequence <= target.sequence || good.id == target.id {
+        return Vec::new();
+    }
+    let mut out = vec![good];
+    if origin.id != good.id && origin.status == ReleaseStatus::Succeeded {
+        out.push(origin);
+    }
+    out
+}
+
+/// Everything that may run now, for prune: the last known-good release plus the objects of the
+/// newer releases that did not end healthy (an interrupted release may have created objects).
+fn what_runs(history: &[Release]) -> Option<Release> {
+    let good = release::last_known_good(history, None);
+    let mut runs = good.cloned().or_else(|| history.last().cloned())?;
+    let floor = good.map_or(0, |g| g.sequence);
+    for r in history.iter().filter(|r| r.sequence > floor) {
+        for (name, s) in &r.services {
+            runs.services.insert(format!("{name} ({})", r.id), s.clone());
+        }
+    }
+    Some(runs)
+}
+
+/// The release a rollback returns to: `to`, which must have succeeded, or else the last release
+/// that ran healthy ([`release::rollback_choice`]).
 pub fn rollback_target<'a>(history: &'a [Release], to: Option<&str>) -> Result<&'a Release, EngineError> {
     let ok: Vec<String> =
         history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).map(|r| r.id.clone()).collect();
     let Some(id) = to else {
-        let current =
-            history.iter().filter(|r| r.status == ReleaseStatus::Succeeded).max_by_key(|r| r.sequence);
-        return release::last_known_good(history, current.map(|c| c.id.as_str()))
-            .ok_or(EngineError::NothingToRollBackTo);
+        return release::rollback_choice(history).map(|c| c.target).ok_or(EngineError::NothingToRollBackTo);
     };
     let r = history
         .iter()
@@ -727,6 +1001,7 @@ mod tests {
             rel(2, ReleaseStatus::Succeeded),
             rel(3, ReleaseStatus::RolledBack),
         ];
+        // 3 was rolled back: 2 runs, so the target is 1.
         assert_eq!(rollback_target(&h, None).unwrap().id, "dev.1");
         assert_eq!(rollback_target(&h, Some("dev.2")).unwrap().id, "dev.2");
         assert!(matches!(rollback_target(&h, Some("dev.3")), Err(EngineError::UnsafeTarget(..))));
@@ -766,6 +1041,11 @@ mod exit_codes {
                 "unsafe --to",
                 Some(code(EngineError::UnsafeTarget("dev.3".into(), "rolled-back", vec![]).into())),
             ),
+            (
+                "cancelled, rolled back",
+                ended(Ended::Interrupted { release: rel.clone(), to: Some("dev.1".into()) }),
+            ),
+            ("cancelled, interrupted", ended(Ended::Interrupted { release: rel.clone(), to: None })),
             ("nothing to roll back to", Some(code(EngineError::NothingToRollBackTo.into()))),
             ("lock lost", Some(code(EngineError::LockLost.into()))),
             (
@@ -796,6 +1076,8 @@ mod exit_codes {
                 ("rollback failed", Some(6)),
                 ("unknown --to", Some(2)),
                 ("unsafe --to", Some(2)),
+                ("cancelled, rolled back", Some(130)),
+                ("cancelled, interrupted", Some(130)),
                 ("nothing to roll back to", Some(2)),
                 ("lock lost", Some(6)),
                 ("lock held", Some(7)),

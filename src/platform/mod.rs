@@ -85,6 +85,14 @@ pub struct Running {
     pub live: Vec<String>,
 }
 
+/// Who holds an environment's deploy lock (`deployer status`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockHolder {
+    pub holder: String,
+    /// False once the holder stopped renewing it (a run that died): the next run takes it over.
+    pub live: bool,
+}
+
 /// The deploy lock of an environment, whichever primitive holds it.
 pub enum Lock {
     /// A Kubernetes Lease.
@@ -125,6 +133,8 @@ pub trait Platform: Sync {
     fn history(&self) -> impl Future<Output = Result<Vec<Release>, PlatformError>> + Send;
     /// What runs per service. Read-only.
     fn running(&self) -> impl Future<Output = Result<BTreeMap<String, Running>, PlatformError>> + Send;
+    /// Who holds the environment's deploy lock now, if anyone. Read-only.
+    fn lock_holder(&self) -> impl Future<Output = Result<Option<LockHolder>, PlatformError>> + Send;
     /// Takes the environment's deploy lock, waiting up to `wait` for a live holder.
     fn lock(&self, holder: &str, wait: Duration) -> impl Future<Output = Result<Lock, PlatformError>> + Send;
     /// Writes (or overwrites) a release's record.
@@ -193,6 +203,9 @@ impl Platform for Any {
     }
     async fn running(&self) -> Result<BTreeMap<String, Running>, PlatformError> {
         dispatch!(self, p => Box::pin(p.running()).await)
+    }
+    async fn lock_holder(&self) -> Result<Option<LockHolder>, PlatformError> {
+        dispatch!(self, p => Box::pin(p.lock_holder()).await)
     }
     async fn lock(&self, holder: &str, wait: Duration) -> Result<Lock, PlatformError> {
         dispatch!(self, p => Box::pin(p.lock(holder, wait)).await)

@@ -357,6 +357,7 @@ impl Board {
                     Outcome::RollbackFailed => Some("rollback failed"),
                     Outcome::RefusedByGate => Some("not deployed: the scan gate refused the release"),
                     Outcome::Failed => Some("stopped"),
+                    Outcome::Interrupted => Some("cancelled"),
                 };
                 for l in self.running() {
                     l.end(*outcome == Outcome::Succeeded, note, now);

@@ -49,6 +49,15 @@ pub fn headline(state: &RunState) -> String {
             format!("⛔ {product}: deploy to {env} refused by the gate; nothing changed")
         }
         Stage::Done(Outcome::Failed) => format!("❌ {product}: deploy to {env} failed"),
+        Stage::Done(Outcome::Interrupted) => {
+            match state.rollback.as_ref().filter(|r| r.ok == Some(true)).and_then(|r| r.to_release.as_deref())
+            {
+                Some(to) => format!("⏹️ {product}: deploy to {env} was cancelled and rolled back to {to}"),
+                None => format!(
+                    "⏹️ {product}: deploy to {env} was cancelled before it ended; `deployer status` shows what runs"
+                ),
+            }
+        }
         Stage::RollingBack => match state.rollback.as_ref().and_then(|r| r.to_release.as_deref()) {
             Some(to) => format!("↩️ {product}: rolling {env} back to {to}"),
             None => format!("↩️ {product}: rolling {env} back"),

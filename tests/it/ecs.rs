@@ -399,13 +399,16 @@ async fn manual_rollback_to_an_older_release_and_back() {
     assert_eq!(h[0].status, ReleaseStatus::Succeeded);
     assert_eq!(h[0].rolled_back_to.as_deref(), Some("test.1"));
 
-    // Without a target: the newest succeeded release before the one that runs (test.2).
-    let report = rollback(&p, &env, None).await.unwrap();
-    let Ended::Succeeded(rel) = &report.ended else { panic!("{:?}", report.ended) };
-    assert_eq!(rel.rolled_back_to.as_deref(), Some("test.2"));
+    // The release rolled back from is no longer known-good: a rollback without a target goes
+    // further back from test.1 (nothing is older), never forward to test.2.
+    assert_eq!(h.iter().find(|r| r.id == id(2)).map(|r| r.status), Some(ReleaseStatus::RolledBack));
+    let Err(nothing) = rollback(&p, &env, None).await else { panic!("rolled forward") };
+    assert!(matches!(nothing, EngineError::NothingToRollBackTo), "{nothing}");
+    assert_eq!(deployer::Error::from(nothing).exit_code(), deployer::ExitCode::Config);
     for s in SERVICES {
-        assert_eq!(task_definition_of(&env, s).await, rev(&r2, s), "{s}");
+        assert_eq!(task_definition_of(&env, s).await, rev(&r1, s), "{s}");
     }
+    let _ = r2;
 
     let Err(unknown) = rollback(&p, &env, Some("nope")).await else {
         panic!("an unknown release was accepted")
@@ -414,7 +417,7 @@ async fn manual_rollback_to_an_older_release_and_back() {
     let unknown = deployer::Error::from(unknown);
     assert_eq!(unknown.exit_code(), deployer::ExitCode::Config);
     let shown = unknown.problems()[0].to_string();
-    assert!(shown.contains("hint: releases that succeeded: test.1, test.2, test.3, test.4"), "{shown}");
+    assert!(shown.contains("hint: releases that succeeded: test.1, test.3"), "{shown}");
     assert_nothing_in_use_deregistered(&env, &p).await;
 }
 

@@ -78,6 +78,7 @@ pub fn request(services: BTreeMap<String, (String, Vec<Value>)>) -> DeployReques
             strategy: Strategy::Rolling,
             gates: engine::gates::Gates::none(),
             force_conflicts: false,
+            cancel: engine::cancel::Cancel::default(),
         },
     }
 }
@@ -348,10 +349,14 @@ async fn manual_rollback_to_an_older_release() {
     let back = rollback(&eks, None, &rec).await.unwrap();
     assert_eq!(back.rolled_back_to.as_deref(), Some("dev.1"));
     assert_eq!(live_images(&fake.client().await).await, images_of(&v1));
-    // Explicit target, forward again.
-    let again = rollback(&eks, Some("dev.2"), &rec).await.unwrap();
-    assert_eq!(again.id, "dev.4");
-    assert_eq!(live_images(&fake.client().await).await, images_of(&v2));
+    // The release rolled back from is no longer known-good: neither the default target (nothing
+    // older than dev.1) nor a `--to` target; a rollback never goes forward.
+    assert!(matches!(rollback(&eks, None, &rec).await, Err(EngineError::NothingToRollBackTo)));
+    assert!(matches!(
+        rollback(&eks, Some("dev.2"), &rec).await,
+        Err(EngineError::UnsafeTarget(_, "rolled-back", _))
+    ));
+    assert_eq!(live_images(&fake.client().await).await, images_of(&v1));
     assert!(matches!(rollback(&eks, Some("dev.99"), &rec).await, Err(EngineError::UnknownRelease(..))));
 }
 
@@ -424,7 +429,8 @@ async fn a_run_killed_mid_deploy_is_taken_over_and_the_next_run_converges() {
     assert_eq!(release.id, "dev.3");
     assert_eq!(live_images(&fake.client().await).await, images_of(&next.services));
     let statuses: Vec<_> = Platform::history(&eks).await.unwrap().iter().map(|r| r.status).collect();
-    assert_eq!(statuses, [ReleaseStatus::Succeeded, ReleaseStatus::Pending, ReleaseStatus::Succeeded]);
+    // The next run found the killed run's record still pending and said what it is.
+    assert_eq!(statuses, [ReleaseStatus::Succeeded, ReleaseStatus::Interrupted, ReleaseStatus::Succeeded]);
 }
 
 async fn service_colors(client: &kube::Client) -> Vec<String> {

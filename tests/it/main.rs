@@ -24,6 +24,7 @@ mod getting_started;
 mod iam;
 mod identity;
 mod image;
+mod kill;
 mod layers;
 mod live;
 mod notify;

@@ -403,6 +403,23 @@ impl Item {
     }
 }
 
+/// Who holds the lock `key` (read-only, for `deployer status`): the holder and whether its
+/// hold is still live by our clock (false: it stopped renewing, the next run takes it over).
+pub async fn holder(client: &Client, table: &str, key: &str) -> Result<Option<(String, bool)>, LockError> {
+    let item = Item {
+        client: client.clone(),
+        table: table.to_owned(),
+        key: key.to_owned(),
+        holder: String::new(),
+        lease: LEASE,
+    };
+    let Some(record) = item.read().await? else { return Ok(None) };
+    Ok(record.holder.filter(|h| !h.is_empty()).map(|h| {
+        let live = record.expires_at_ms.is_some_and(|at| now_ms() <= at);
+        (h, live)
+    }))
+}
+
 /// A held lock; renewed in the background until [`Lock::release`].
 pub struct Lock {
     item: Item,

@@ -560,6 +560,18 @@ impl Platform for EcsPlatform {
         Ok(out)
     }
 
+    async fn lock_holder(&self) -> Result<Option<super::LockHolder>, PlatformError> {
+        let key = lock::lock_key(&self.product, &self.environment);
+        match lock::holder(&self.dynamodb, &self.lock_table, &key).await {
+            Ok(h) => Ok(h.map(|(holder, live)| super::LockHolder { holder, live })),
+            Err(e) => Err(PlatformError::Api {
+                operation: "read the deploy lock".into(),
+                hint: e.hint(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
     async fn lock(&self, holder: &str, wait: Duration) -> Result<super::Lock, PlatformError> {
         let key = lock::lock_key(&self.product, &self.environment);
         match lock::Lock::acquire(&self.dynamodb, &self.lock_table, &key, holder, wait).await {
@@ -971,10 +983,19 @@ impl EcsPlatform {
             let messages: Vec<&str> = svc.events().iter().filter_map(|e| e.message()).collect();
             let state =
                 classify::rollout_state(&deployment_views(svc), &a.handle, a.previous.as_deref(), &messages);
-            // Only events of this watch are progress: older ones belong to earlier deployments.
+            // Only events of this deployment are progress: older ones belong to earlier
+            // deployments. A deployment we started is dated by ECS's own clock (ours may lag
+            // it, which replayed the previous deployment's "completed"); else the watch's start.
+            let started = svc
+                .deployments()
+                .iter()
+                .find(|d| a.changed && d.id() == Some(a.handle.as_str()))
+                .and_then(|d| d.created_at())
+                .and_then(|t| SystemTime::try_from(*t).ok())
+                .unwrap_or(st.since);
             for e in svc.events() {
                 let fresh =
-                    e.created_at().and_then(|t| SystemTime::try_from(*t).ok()).is_some_and(|t| t >= st.since);
+                    e.created_at().and_then(|t| SystemTime::try_from(*t).ok()).is_some_and(|t| t >= started);
                 if fresh && st.seen_events.insert(e.id().unwrap_or_default().to_owned()) {
                     events.emit(&Event::Service {
                         service: a.service.clone(),

@@ -57,6 +57,7 @@ fn status_parse(s: &str) -> Option<ReleaseStatus> {
         "succeeded" => ReleaseStatus::Succeeded,
         "rolled-back" => ReleaseStatus::RolledBack,
         "failed" | "rollback-failed" => ReleaseStatus::Failed,
+        "interrupted" => ReleaseStatus::Interrupted,
         _ => return None,
     })
 }
@@ -130,6 +131,7 @@ pub fn merge(
             finished_at: None,
             failure: None,
             rolled_back_to: e.returned_to.clone(),
+            holder: None,
             services: BTreeMap::new(),
         });
         rec.status = worst(rec.status, e.status);
@@ -146,8 +148,11 @@ const fn rank(s: ReleaseStatus) -> u8 {
     match s {
         ReleaseStatus::Succeeded => 0,
         ReleaseStatus::Pending => 1,
-        ReleaseStatus::RolledBack => 2,
-        ReleaseStatus::Failed => 3,
+        // A record being rewritten service by service: a service already marked interrupted
+        // (or rolled back, failed) tells more than one still pending.
+        ReleaseStatus::Interrupted => 2,
+        ReleaseStatus::RolledBack => 3,
+        ReleaseStatus::Failed => 4,
     }
 }
 

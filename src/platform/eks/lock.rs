@@ -20,6 +20,23 @@ use super::EksError;
 /// How long a Lease stays valid without renewal.
 pub const LEASE_SECONDS: i32 = 15;
 
+/// Who holds the Lease `name` (read-only, for `deployer status`), and whether the hold is live.
+pub async fn holder(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<(String, bool)>, EksError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let lease = api.get_opt(name).await.map_err(|e| EksError::Api {
+        action: format!("read the lock {namespace}/{name}"),
+        message: e.to_string(),
+    })?;
+    Ok(lease.and_then(|l| l.spec).and_then(|spec| {
+        let h = spec.holder_identity.clone().filter(|h| !h.is_empty())?;
+        Some((h, !expired(&spec)))
+    }))
+}
+
 /// A held lock; renewed in the background until [`Lock::release`].
 pub struct Lock {
     api: Api<Lease>,

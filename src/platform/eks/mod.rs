@@ -206,6 +206,11 @@ impl Platform for Eks {
         Ok(out)
     }
 
+    async fn lock_holder(&self) -> Result<Option<crate::platform::LockHolder>, PlatformError> {
+        let held = lock::holder(&self.client, &self.namespace, &self.lease_name()).await?;
+        Ok(held.map(|(holder, live)| crate::platform::LockHolder { holder, live }))
+    }
+
     async fn lock(&self, holder: &str, wait: Duration) -> Result<crate::platform::Lock, PlatformError> {
         let lock =
             lock::Lock::acquire(&self.client, &self.namespace, &self.lease_name(), holder, wait).await?;

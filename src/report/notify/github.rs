@@ -278,7 +278,7 @@ pub const fn status_for(stage: Stage) -> Option<&'static str> {
         Stage::InProgress | Stage::RollingBack => Some("in_progress"),
         Stage::Done(Outcome::Succeeded) => Some("success"),
         Stage::Done(Outcome::FailedRolledBack | Outcome::RefusedByGate) => Some("failure"),
-        Stage::Done(Outcome::RollbackFailed | Outcome::Failed) => Some("error"),
+        Stage::Done(Outcome::RollbackFailed | Outcome::Failed | Outcome::Interrupted) => Some("error"),
     }
 }
 
