@@ -157,15 +157,18 @@ async fn live_eks(
         obs.changes.insert(svc.clone(), changes);
     }
     if let Some(current) = current {
-        let same = |a: &crate::render::ObjectRef, b: &crate::render::ObjectRef| {
-            a.kind == b.kind && a.name == b.name && a.namespace == b.namespace
-        };
-        obs.prune = current
-            .services
-            .values()
-            .flat_map(|s| s.manifests.iter().map(kustomize::object_ref))
-            .filter(|o| !rendered_refs.iter().any(|n| same(o, n)))
-            .collect();
+        // The new release holds the rendered services and carries the others over unchanged
+        // (as the engine records it): only what leaves it is pruned, the set `finish` deletes.
+        let mut next = rendered_refs;
+        for (svc, s) in &current.services {
+            if !renders.contains_key(svc) {
+                next.extend(s.manifests.iter().map(kustomize::object_ref));
+            }
+        }
+        let previous: Vec<_> =
+            current.services.values().flat_map(|s| s.manifests.iter().map(kustomize::object_ref)).collect();
+        obs.prune = crate::plan::prune_list(&previous, &next, &target.namespace);
+        obs.kept = next.len();
     }
     Ok(())
 }
