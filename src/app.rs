@@ -206,16 +206,17 @@ async fn dispatch(
 }
 
 async fn deploy(cx: &pipeline::Context<'_>, args: &DeployArgs, prompt: &mut dyn Prompt) -> Result<(), Error> {
-    let inputs = inputs(cx.config, &args.images)?;
+    let mut inputs = inputs(cx.config, &args.images)?;
     // Everything that needs no credentials is checked before STS: a release that would be
     // refused takes no lock, and a configuration error is never hidden behind an auth one.
-    let problems = phase(cx.events, Phase::Config, async {
+    let (problems, rendered) = phase(cx.events, Phase::Config, async {
         Ok(crate::validate::preflight(cx.config, cx.env, &inputs, cx.var).await)
     })
     .await?;
     if !problems.is_empty() {
         return Err(ConfigErrors(problems).into());
     }
+    inputs.rendered = rendered;
     let session = pipeline::establish(cx).await?;
     let flags = pipeline::Flags {
         yes: args.yes,
@@ -481,7 +482,7 @@ pub fn inputs(config: &Config, args: &ImageArgs) -> Result<Inputs, Error> {
     if !errors.is_empty() {
         return Err(ConfigErrors(errors).into());
     }
-    Ok(Inputs { images, services: args.services.clone(), pinned: BTreeMap::new() })
+    Ok(Inputs { images, services: args.services.clone(), ..Inputs::default() })
 }
 
 /// Scan-ignore entries past their expiry date: their findings count again (a warning, so the

@@ -223,8 +223,16 @@ pub async fn render_services(
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-                let images = vec![crate::plan::pin_for(config, svc, inputs)];
-                jobs.push(kustomize::RenderJob { service: name, overlay, images, labels });
+                let pin = crate::plan::pin_for(config, svc, inputs);
+                // Rendered by the preflight with this very pin: the same objects, not a second
+                // kustomize run.
+                if let Some((was, rendered)) = inputs.rendered.get(&name)
+                    && *was == pin
+                {
+                    out.insert(name, Ok(rendered.clone()));
+                    continue;
+                }
+                jobs.push(kustomize::RenderJob { service: name, overlay, images: vec![pin], labels });
             }
             // One kustomize process for every service (falling back to one each on any error).
             let results = kz.render_all(&jobs, &env.name).await;

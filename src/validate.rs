@@ -181,15 +181,20 @@ pub fn render_failure(config: &Config, env: &Environment, service: &str, e: &Ren
     ConfigError { file, line: None, column: None, message: e.to_string(), hint: Some(e.hint()) }
 }
 
-/// Renders every selected service without credentials (images not yet pinned) and checks the
-/// result: what `deploy` runs before it asks STS for anything, so a release that would be
-/// refused never takes the lock, and a configuration error is not hidden behind an auth one.
+/// What [`preflight`] rendered, each service with the pin it was rendered with (see
+/// [`Inputs::rendered`]).
+pub type Prerendered = BTreeMap<String, (crate::render::ImagePin, RenderedService)>;
+
+/// Renders every selected service without credentials (images pinned as far as the command line
+/// pins them) and checks the result: what `deploy` runs before it asks STS for anything, so a
+/// release that would be refused never takes the lock, and a configuration error is not hidden
+/// behind an auth one. Returns the problems and what rendered.
 pub async fn preflight(
     config: &Config,
     env: &Environment,
     inputs: &Inputs,
     var: VarFn<'_>,
-) -> Vec<ConfigError> {
+) -> (Vec<ConfigError>, Prerendered) {
     let mut errors = Vec::new();
     for svc in config
         .product
@@ -221,7 +226,13 @@ pub async fn preflight(
     // A missing kustomize fails every service the same way: said once.
     errors.dedup();
     errors.extend(rendered(config, env, inputs, &ok));
-    errors
+    let pins = ok
+        .into_iter()
+        .filter_map(|(name, r)| {
+            Some((name.clone(), (plan::pin_for(config, config.service(&name)?, inputs), r)))
+        })
+        .collect();
+    (errors, pins)
 }
 
 #[cfg(test)]

@@ -75,6 +75,10 @@ pub struct Inputs {
     pub services: Vec<String>,
     /// Images already resolved to digests (known in deploy after push/resolve; empty in a plan).
     pub pinned: BTreeMap<String, Pinned>,
+    /// Services `deploy` rendered before asking for credentials (its preflight), each with the
+    /// pin it was rendered with: reused while the pin is the same, so a deploy of prebuilt
+    /// digests still renders each service once.
+    pub rendered: BTreeMap<String, (ImagePin, crate::render::RenderedService)>,
 }
 
 /// An image resolved to a digest.

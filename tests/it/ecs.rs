@@ -81,7 +81,7 @@ pub async fn deploy(
     let inputs = deployer::plan::Inputs {
         images: imgs.clone(),
         services: imgs.keys().cloned().collect(),
-        pinned: BTreeMap::new(),
+        ..Default::default()
     };
     let mut inputs = inputs;
     inputs.pinned =
