@@ -75,7 +75,7 @@ async fn ours(env: &EcsEnv, p: &EcsPlatform, n: u8) -> (f64, String) {
     let mut imgs = BTreeMap::new();
     imgs.insert("user".to_owned(), image("user", Some("crashloop"), 100 + n));
     let mut inputs =
-        deployer::plan::Inputs { images: imgs, services: vec!["user".into()], pinned: BTreeMap::new() };
+        deployer::plan::Inputs { images: imgs, services: vec!["user".into()], ..Default::default() };
     inputs.pinned.insert("user".into(), deployer::plan::prebuilt_digest(&inputs, "user").unwrap());
     let planned = deployer::pipeline::planned(&env.config, &env.env, &inputs, &|_| None).await.unwrap();
     let release = deployer::release::Release {

@@ -277,6 +277,7 @@ async fn ecs_release(env: &EcsEnv, n: u8) -> Planned {
         images: images.clone(),
         services: vec!["user".into()],
         pinned: BTreeMap::new(),
+        ..Default::default()
     };
     inputs.pinned.insert("user".into(), deployer::plan::prebuilt_digest(&inputs, "user").unwrap());
     let mut p = deployer::pipeline::planned(&env.config, &env.env, &inputs, &|_| None).await.unwrap();
@@ -343,6 +344,7 @@ async fn eks_case(blue_green: bool, cw: &aws_sdk_cloudwatch::Client) -> Vec<Run>
         product: "shop".into(),
         environment: "dev".into(),
         holder: "bench".into(),
+        cancel: deployer::engine::cancel::Cancel::default(),
         actor: None,
         confirmation: None,
         git_sha: None,

@@ -276,8 +276,11 @@ async fn dispatch(
             let result = match &cli.command {
                 Command::Deploy(args) => Box::pin(deploy(&cx, args, prompt, cancel)).await,
                 Command::Rollback(args) => {
-                    let flags =
-                        pipeline::Flags { yes: args.yes, force_conflicts: false, cancel: cancel.clone() };
+                    let flags = pipeline::Flags {
+                        yes: args.yes,
+                        cancel: cancel.clone(),
+                        ..pipeline::Flags::default()
+                    };
                     Box::pin(pipeline::rollback(&cx, args.to.as_deref(), &flags, prompt)).await.map(|_| ())
                 }
                 _ => Ok(()),
@@ -294,10 +297,24 @@ async fn deploy(
     prompt: &mut dyn Prompt,
     cancel: &Cancel,
 ) -> Result<(), Error> {
-    let inputs = inputs(cx.config, &args.images)?;
+    let mut inputs = inputs(cx.config, &args.images)?;
+    // Everything that needs no credentials is checked before STS: a release that would be
+    // refused takes no lock, and a configuration error is never hidden behind an auth one.
+    let (problems, rendered) = phase(cx.events, Phase::Config, async {
+        Ok(crate::validate::preflight(cx.config, cx.env, &inputs, cx.var).await)
+    })
+    .await?;
+    if !problems.is_empty() {
+        return Err(ConfigErrors(problems).into());
+    }
+    inputs.rendered = rendered;
     let session = pipeline::establish(cx).await?;
-    let flags =
-        pipeline::Flags { yes: args.yes, force_conflicts: args.force_conflicts, cancel: cancel.clone() };
+    let flags = pipeline::Flags {
+        yes: args.yes,
+        force_conflicts: args.force_conflicts,
+        allow_prune: args.allow_prune,
+        cancel: cancel.clone(),
+    };
     Box::pin(pipeline::deploy(cx, &session, inputs, &flags, prompt)).await
 }
 
@@ -316,9 +333,15 @@ async fn dispatch_read_only(
                 None => config.environment_names(),
             };
             let mut errors = Vec::new();
+            let today = crate::image::scan::today();
             for name in &names {
-                if let Err(ConfigErrors(mut e)) = config.environment(name) {
-                    errors.append(&mut e);
+                match config.environment(name) {
+                    Err(ConfigErrors(mut e)) => errors.append(&mut e),
+                    Ok(env) => {
+                        for message in config.warnings(&env).into_iter().chain(expired_ignores(&env, today)) {
+                            events.emit(&Event::Warning { message });
+                        }
+                    }
                 }
             }
             if !errors.is_empty() {
@@ -432,6 +455,12 @@ async fn dispatch_read_only(
         Command::Promote(args) => {
             let config =
                 phase(events, Phase::Config, async { Ok(Config::load(&cli.global.config)?) }).await?;
+            if args.from == args.to {
+                return Err(Error::Usage {
+                    message: format!("`promote --from {} --to {}` names the same environment twice", args.from, args.to),
+                    hint: "promote from the environment that verified the images to another one, e.g. `--from staging --to prod`".into(),
+                });
+            }
             // The source is only read (its read-only role, when it has one); `--role-arn` is
             // the role for the environment being changed.
             let from = config.environment(&args.from)?.for_reading();
@@ -533,51 +562,90 @@ async fn load(cli: &Cli, events: &dyn Sink, access: Access) -> Result<(Config, E
         if let Some(arn) = &cli.global.role_arn {
             identity::override_role(&mut env, arn)?;
         }
+        for message in config.warnings(&env) {
+            events.emit(&Event::Warning { message });
+        }
         Ok((config, env))
     })
     .await
 }
 
-/// Parses `--image SERVICE=REF` and `--service NAME` against the product's services.
+/// Parses `--image SERVICE=REF` and `--service NAME` against the product's services, before any
+/// network call; every problem of the command line is reported at once.
 pub fn inputs(config: &Config, args: &ImageArgs) -> Result<Inputs, Error> {
     let names: Vec<&str> = config.product.services.iter().map(|s| s.name.as_str()).collect();
+    let problem = |message: String, hint: String| crate::config::ConfigError {
+        file: config.path.clone(),
+        line: None,
+        column: None,
+        message,
+        hint: Some(hint),
+    };
     let unknown = |what: &str, name: &str| {
         let hint = match did_you_mean(name, names.iter().copied()) {
             Some(s) => format!("did you mean `{s}`? services: {}", names.join(", ")),
             None => format!("services: {}", names.join(", ")),
         };
-        Error::Config(ConfigErrors(vec![crate::config::ConfigError {
-            file: config.path.clone(),
-            line: None,
-            column: None,
-            message: format!("{what} names unknown service `{name}`"),
-            hint: Some(hint),
-        }]))
+        problem(format!("{what} names unknown service `{name}`"), hint)
     };
+    let mut errors = Vec::new();
     let mut images = BTreeMap::new();
     for spec in &args.images {
         let Some((svc, reference)) = spec.split_once('=') else {
-            return Err(Error::Config(ConfigErrors(vec![crate::config::ConfigError {
-                file: config.path.clone(),
-                line: None,
-                column: None,
-                message: format!("`--image {spec}` is not SERVICE=REF"),
-                hint: Some(
-                    "e.g. `--image user=123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/user:1.4.2`".into(),
-                ),
-            }])));
+            errors.push(problem(
+                format!("`--image {spec}` is not SERVICE=REF"),
+                "e.g. `--image user=123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/user:1.4.2`".into(),
+            ));
+            continue;
         };
         if !names.contains(&svc) {
-            return Err(unknown("--image", svc));
+            errors.push(unknown("--image", svc));
+            continue;
         }
-        images.insert(svc.to_owned(), reference.to_owned());
+        if let Err(e) = crate::image::Reference::parse(reference) {
+            errors.push(problem(
+                format!("`--image {spec}`: {e}"),
+                "give a reference as `[HOST/]REPOSITORY[:TAG][@sha256:<64 hex>]`".into(),
+            ));
+            continue;
+        }
+        if let Some(first) = images.insert(svc.to_owned(), reference.to_owned()) {
+            errors.push(problem(
+                format!("`--image` is given twice for service `{svc}` ({first} and {reference})"),
+                "give each service's image once".into(),
+            ));
+        }
     }
+    let mut seen = std::collections::BTreeSet::new();
     for s in &args.services {
         if !names.contains(&s.as_str()) {
-            return Err(unknown("--service", s));
+            errors.push(unknown("--service", s));
+        } else if !seen.insert(s.as_str()) {
+            errors.push(problem(format!("`--service {s}` is given twice"), "name each service once".into()));
         }
     }
-    Ok(Inputs { images, services: args.services.clone(), pinned: BTreeMap::new() })
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors).into());
+    }
+    Ok(Inputs { images, services: args.services.clone(), ..Inputs::default() })
+}
+
+/// Scan-ignore entries past their expiry date: their findings count again (a warning, so the
+/// owner renews or removes them before a release is refused for it).
+fn expired_ignores(env: &Environment, today: crate::config::values::Date) -> Vec<String> {
+    env.scan
+        .ignore
+        .iter()
+        .filter(|i| i.expires < today)
+        .map(|i| {
+            format!(
+                "{}: scan ignore of {} expired on {}: its findings count again in the scan gate (renew `expires` or remove the entry)",
+                env.file.display(),
+                i.id,
+                i.expires
+            )
+        })
+        .collect()
 }
 
 fn write_schemas(dir: &std::path::Path) -> Result<(), Error> {

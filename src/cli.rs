@@ -186,6 +186,10 @@ pub struct DeployArgs {
     /// Take over field ownership held by other server-side-apply managers.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Allow a release that deletes more objects than it creates or keeps (without it such a
+    /// release is refused in a non-interactive run, and asked about at a terminal).
+    #[arg(long)]
+    pub allow_prune: bool,
 }
 
 #[derive(Debug, Args)]

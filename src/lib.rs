@@ -38,6 +38,7 @@ pub mod release;
 pub mod render;
 pub mod report;
 pub mod support;
+pub mod validate;
 
 pub use app::{Io, run};
 pub use error::{Error, ExitCode};

@@ -157,15 +157,18 @@ async fn live_eks(
         obs.changes.insert(svc.clone(), changes);
     }
     if let Some(current) = current {
-        let same = |a: &crate::render::ObjectRef, b: &crate::render::ObjectRef| {
-            a.kind == b.kind && a.name == b.name && a.namespace == b.namespace
-        };
-        obs.prune = current
-            .services
-            .values()
-            .flat_map(|s| s.manifests.iter().map(kustomize::object_ref))
-            .filter(|o| !rendered_refs.iter().any(|n| same(o, n)))
-            .collect();
+        // The new release holds the rendered services and carries the others over unchanged
+        // (as the engine records it): only what leaves it is pruned, the set `finish` deletes.
+        let mut next = rendered_refs;
+        for (svc, s) in &current.services {
+            if !renders.contains_key(svc) {
+                next.extend(s.manifests.iter().map(kustomize::object_ref));
+            }
+        }
+        let previous: Vec<_> =
+            current.services.values().flat_map(|s| s.manifests.iter().map(kustomize::object_ref)).collect();
+        obs.prune = crate::plan::prune_list(&previous, &next, &target.namespace);
+        obs.kept = next.len();
     }
     Ok(())
 }
@@ -220,8 +223,16 @@ pub async fn render_services(
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-                let images = vec![crate::plan::pin_for(config, svc, inputs)];
-                jobs.push(kustomize::RenderJob { service: name, overlay, images, labels });
+                let pin = crate::plan::pin_for(config, svc, inputs);
+                // Rendered by the preflight with this very pin: the same objects, not a second
+                // kustomize run.
+                if let Some((was, rendered)) = inputs.rendered.get(&name)
+                    && *was == pin
+                {
+                    out.insert(name, Ok(rendered.clone()));
+                    continue;
+                }
+                jobs.push(kustomize::RenderJob { service: name, overlay, images: vec![pin], labels });
             }
             // One kustomize process for every service (falling back to one each on any error).
             let results = kz.render_all(&jobs, &env.name).await;

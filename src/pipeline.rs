@@ -37,6 +37,8 @@ pub struct Flags {
     pub force_conflicts: bool,
     /// SIGINT/SIGTERM, for the engine.
     pub cancel: engine::cancel::Cancel,
+    /// `--allow-prune`: a release may delete more objects than it creates or keeps.
+    pub allow_prune: bool,
 }
 
 /// Records phase times relative to the release start (for the summary's timeline) and forwards.
@@ -453,9 +455,13 @@ async fn deploy_inner(
     )
     .await
     .map_err(no_id)?;
+    let prune = (the_plan.prune_needs_allow, the_plan.prune.len());
     cx.events.emit(&Event::Planned { plan: Box::new(the_plan) });
     if !render_errors.is_empty() {
         return Err(no_id(crate::config::ConfigErrors(render_errors).into()));
+    }
+    if prune.0 && !flags.allow_prune {
+        allow_prune(cx, prune.1, prompt).map_err(no_id)?;
     }
     before_changes(&flags.cancel, phase(cx.events, Phase::Scan, scan_gate(cx, session, &inputs.pinned)))
         .await
@@ -489,6 +495,25 @@ async fn before_changes<T>(
     tokio::select! {
         r = Box::pin(work) => r,
         () = cancel.stopped() => Err(cancelled_before()),
+    }
+}
+
+/// A release that deletes more than it creates or keeps goes on only with `--allow-prune` or,
+/// at a terminal, when a person types `prune`: it usually means an overlay lost its resources.
+fn allow_prune(cx: &Context<'_>, count: usize, prompt: &mut dyn Prompt) -> Result<(), Error> {
+    let question = format!(
+        "this release deletes {count} object(s) in {}, more than it creates or keeps (see the plan's prune list); type `prune` to go on:",
+        cx.env.name
+    );
+    match prompt.ask(&question) {
+        Some(answer) if answer == "prune" => Ok(()),
+        answered => Err(Error::Usage {
+            message: format!(
+                "refused: the release would delete {count} object(s), more than it creates or keeps{}",
+                if answered.is_some() { " (not confirmed)" } else { "" }
+            ),
+            hint: "check that the overlays render what they should (`deployer plan` lists the prune); if the deletions are meant, rerun with --allow-prune".into(),
+        }),
     }
 }
 
@@ -562,21 +587,29 @@ pub async fn compute_plan(
     for u in &observed.unobserved {
         events.emit(&Event::Unobserved { what: u.what.clone(), reason: u.reason.clone() });
     }
-    let render_errors = render_errors(config, env, &observed);
+    let mut render_errors = render_errors(config, env, &observed);
+    // The rendered objects themselves (nothing empty, one owner each, the environment's
+    // namespace, the service's image used): a release that would be refused is refused here.
+    render_errors.extend(crate::validate::rendered(config, env, inputs, &observed.rendered));
     let the_plan =
         phase(events, Phase::Plan, async { Ok(plan::plan(config, env, &observed, inputs)) }).await?;
     Ok((the_plan, render_errors, observed.rendered))
 }
 
-/// Render failures that are the configuration's fault (kustomize errors, bad templates, images
-/// left un-pinned), each naming the overlay or template. A missing kustomize is not one: the
-/// plan reports it as not rendered.
+/// Render failures, each naming the overlay or template (a missing kustomize names the product
+/// file and says how to install one): every one of them refuses the deploy, so `plan` fails too.
 pub fn render_errors(config: &Config, env: &Environment, observed: &plan::Observed) -> Vec<ConfigError> {
-    observed
+    let mut errors: Vec<ConfigError> = observed
         .renders
         .iter()
-        .filter_map(|(service, r)| render_error(config, env, service, r.as_ref().err()?))
-        .collect()
+        .filter_map(|(service, r)| {
+            let e = r.as_ref().err()?;
+            Some(crate::validate::render_failure(config, env, service, e))
+        })
+        .collect();
+    // A missing kustomize fails every service the same way: said once.
+    errors.dedup();
+    errors
 }
 
 /// One render failure as a configuration error naming its overlay or template; `None` for a

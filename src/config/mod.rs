@@ -227,6 +227,44 @@ impl Config {
     /// Loads one environment, applies the product defaults and checks it against the product.
     pub fn environment(&self, name: &str) -> Result<Environment, ConfigErrors> {
         let path = self.environment_path(name);
+        let mut early = Vec::new();
+        if let Err(why) = values::dns1123_label(name) {
+            // The name becomes a label value, part of the Lease and release-record names.
+            early.push(ConfigError::file(&path, format!("environment name `{name}` {why}")).hint(
+                "rename the environment file: lowercase letters, digits and `-`, e.g. `dev` or `eu-prod`",
+            ));
+        } else {
+            let lease = format!("deployer-{}-{name}", self.product.product.as_str());
+            if let Err(why) = values::dns1123_subdomain(&lease) {
+                early.push(
+                    ConfigError::file(&path, format!("the deploy lock's Lease name `{lease}` {why}"))
+                        .hint("shorten the product or environment name"),
+                );
+            }
+        }
+        let (yaml, yml) = (
+            self.environments_dir.join(format!("{name}.yaml")),
+            self.environments_dir.join(format!("{name}.yml")),
+        );
+        if yaml.is_file() && yml.is_file() {
+            early.push(
+                ConfigError::file(
+                    &yml,
+                    format!("environment `{name}` has two files: {} and {}", yaml.display(), yml.display()),
+                )
+                .hint("keep one of them; deployer will not guess which one is meant"),
+            );
+        }
+        if !early.is_empty() {
+            // The file is still read, so its own problems are reported in the same run.
+            if path.exists() {
+                match parse_file::<EnvironmentFile>(&path) {
+                    Ok(f) => early.extend(self.check_environment(name, &path, &f)),
+                    Err(e) => early.push(e),
+                }
+            }
+            return Err(ConfigErrors(early));
+        }
         if !path.exists() {
             let known = self.environment_names();
             let mut err = ConfigError::file(&self.environments_dir, format!("unknown environment `{name}`"));
@@ -288,6 +326,14 @@ impl Config {
     fn check_product(&self) -> Vec<ConfigError> {
         let path = &self.path;
         let mut errors = Vec::new();
+        if self.product.services.is_empty() {
+            let line = key_line(path, "services");
+            errors.push(
+                ConfigError::at(path, line, 1, "`services` is empty: there is nothing to deploy").hint(
+                    "list at least one service; deployer never records (or prunes for) an empty release",
+                ),
+            );
+        }
         let mut seen: BTreeMap<&str, &Loc<values::ServiceName>> = BTreeMap::new();
         for svc in &self.product.services {
             if let Some(first) = seen.insert(svc.name.as_str(), &svc.name) {
@@ -429,6 +475,20 @@ impl Config {
         }
         match &file.target {
             Target::Eks(eks) => {
+                // Checked after parsing (not while): a flow mapping missing its `}` folds the
+                // next line into the value, and the syntax error is the one to report then.
+                if let Err(why) = values::dns1123_label(&eks.namespace) {
+                    let (line, column) = value_position(path, "namespace");
+                    errors.push(
+                        ConfigError::at(
+                            path,
+                            line,
+                            column,
+                            format!("invalid namespace `{}`, which {why}", eks.namespace),
+                        )
+                        .hint("expected a Kubernetes namespace name such as `shop-dev`"),
+                    );
+                }
                 if eks.cluster.is_none() && eks.context.is_none() {
                     errors.push(
                         ConfigError::file(path, "target.eks needs `cluster` or `context`")
@@ -540,6 +600,46 @@ impl Config {
             notifications,
         }
     }
+
+    /// What an environment allows but probably does not mean (an unknown region, a `0s` that
+    /// means "no limit"): every command shows these as warnings, none refuses.
+    pub fn warnings(&self, env: &Environment) -> Vec<String> {
+        let mut w = Vec::new();
+        let unknown = |what: &str, r: &Region| {
+            format!(
+                "{what} `{r}` is not a region deployer knows; if AWS added it recently this is fine, otherwise check the spelling"
+            )
+        };
+        if !env.region.is_known() {
+            w.push(format!("{}: {}", env.file.display(), unknown("region", &env.region)));
+        }
+        if !self.product.registry.region.is_known() {
+            w.push(format!(
+                "{}: {}",
+                self.path.display(),
+                unknown("registry.region", &self.product.registry.region)
+            ));
+        }
+        if env.timeouts.rollout.is_zero() {
+            w.push(format!(
+                "{}: timeouts.rollout is 0s: no overall rollout limit (each workload's own progress deadline still applies)",
+                env.file.display()
+            ));
+        }
+        if env.timeouts.scan.is_zero() {
+            w.push(format!(
+                "{}: timeouts.scan is 0s: deployer does not wait for scan results, so scan.on_timeout decides every unfinished scan",
+                env.file.display()
+            ));
+        }
+        if env.timeouts.lock.is_zero() {
+            w.push(format!(
+                "{}: timeouts.lock is 0s: a deploy fails at once when another one holds the lock",
+                env.file.display()
+            ));
+        }
+        w
+    }
 }
 
 impl Settings {
@@ -554,6 +654,32 @@ impl Settings {
                 ConfigError::file(path, "approval.required is true but approval.github_environment is not set")
                     .hint("name the GitHub environment whose reviewers approve, e.g. `github_environment: production`"),
             );
+        }
+        let checks = self.health.iter().flat_map(|h| h.http.iter().map(|c| ("health.http", c)));
+        let smoke =
+            self.strategy.iter().flat_map(|s| s.smoke_checks.iter().map(|c| ("strategy.smoke_checks", c)));
+        for (field, check) in checks.chain(smoke) {
+            if check.timeout.is_some_and(|t| t.0.is_zero()) {
+                errors.push(
+                    ConfigError::file(
+                        path,
+                        format!("{field}: the check of {} has timeout 0s: it could never pass", check.url),
+                    )
+                    .hint("give the request time to answer, e.g. `timeout: 5s` (the default)"),
+                );
+            }
+            if !(100..=599).contains(&check.expect_status) {
+                errors.push(
+                    ConfigError::file(
+                        path,
+                        format!(
+                            "{field}: expect_status {} of {} is not an HTTP status",
+                            check.expect_status, check.url
+                        ),
+                    )
+                    .hint("use a status between 100 and 599, e.g. `expect_status: 200`"),
+                );
+            }
         }
         if let Some(slack) = self.notifications.as_ref().and_then(|n| n.slack.as_ref()) {
             match (&slack.webhook_url_env, &slack.token_env, &slack.channel) {
@@ -668,6 +794,29 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         })
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
+}
+
+/// The 1-based line where a top-level `key:` starts (0 when not found), for errors about a value
+/// that keeps no position of its own (an empty list).
+fn key_line(path: &Path, key: &str) -> u64 {
+    let Ok(text) = std::fs::read_to_string(path) else { return 0 };
+    let prefix = format!("{key}:");
+    text.lines().position(|l| l.starts_with(&prefix)).map_or(0, |i| u64::try_from(i + 1).unwrap_or(0))
+}
+
+/// The 1-based line and column of the first `key:`'s value anywhere in the file ((0, 0) when not
+/// found), for values checked after parsing.
+fn value_position(path: &Path, key: &str) -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string(path) else { return (0, 0) };
+    let needle = format!("{key}:");
+    for (i, line) in text.lines().enumerate() {
+        if let Some(at) = line.find(&needle) {
+            let rest = &line[at + needle.len()..];
+            let col = at + needle.len() + (rest.len() - rest.trim_start().len()) + 1;
+            return (u64::try_from(i + 1).unwrap_or(0), u64::try_from(col).unwrap_or(0));
+        }
+    }
+    (0, 0)
 }
 
 /// Reads a YAML file into `T`, turning parse errors into positioned [`ConfigError`]s.

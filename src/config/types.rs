@@ -197,7 +197,8 @@ pub struct EksTarget {
     /// A kubeconfig context to use instead of the EKS API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
-    /// Namespace for release records and the deploy lock (the overlays set their own).
+    /// Namespace for release records, the deploy lock and every namespaced object the overlays
+    /// render (a DNS-1123 label).
     pub namespace: String,
 }
 
@@ -280,7 +281,8 @@ pub struct Health {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpCheck {
-    /// URL to request (GET).
+    /// URL to request (GET): absolute, `http` or `https`.
+    #[serde(deserialize_with = "super::values::http_url")]
     pub url: String,
     /// Expected status. Default 200.
     #[serde(default = "default_status")]

@@ -87,13 +87,128 @@ validated_string!(
             && rest.len() >= 2
             && rest.last().is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             && rest[..rest.len() - 1].iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()));
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("invalid AWS region `{v}`: expected a region code such as `eu-west-1`"))
+        if !ok {
+            return Err(format!("invalid AWS region `{v}`: expected a region code such as `eu-west-1`"));
+        }
+        match region_typo(v) {
+            Some(known) => Err(format!(
+                "unknown AWS region `{v}`: expected a region deployer knows; did you mean `{known}`?"
+            )),
+            None => Ok(()),
         }
     }
 );
+
+/// The regions deployer knows (AWS adds regions: an unknown well-formed one is only a warning,
+/// see [`Region::is_known`]).
+pub const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
+];
+
+/// A well-formed region that looks like a typo of a known one: its name part (`eu-wset` of
+/// `eu-wset-1`) is no known region's, but is close to one. A new number of a known name part
+/// (`ap-southeast-9`) or a name far from every known one is not a typo: AWS may have added it.
+fn region_typo(v: &str) -> Option<&'static str> {
+    if KNOWN_REGIONS.contains(&v) {
+        return None;
+    }
+    let stem = |r: &str| r.rsplit_once('-').map_or(r, |(s, _)| s).to_owned();
+    let own = stem(v);
+    if KNOWN_REGIONS.iter().any(|k| stem(k) == own) {
+        return None;
+    }
+    // Compared whole, so `eu-wset-1` suggests `eu-west-1`, not `eu-west-2`.
+    super::did_you_mean(v, KNOWN_REGIONS.iter().copied())
+}
+
+impl Region {
+    /// Whether deployer knows this region (an unknown one is reported as a warning).
+    pub fn is_known(&self) -> bool {
+        KNOWN_REGIONS.contains(&self.0.as_str())
+    }
+}
+
+/// A DNS-1123 label (namespaces, label values, most object names): at most 63 lowercase
+/// letters, digits and `-`, starting and ending with a letter or digit.
+pub fn dns1123_label(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        return Err("is empty".into());
+    }
+    if v.len() > 63 {
+        return Err(format!("is {} characters long; Kubernetes allows at most 63", v.len()));
+    }
+    if !v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err("may contain only lowercase letters, digits and `-` (Kubernetes DNS-1123 label)".into());
+    }
+    if v.starts_with('-') || v.ends_with('-') {
+        return Err("must start and end with a letter or digit (Kubernetes DNS-1123 label)".into());
+    }
+    Ok(())
+}
+
+/// A DNS-1123 subdomain (object names such as a Lease's): dot-separated labels, at most 253.
+pub fn dns1123_subdomain(v: &str) -> Result<(), String> {
+    if v.len() > 253 {
+        return Err(format!("is {} characters long; Kubernetes allows at most 253", v.len()));
+    }
+    v.split('.').try_for_each(|part| {
+        dns1123_label(part).map_err(|_| {
+            "may contain only lowercase letters, digits, `-` and `.` (Kubernetes DNS-1123 subdomain)"
+                .to_owned()
+        })
+    })
+}
+
+/// Deserializes the URL of an HTTP check: absolute, `http` or `https`, with a host.
+pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let raw = String::deserialize(d)?;
+    let ok = url::Url::parse(&raw)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()));
+    match ok {
+        Some(_) => Ok(raw),
+        None => Err(de::Error::custom(format!(
+            "invalid URL `{raw}`: expected an absolute http(s) URL such as `https://shop.example.com/healthz`"
+        ))),
+    }
+}
 
 validated_string!(
     /// An IAM role ARN: `arn:<partition>:iam::<12 digits>:role/<path/name>`.
@@ -137,7 +252,7 @@ validated_string!(
             Ok(())
         } else {
             Err(format!(
-                "invalid service name `{v}`: use lowercase letters, digits and `-` (at most 63, as Kubernetes names)"
+                "invalid service name `{v}`: expected lowercase letters, digits and `-` (at most 63, as Kubernetes names)"
             ))
         }
     }
@@ -169,10 +284,27 @@ validated_string!(
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
+    /// The longest duration any setting takes: a timeout or delay beyond a week is a typo
+    /// (`99999999h`) or a unit deployer should not guess (`1y`, `1M`: not fixed lengths).
+    pub const MAX: Duration = Duration::from_hours(7 * 24);
+
     pub fn parse(v: &str) -> Result<Self, String> {
-        humantime::parse_duration(v).map(Self).map_err(|_| {
+        let d = humantime::parse_duration(v).map_err(|_| {
             format!("invalid duration `{v}`: expected a number with a unit, e.g. `90s`, `10m`, `1h30m`")
-        })
+        })?;
+        // Years and months are calendar lengths; deployer's limits are plain times.
+        let calendar = v
+            .split(|c: char| !c.is_ascii_alphabetic())
+            .any(|unit| matches!(unit, "y" | "year" | "years" | "M" | "month" | "months"));
+        if calendar {
+            return Err(format!(
+                "invalid duration `{v}`: expected seconds, minutes, hours or days (`s`, `m`, `h`, `d`), at most 7d"
+            ));
+        }
+        if d > Self::MAX {
+            return Err(format!("duration `{v}` is too long: expected at most 7d (a week)"));
+        }
+        Ok(Self(d))
     }
 
     pub const fn from_secs(secs: u64) -> Self {

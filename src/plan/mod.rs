@@ -30,8 +30,10 @@ pub struct Observed {
     pub unobserved: Vec<Unobserved>,
     /// Per service: what applying would change, object by object (EKS dry-run diff).
     pub changes: BTreeMap<String, Vec<diff::ObjectChange>>,
-    /// Objects of the running release that the new one no longer has.
+    /// Objects of the running release that the new one no longer has ([`prune_list`]).
     pub prune: Vec<ObjectRef>,
+    /// How many objects the new release holds (rendered, plus the services it carries over).
+    pub kept: usize,
     /// Per service that rendered: the objects / task definition in full, exactly what a deploy
     /// applies (the plan and the release share one render).
     pub rendered: BTreeMap<String, crate::render::RenderedService>,
@@ -73,6 +75,10 @@ pub struct Inputs {
     pub services: Vec<String>,
     /// Images already resolved to digests (known in deploy after push/resolve; empty in a plan).
     pub pinned: BTreeMap<String, Pinned>,
+    /// Services `deploy` rendered before asking for credentials (its preflight), each with the
+    /// pin it was rendered with: reused while the pin is the same, so a deploy of prebuilt
+    /// digests still renders each service once.
+    pub rendered: BTreeMap<String, (ImagePin, crate::render::RenderedService)>,
 }
 
 /// An image resolved to a digest.
@@ -125,6 +131,33 @@ pub struct Plan {
     /// Objects the release would delete (they left the overlays).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prune: Vec<ObjectRef>,
+    /// The release deletes more objects than it creates or keeps: `deploy` needs
+    /// `--allow-prune` in a non-interactive run ([`needs_allow_prune`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub prune_needs_allow: bool,
+}
+
+/// The objects a release deletes: those of the previous release (`previous`) that the next one
+/// (`next`, every service it holds) no longer has. Objects without a namespace are in
+/// `default_ns` (where deployer applies them). The plan lists exactly these, and the platform
+/// deletes exactly these (those deployer owns).
+pub fn prune_list(previous: &[ObjectRef], next: &[ObjectRef], default_ns: &str) -> Vec<ObjectRef> {
+    let ns = |o: &ObjectRef| o.namespace.clone().unwrap_or_else(|| default_ns.to_owned());
+    let same = |a: &ObjectRef, b: &ObjectRef| a.kind == b.kind && a.name == b.name && ns(a) == ns(b);
+    let mut out: Vec<ObjectRef> = Vec::new();
+    for p in previous {
+        if !next.iter().any(|n| same(p, n)) && !out.iter().any(|o| same(o, p)) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Whether deleting `prune` objects while `kept` remain is a release that needs an explicit
+/// `--allow-prune`: one that removes more than it creates or keeps looks like an overlay that
+/// lost its resources, not like a change someone meant.
+pub const fn needs_allow_prune(prune: usize, kept: usize) -> bool {
+    prune > 0 && prune > kept
 }
 
 /// One service's part of the plan.
@@ -258,6 +291,7 @@ pub fn plan(config: &Config, env: &Environment, observed: &Observed, inputs: &In
         gates: gates(env),
         unobserved: observed.unobserved.clone(),
         prune: observed.prune.clone(),
+        prune_needs_allow: needs_allow_prune(observed.prune.len(), observed.kept),
     }
 }
 
@@ -319,5 +353,39 @@ fn gates(env: &Environment) -> Gates {
         approval,
         health: health.join("; "),
         rollback: "automatic, to the last known-good release".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(kind: &str, ns: Option<&str>, name: &str) -> ObjectRef {
+        ObjectRef {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            namespace: ns.map(str::to_owned),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn prune_is_what_left_the_release_with_namespaces_defaulted() {
+        let previous = [
+            obj("Service", None, "api"),
+            obj("ConfigMap", Some("dev"), "cfg"),
+            obj("Service", Some("dev"), "web"),
+        ];
+        let next = [obj("Service", Some("dev"), "api"), obj("ConfigMap", None, "cfg")];
+        assert_eq!(prune_list(&previous, &next, "dev"), [obj("Service", Some("dev"), "web")]);
+        assert_eq!(prune_list(&previous, &next, "other"), previous);
+    }
+
+    #[test]
+    fn deleting_more_than_is_kept_needs_allowing() {
+        assert!(!needs_allow_prune(0, 0));
+        assert!(!needs_allow_prune(2, 2));
+        assert!(needs_allow_prune(3, 2));
+        assert!(needs_allow_prune(1, 0));
     }
 }

@@ -88,6 +88,12 @@ pub fn text(plan: &Plan) -> String {
         for o in &plan.prune {
             let _ = writeln!(s, "  - delete {o}");
         }
+        if plan.prune_needs_allow {
+            let _ = writeln!(
+                s,
+                "  ! deletes more objects than it creates or keeps: `deploy` needs --allow-prune (or a confirmation at a terminal)"
+            );
+        }
     }
     let _ = writeln!(s, "\ngates");
     let _ = writeln!(s, "  scan:     {}", plan.gates.scan);
@@ -160,6 +166,12 @@ pub fn markdown(plan: &Plan) -> String {
     if !plan.prune.is_empty() {
         let list: Vec<String> = plan.prune.iter().map(|o| format!("`{o}`")).collect();
         let _ = writeln!(s, "**Prune** (left the overlays): {}\n", list.join(", "));
+        if plan.prune_needs_allow {
+            let _ = writeln!(
+                s,
+                "> [!WARNING]\n> This release deletes more objects than it creates or keeps: `deploy` needs `--allow-prune`.\n"
+            );
+        }
     }
     let _ = writeln!(
         s,

@@ -960,6 +960,7 @@ mod tests {
                 },
                 unobserved: Vec::new(),
                 prune: Vec::new(),
+                prune_needs_allow: false,
             }),
         }
     }

@@ -81,7 +81,7 @@ pub async fn deploy(
     let inputs = deployer::plan::Inputs {
         images: imgs.clone(),
         services: imgs.keys().cloned().collect(),
-        pinned: BTreeMap::new(),
+        ..Default::default()
     };
     let mut inputs = inputs;
     inputs.pinned =
@@ -104,6 +104,7 @@ pub async fn deploy_with(
         images: imgs.clone(),
         services: imgs.keys().cloned().collect(),
         pinned: BTreeMap::new(),
+        ..Default::default()
     };
     inputs.pinned =
         imgs.keys().filter_map(|s| Some((s.clone(), deployer::plan::prebuilt_digest(&inputs, s)?))).collect();

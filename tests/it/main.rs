@@ -9,6 +9,7 @@ mod support;
 mod fakes;
 
 mod action;
+mod broken_inputs;
 mod cli;
 mod config;
 mod deps;

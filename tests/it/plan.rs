@@ -76,8 +76,10 @@ fn plan_pins_prebuilt_images_and_filters_services() {
     assert!(!text.contains("service order"), "{text}");
 }
 
+/// The plan is still shown (what could not be rendered, and why), but the command fails: the
+/// deploy it announces would be refused (issue 15), so a pull request's plan job must not pass.
 #[test]
-fn plan_without_kustomize_says_so_instead_of_failing() {
+fn plan_without_kustomize_shows_why_and_exits_2() {
     let home = tempfile::tempdir().unwrap();
     let out = support::deployer(home.path())
         .current_dir(support::root().join("examples/shop"))
@@ -86,12 +88,15 @@ fn plan_without_kustomize_says_so_instead_of_failing() {
         .args(["plan", "--env", "dev"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("render: FAILED: kustomize not found: neither `kustomize` nor `kubectl` is on PATH"),
         "{text}"
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("kustomize not found").count(), 1, "said once, not per service: {stderr}");
+    assert!(stderr.contains("hint: install kustomize or kubectl"), "{stderr}");
 }
 
 #[test]

@@ -91,7 +91,7 @@ impl Bed {
                 let mut inputs = deployer::plan::Inputs {
                     images: images.clone(),
                     services: images.keys().cloned().collect(),
-                    pinned: BTreeMap::new(),
+                    ..Default::default()
                 };
                 inputs.pinned = images
                     .keys()

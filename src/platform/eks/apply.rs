@@ -147,38 +147,55 @@ fn apply_error(r: &ObjectRef, e: &kube::Error) -> EksError {
     EksError::Api { action: format!("apply {r}"), message: e.to_string() }
 }
 
-/// Deletes objects of `previous` that `current` no longer has (matched by kind, namespace and
-/// name). Objects that are already gone are fine.
+/// Deletes the objects of `previous` that `current` no longer has ([`crate::plan::prune_list`],
+/// the set the plan showed), newest-dependency first, but only those deployer owns: the live
+/// object must still carry deployer's `managed-by` label (and, when it has one, this
+/// environment's label). Anything else (relabelled by hand, adopted by another tool, re-created
+/// by someone) is kept and returned as such. Returns (deleted, kept).
 pub async fn prune(
     client: &kube::Client,
     resolver: &mut Resolver,
     previous: &[ObjectRef],
     current: &[ObjectRef],
     default_ns: &str,
-) -> Result<Vec<ObjectRef>, EksError> {
-    let same = |a: &ObjectRef, b: &ObjectRef| {
-        a.kind == b.kind
-            && a.name == b.name
-            && a.namespace.as_deref().unwrap_or(default_ns) == b.namespace.as_deref().unwrap_or(default_ns)
-    };
+    environment: &str,
+) -> Result<(Vec<ObjectRef>, Vec<ObjectRef>), EksError> {
+    use crate::render::kustomize::{ENV_LABEL, MANAGED_BY};
     let mut gone = Vec::new();
+    let mut kept = Vec::new();
     // Reverse apply order: workloads before the config and services they use.
-    let mut stale: Vec<&ObjectRef> =
-        previous.iter().filter(|p| !current.iter().any(|c| same(p, c))).collect();
+    let mut stale = crate::plan::prune_list(previous, current, default_ns);
     stale.sort_by_key(|o| std::cmp::Reverse(apply_rank(&o.kind)));
     for obj in stale {
-        let api = resolver.api(client, obj, default_ns).await?;
+        let api = resolver.api(client, &obj, default_ns).await?;
+        let live = match api.get_opt(&obj.name).await {
+            Ok(Some(live)) => live,
+            Ok(None) => continue,
+            Err(e) => {
+                return Err(EksError::Api {
+                    action: format!("read {obj} before pruning it"),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let labels = live.metadata.labels.unwrap_or_default();
+        let ours = labels.get(MANAGED_BY.0).is_some_and(|v| v == MANAGED_BY.1)
+            && labels.get(ENV_LABEL).is_none_or(|e| e == environment);
+        if !ours {
+            kept.push(obj);
+            continue;
+        }
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
         };
         match api.delete(&obj.name, &params).await {
-            Ok(_) => gone.push(obj.clone()),
+            Ok(_) => gone.push(obj),
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(e) => return Err(EksError::Api { action: format!("prune {obj}"), message: e.to_string() }),
         }
     }
-    Ok(gone)
+    Ok((gone, kept))
 }
 
 #[cfg(test)]

@@ -151,12 +151,21 @@ impl Eks {
         events: &dyn Sink,
     ) -> Result<(), EksError> {
         let mut resolver = Resolver::default();
-        let gone = apply::prune(&self.client, &mut resolver, previous, current, &self.namespace).await?;
+        let (gone, kept) =
+            apply::prune(&self.client, &mut resolver, previous, current, &self.namespace, &self.environment)
+                .await?;
         for g in gone {
             events.emit(&Event::Service {
                 service: String::new(),
                 phase: Phase::Apply,
                 message: format!("pruned {g}"),
+            });
+        }
+        for k in kept {
+            events.emit(&Event::Warning {
+                message: format!(
+                    "kept {k}: it left the overlays, but its live object no longer carries deployer's labels (app.kubernetes.io/managed-by=deployer), so it is not deployer's to delete"
+                ),
             });
         }
         Ok(())
