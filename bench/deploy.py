@@ -40,8 +40,9 @@ def cpu_of(pid):
 
 
 def product(n, work):
-    """A product of N copies of the example's `user` service, its objects in namespace `apps<N>`
-    (records and the lock in `gen<N>`), so products of different sizes do not share objects."""
+    """A product of N copies of the example's `user` service, its objects, records and lock in
+    namespace `gen<N>` (deployer refuses objects outside the environment's namespace), so
+    products of different sizes do not share objects."""
     d = work / f"gen{n}"
     (d / "services").mkdir(parents=True)
     shutil.copytree(ROOT / "examples/shop/components", d / "components")
@@ -54,7 +55,7 @@ def product(n, work):
         s = f"svc{i:02d}"
         shutil.copytree(ROOT / "examples/shop/services/user", d / "services" / s)
         for f in (d / "services" / s / "k8s").rglob("*.yaml"):
-            f.write_text(f.read_text().replace("user", s).replace("namespace: shop-dev", f"namespace: apps{n}"))
+            f.write_text(f.read_text().replace("user", s).replace("namespace: shop-dev", f"namespace: gen{n}"))
         # The manifests name the image `shop/<service>`: the repository must match, or deployer
         # has nothing to pin and the release changes no pod.
         lines.append(f'  - {{ name: {s}, repository: shop/{s}, kustomize: "services/{s}/k8s/overlays/{{env}}" }}')
@@ -147,7 +148,7 @@ def measure(n, binary, rounds, events_dir, history):
 
     def prepare(size):
         d = product(size, work)
-        for name in (f"gen{size}", f"apps{size}"):
+        for name in (f"gen{size}",):
             ns = '{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"%s"}}' % name
             r = subprocess.run([*kubectl, "apply", "--server-side", "-f", "-"], input=ns, capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
@@ -158,7 +159,7 @@ def measure(n, binary, rounds, events_dir, history):
     def release(size, d, version, tag, path):
         m = deploy(env, binary, d, images(size, version), fake, path)
         # Every Deployment runs the new digest: the release really rolled every service.
-        out = subprocess.run([*kubectl, "get", "deploy", "-n", f"apps{size}", "-o",
+        out = subprocess.run([*kubectl, "get", "deploy", "-n", f"gen{size}", "-o",
                               "jsonpath={.items[*].spec.template.spec.containers[0].image}"],
                              capture_output=True, text=True, check=True).stdout.split()
         want = sorted(images(size, version)[1::2])
