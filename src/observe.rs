@@ -184,12 +184,8 @@ pub async fn render_services(
     inputs: &Inputs,
     var: VarFn<'_>,
 ) -> (Option<Result<String, String>>, BTreeMap<String, Result<RenderedService, RenderError>>) {
-    let selected: Vec<_> = config
-        .product
-        .services
-        .iter()
-        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
-        .collect();
+    let selected: Vec<_> =
+        config.product.services.iter().filter(|s| inputs.selects(s.name.as_str())).collect();
     let mut out = BTreeMap::new();
     match &env.target {
         Target::Eks(_) => {

@@ -146,13 +146,8 @@ pub async fn resolve_images(
     git_sha: Option<&str>,
 ) -> Result<BTreeMap<String, Pinned>, Error> {
     use crate::image::{self, Reference};
-    let selected: Vec<_> = cx
-        .config
-        .product
-        .services
-        .iter()
-        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
-        .collect();
+    let selected: Vec<_> =
+        cx.config.product.services.iter().filter(|s| inputs.selects(s.name.as_str())).collect();
     let registry =
         std::sync::Arc::new(image::Registry::for_config(cx.config, Some(&session.config), cx.var)?);
     let host = registry.endpoint().host().to_owned();
@@ -527,12 +522,7 @@ fn planned_from(
 ) -> Result<Planned, Error> {
     let mut services = BTreeMap::new();
     let mut missing = Vec::new();
-    for svc in config
-        .product
-        .services
-        .iter()
-        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
-    {
+    for svc in config.product.services.iter().filter(|s| inputs.selects(s.name.as_str())) {
         let name = svc.name.as_str();
         let image =
             inputs.pinned.get(name).map(|p| format!("{}@{}", p.repository, p.digest)).unwrap_or_default();
@@ -984,12 +974,7 @@ fn render_pins(
         }]))
     };
     let mut pinned = BTreeMap::new();
-    for svc in config
-        .product
-        .services
-        .iter()
-        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
-    {
+    for svc in config.product.services.iter().filter(|s| inputs.selects(s.name.as_str())) {
         let name = svc.name.as_str();
         let pin = match inputs.images.get(name) {
             Some(reference) => {

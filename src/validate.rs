@@ -196,12 +196,7 @@ pub async fn preflight(
     var: VarFn<'_>,
 ) -> (Vec<ConfigError>, Prerendered) {
     let mut errors = Vec::new();
-    for svc in config
-        .product
-        .services
-        .iter()
-        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
-    {
+    for svc in config.product.services.iter().filter(|s| inputs.selects(s.name.as_str())) {
         let name = svc.name.as_str();
         if svc.build.is_none() && !inputs.images.contains_key(name) {
             errors.push(ConfigError {

@@ -81,6 +81,13 @@ pub struct Inputs {
     pub rendered: BTreeMap<String, (ImagePin, crate::render::RenderedService)>,
 }
 
+impl Inputs {
+    /// Whether the command works on service `name` (`--service` given and naming it, or none).
+    pub fn selects(&self, name: &str) -> bool {
+        self.services.is_empty() || self.services.iter().any(|n| n == name)
+    }
+}
+
 /// An image resolved to a digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pinned {
@@ -229,7 +236,7 @@ pub fn plan(config: &Config, env: &Environment, observed: &Observed, inputs: &In
         .product
         .services
         .iter()
-        .filter(|s| inputs.services.is_empty() || inputs.services.iter().any(|n| n == s.name.as_str()))
+        .filter(|s| inputs.selects(s.name.as_str()))
         .map(|svc| {
             let name = svc.name.as_str().to_owned();
             let build = match (inputs.images.get(&name), &svc.build) {
