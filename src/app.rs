@@ -298,6 +298,9 @@ async fn deploy(
     cancel: &Cancel,
 ) -> Result<(), Error> {
     let mut inputs = inputs(cx.config, &args.images)?;
+    // Digests given on the command line are pinned as the images step will pin them, so the
+    // preflight's render is the release's render (compared in `observe::render_services`).
+    inputs.pinned = crate::plan::known_pins(cx.config, &inputs);
     // Everything that needs no credentials is checked before STS: a release that would be
     // refused takes no lock, and a configuration error is never hidden behind an auth one.
     let (problems, rendered) = phase(cx.events, Phase::Config, async {

@@ -75,6 +75,8 @@ pub enum Reason {
     SmokeCheck,
     /// The platform refused a change (e.g. a server-side apply conflict).
     ApplyFailed,
+    /// A release hook (a migration, a post-deploy test) exited non-zero or was stopped.
+    HookFailed,
 }
 
 impl Reason {
@@ -92,6 +94,7 @@ impl Reason {
             Self::HttpCheck => "http check failed",
             Self::SmokeCheck => "smoke check failed",
             Self::ApplyFailed => "apply failed",
+            Self::HookFailed => "hook failed",
         }
     }
 
@@ -143,6 +146,9 @@ pub struct Failure {
     pub detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restart_count: Option<u32>,
+    /// The last lines the failing container wrote (a hook's log tail), oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
 }
 
 impl Failure {
@@ -158,6 +164,7 @@ impl Failure {
             subject: subject.into(),
             detail: detail.into(),
             restart_count: None,
+            logs: Vec::new(),
         }
     }
 }
@@ -206,5 +213,68 @@ mod tests {
         assert_eq!(Reason::from_kubernetes("ProgressDeadlineExceeded"), Reason::Deadline);
         let f = Failure::new(Some("user"), Reason::CrashLoop, "task 5c3b", "exit code 1");
         assert_eq!(f.to_string(), "service `user`: crash loop (task 5c3b): exit code 1");
+    }
+}
+
+/// When a release hook runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookStage {
+    /// Before anything of the release is applied (migrations): its failure stops the release
+    /// with nothing changed.
+    PreDeploy,
+    /// Once every service runs the release healthy (tests against it): its failure rolls the
+    /// release back.
+    PostDeploy,
+    /// Before a rollback applies the earlier release (opt-in: pre-deploy hooks do not re-run).
+    PreRollback,
+}
+
+impl HookStage {
+    /// The words users read (`pre-deploy`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PreDeploy => "pre-deploy",
+            Self::PostDeploy => "post-deploy",
+            Self::PreRollback => "pre-rollback",
+        }
+    }
+}
+
+impl fmt::Display for HookStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A one-off task of a service, run once per release with the image the release pins for that
+/// service: a Kubernetes Job (EKS) or an ECS `RunTask` (ECS) with `command` in place of the
+/// container's command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hook {
+    /// The deployer service whose image and settings (env, secrets, network) it runs with.
+    pub service: String,
+    /// `migrate`: a Kubernetes name part (DNS-1123 label).
+    pub name: String,
+    pub stage: HookStage,
+    /// Replaces the container's entrypoint and command (`["./migrate", "up"]`).
+    pub command: Vec<String>,
+    /// How long it may run, from its start; then it is stopped and fails.
+    #[serde(with = "crate::model::seconds")]
+    pub timeout: std::time::Duration,
+}
+
+impl Hook {
+    /// `pre-deploy hook `migrate` of `order``: how reports name it.
+    pub fn title(&self) -> String {
+        format!("{} hook `{}` of `{}`", self.stage, self.name, self.service)
+    }
+}
+
+/// Durations as whole seconds in JSON.
+pub mod seconds {
+    /// Serialises a duration as its whole seconds.
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
     }
 }

@@ -979,7 +979,7 @@ fn render_pins(
         let pin = match inputs.images.get(name) {
             Some(reference) => {
                 let r = crate::image::Reference::parse(reference)?;
-                let Some(digest) = &r.digest else {
+                let Some(pin) = plan::prebuilt_pin(&host, &r) else {
                     return Err(refuse(
                         format!("`--image {name}={reference}` names a tag; render resolves no tags"),
                         format!(
@@ -987,14 +987,7 @@ fn render_pins(
                         ),
                     ));
                 };
-                if r.host.as_deref().is_none_or(|h| h == host) {
-                    Pinned { repository: format!("{host}/{}", r.repository), digest: digest.to_string() }
-                } else {
-                    Pinned {
-                        repository: format!("{}/{}", r.host.as_deref().unwrap_or_default(), r.repository),
-                        digest: digest.to_string(),
-                    }
-                }
+                pin
             }
             None if svc.build.is_some() => {
                 let repository = format!("{host}/{}", svc.repository.as_str());

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::events::Sink;
-use crate::model::Failure;
+use crate::model::{Failure, Hook};
 use crate::release::Release;
 
 /// How [`Platform::apply`] applies.
@@ -179,6 +179,25 @@ pub trait Platform: Sync {
         previous: Option<&Release>,
         events: &dyn Sink,
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
+    /// Runs `hook` once, to completion, with the image (and settings) `release` pins for
+    /// `hook.service`: a fresh Kubernetes Job per release (EKS), an ECS `RunTask` of the
+    /// release's task definition (ECS). Stopped and failed at `hook.timeout`.
+    /// `Ok(None)`: it exited 0. `Ok(Some(failure))`: it failed; the failure says why
+    /// (`HookFailed` with `exit N`, or what kept it from running: image pull, OOM, deadline),
+    /// with its last log lines. `Err`: it could not be started or followed.
+    fn run_hook(
+        &self,
+        release: &Release,
+        hook: &Hook,
+        events: &dyn Sink,
+    ) -> impl Future<Output = Result<Option<Failure>, PlatformError>> + Send;
+    /// Stops what `run_hook` started for `hook` of `release`, if it still runs (a cancelled
+    /// release: nothing is left running behind it).
+    fn stop_hook(
+        &self,
+        release: &Release,
+        hook: &Hook,
+    ) -> impl Future<Output = Result<(), PlatformError>> + Send;
 }
 
 /// The closed set of platforms, dispatched by enum: the pipeline holds one of these and never
@@ -251,6 +270,17 @@ impl Platform for Any {
         events: &dyn Sink,
     ) -> Result<(), PlatformError> {
         dispatch!(self, p => Box::pin(p.finish(applied, release, previous, events)).await)
+    }
+    async fn run_hook(
+        &self,
+        release: &Release,
+        hook: &Hook,
+        events: &dyn Sink,
+    ) -> Result<Option<Failure>, PlatformError> {
+        dispatch!(self, p => Box::pin(p.run_hook(release, hook, events)).await)
+    }
+    async fn stop_hook(&self, release: &Release, hook: &Hook) -> Result<(), PlatformError> {
+        dispatch!(self, p => Box::pin(p.stop_hook(release, hook)).await)
     }
 }
 

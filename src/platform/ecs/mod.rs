@@ -40,6 +40,7 @@
 
 pub mod bluegreen;
 pub mod classify;
+pub mod hook;
 pub mod lock;
 pub mod records;
 pub mod taskdef;
@@ -716,6 +717,19 @@ impl Platform for EcsPlatform {
             }
         }
         Ok(())
+    }
+
+    async fn run_hook(
+        &self,
+        release: &Release,
+        hook: &crate::model::Hook,
+        events: &dyn Sink,
+    ) -> Result<Option<Failure>, PlatformError> {
+        hook::run(self, release, hook, events).await
+    }
+
+    async fn stop_hook(&self, release: &Release, hook: &crate::model::Hook) -> Result<(), PlatformError> {
+        hook::stop(self, release, hook).await
     }
 }
 

@@ -11,6 +11,7 @@ pub mod apply;
 pub mod assess;
 pub mod bluegreen;
 pub mod diff;
+pub mod hook;
 pub mod lock;
 pub mod records;
 pub mod watch;
@@ -386,6 +387,19 @@ impl Platform for Eks {
         let previous = previous.map(all_refs).unwrap_or_default();
         self.prune(&previous, &keep, events).await?;
         Ok(())
+    }
+
+    async fn run_hook(
+        &self,
+        release: &Release,
+        hook: &crate::model::Hook,
+        events: &dyn Sink,
+    ) -> Result<Option<Failure>, PlatformError> {
+        hook::run(self, release, hook, events).await
+    }
+
+    async fn stop_hook(&self, release: &Release, hook: &crate::model::Hook) -> Result<(), PlatformError> {
+        hook::stop(self, release, hook).await
     }
 }
 
