@@ -4,6 +4,7 @@
 //! [`state::RunState`] is the run folded from events; [`markdown`] renders it for the PR
 //! comment and the job summary; [`notify`] sends it to GitHub and Slack off the critical path.
 
+pub mod diagnostics;
 pub mod github;
 pub mod live;
 pub mod markdown;
