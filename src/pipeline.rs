@@ -387,6 +387,15 @@ pub fn settings_for(
         force_conflicts: false,
         cancel: engine::cancel::Cancel::default(),
         hooks: hooks_of(config),
+        ready_within: config
+            .product
+            .services
+            .iter()
+            .filter_map(|s| {
+                let bound = s.ready_within.or(env.health.ready_within)?;
+                Some((s.name.as_str().to_owned(), bound.0))
+            })
+            .collect(),
     }
 }
 

@@ -69,6 +69,8 @@ pub struct Settings {
     pub cancel: Cancel,
     /// Every service's release hooks (all stages); a release runs those of its services.
     pub hooks: Vec<Hook>,
+    /// Service → how long a new pod or task may run un-Ready (`ready_within`).
+    pub ready_within: BTreeMap<String, Duration>,
 }
 
 /// What a release deploys: service → what it runs, and the order they go in.
@@ -786,6 +788,14 @@ async fn watch<P: Platform>(
     gated: bool,
     events: &dyn Sink,
 ) -> Result<(), Failure> {
+    // The bounds travel with what is watched, so every watch (rollout, bake, rollback) has them.
+    let bounded_applied;
+    let applied = if settings.ready_within.is_empty() {
+        applied
+    } else {
+        bounded_applied = Applied { ready_within: settings.ready_within.clone(), ..applied.clone() };
+        &bounded_applied
+    };
     let platform_watch = async {
         match platform.watch(applied, deadline, hold, events).await {
             Ok(None) => Ok(()),

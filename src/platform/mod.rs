@@ -76,6 +76,10 @@ pub struct Traffic {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Applied {
     pub services: Vec<AppliedService>,
+    /// Service → how long a new pod or task may run un-Ready before [`Platform::watch`] fails
+    /// it (`ready_within`; set by the engine, absent = no bound of its own).
+    #[serde(skip)]
+    pub ready_within: BTreeMap<String, Duration>,
 }
 
 /// What runs now for one service (`deployer status`).
