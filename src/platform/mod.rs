@@ -353,13 +353,13 @@ impl PlatformError {
 }
 
 impl crate::error::Diagnostic for PlatformError {
-    fn exit_code(&self) -> crate::ExitCode {
+    fn exit_code(&self) -> crate::error::ExitCode {
         match self {
             // The environment is not what its file says: fixed in the file, like any config error.
-            Self::Setup { .. } => crate::ExitCode::Config,
-            Self::Api { .. } => crate::ExitCode::Internal,
-            Self::LockHeld { .. } => crate::ExitCode::LockHeld,
-            Self::Connect { .. } | Self::Denied { .. } => crate::ExitCode::Auth,
+            Self::Setup { .. } => crate::error::ExitCode::Config,
+            Self::Api { .. } => crate::error::ExitCode::Internal,
+            Self::LockHeld { .. } => crate::error::ExitCode::LockHeld,
+            Self::Connect { .. } | Self::Denied { .. } => crate::error::ExitCode::Auth,
         }
     }
 
