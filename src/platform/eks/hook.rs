@@ -61,11 +61,11 @@ const TAIL_LINES: i64 = 20;
 /// The Job name of `hook` in the release with `sequence`: `<service>-<hook>-<sequence>`, at most
 /// 63 characters (the Job controller copies it into a label value), else shortened with a hash.
 pub fn job_name(service: &str, hook: &str, sequence: u64) -> String {
+    use sha2::Digest as _;
     let full = format!("{service}-{hook}-{sequence}");
     if full.len() <= 63 {
         return full;
     }
-    use sha2::Digest as _;
     let hash = hex::encode(sha2::Sha256::digest(full.as_bytes()));
     let keep = full.get(..54).unwrap_or(&full).trim_end_matches(['-', '.']);
     format!("{keep}-{}", hash.get(..8).unwrap_or_default())
@@ -83,7 +83,7 @@ fn label_value(s: &str) -> String {
 /// StatefulSet (by name) with a container running the service's pinned image. A blue-green
 /// release has been coloured by then (`Platform::prepare`): its manifests are the colour being
 /// deployed, so the first match is of the release's colour.
-fn workload<'a>(service: &'a ServiceRelease) -> Option<(&'a Value, usize)> {
+fn workload(service: &ServiceRelease) -> Option<(&Value, usize)> {
     let mut candidates: Vec<&Value> = service
         .manifests
         .iter()
@@ -512,7 +512,7 @@ async fn follow(
             Verdict::Running { detail } => {
                 if detail != last {
                     say(events, hook, format!("hook {}: Job {name}: {detail}", hook.name));
-                    last = detail.clone();
+                    last.clone_from(&detail);
                 }
                 if Instant::now() >= deadline {
                     return Verdict::Running { detail };
