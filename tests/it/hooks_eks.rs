@@ -102,6 +102,9 @@ async fn a_hook_that_exits_0_completes_a_job_built_from_the_services_pod_templat
     // The order Service selects app.kubernetes.io/name: the hook pod must not get its traffic.
     let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
     assert!(!pod_labels.contains_key("app.kubernetes.io/name"), "{pod_labels:?}");
+    let config = c.env_from.as_ref().unwrap()[0].config_map_ref.as_ref().unwrap().name.clone();
+    let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(fake.client().await, NS);
+    assert!(configmaps.get_opt(&config).await.unwrap().is_some(), "{config} created for the hook");
     let said = messages(&rec);
     assert!(said.iter().any(|m| m == "hook migrate: Job order-migrate-1 created"), "{said:?}");
     assert!(
@@ -201,4 +204,28 @@ async fn stop_deletes_the_running_hook_job() {
     assert_eq!(failure.reason, Reason::HookFailed);
     assert!(start.elapsed() < Duration::from_mins(1));
     assert!(job(&fake, "order-migrate-1").await.is_none());
+}
+
+#[tokio::test]
+async fn an_oom_killed_hook_fails_as_out_of_memory() {
+    let (_fake, eks, rec) = setup().await;
+    let rel = release(1, "1", Some("oomkill")).await;
+    let failure = eks.run_hook(&rel, &hook("echo hi", Duration::from_mins(1)), &rec).await.unwrap();
+    let failure = failure.expect("a failure");
+    assert_eq!(failure.reason, Reason::OutOfMemory, "{failure:?}");
+    assert!(failure.detail.contains("exit 137 (OOMKilled)"), "{failure:?}");
+}
+
+#[tokio::test]
+async fn a_blue_green_release_runs_its_hook_with_the_colour_being_deployed() {
+    let (fake, eks, rec) = setup().await;
+    let mut rel = release(1, "1", None).await;
+    eks.prepare(&mut rel, None, true, &rec).await.unwrap();
+    let outcome = eks.run_hook(&rel, &hook("echo ok", Duration::from_mins(1)), &rec).await.unwrap();
+    assert_eq!(outcome, None);
+    let job = job(&fake, "order-migrate-1").await.unwrap();
+    let labels = job.spec.unwrap().template.metadata.unwrap().labels.unwrap();
+    // Neither the Service's selector nor the colour: no traffic, and no colour's pods.
+    assert!(!labels.contains_key("deployer.dev/color"), "{labels:?}");
+    assert!(!labels.contains_key("app.kubernetes.io/name"), "{labels:?}");
 }
