@@ -16,7 +16,12 @@
 //! The Job and its pods are watched (no polling): the Job's `Complete`/`Failed` conditions
 //! decide, and the pod's states fail it fast (image pull, OOM, unschedulable, a non-zero exit)
 //! instead of at `activeDeadlineSeconds`. A failure carries the failed container's exit code and
-//! the last lines of its log.
+//! the last lines of its log. A Job failed fast on its pod (an image that cannot be pulled) is
+//! left to its `activeDeadlineSeconds`, with its pod and events there to be looked at.
+//!
+//! A pre-deploy hook runs before the release is applied, so the release's ConfigMaps and Secrets
+//! that the pod refers to and that do not exist yet (kustomize's generated, content-hashed names)
+//! are created first; existing ones are never changed (see [`ensure_config`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
