@@ -21,7 +21,7 @@
 //!
 //! A pre-deploy hook runs before the release is applied, so the release's ConfigMaps and Secrets
 //! that the pod refers to and that do not exist yet (kustomize's generated, content-hashed names)
-//! are created first; existing ones are never changed (see [`ensure_config`]).
+//! are created first; existing ones are never changed (see `ensure_config`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
