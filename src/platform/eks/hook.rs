@@ -482,12 +482,14 @@ async fn follow(
     let ns = &platform.namespace;
     let jobs: Api<Job> = Api::namespaced(platform.client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(platform.client.clone(), ns);
+    let pods_now = pods.clone();
     let (job_store, jw) = reflector::store::<Job>();
     let (pod_store, pw): (Store<Pod>, _) = reflector::store();
     let job_cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
     // The controller-uid label names this Job's pods only, not those of an earlier Job of the
     // same name (a re-run release).
-    let pod_cfg = watcher::Config::default().labels(&format!("batch.kubernetes.io/controller-uid={uid}"));
+    let pod_selector = format!("batch.kubernetes.io/controller-uid={uid}");
+    let pod_cfg = watcher::Config::default().labels(&pod_selector);
     let mut changes = stream::select_all(vec![
         reflector::reflector(jw, watcher(jobs, job_cfg)).default_backoff().map(|_| ()).boxed(),
         reflector::reflector(pw, watcher(pods, pod_cfg)).default_backoff().map(|_| ()).boxed(),
@@ -512,6 +514,18 @@ async fn follow(
                 pod: None,
             },
             None => Verdict::Running { detail: "Job not observed yet".into() },
+        };
+        // The Job's watch can run ahead of its pods' (the controller writes `Failed` moments
+        // after the kubelet wrote the exit code): the verdict is taken on the pods as they are
+        // now, so the failure names the exit code and the pod whose log explains it.
+        let verdict = match (&verdict, &job) {
+            (Verdict::Failed { .. }, Some(job)) => {
+                match pods_now.list(&ListParams::default().labels(&pod_selector)).await {
+                    Ok(list) => self::verdict(job, &list.items.iter().collect::<Vec<_>>()),
+                    Err(_) => verdict,
+                }
+            }
+            _ => verdict,
         };
         match verdict {
             Verdict::Running { detail } => {
