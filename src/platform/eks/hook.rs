@@ -481,6 +481,7 @@ async fn follow(
 ) -> Verdict {
     let ns = &platform.namespace;
     let jobs: Api<Job> = Api::namespaced(platform.client.clone(), ns);
+    let jobs_now = jobs.clone();
     let pods: Api<Pod> = Api::namespaced(platform.client.clone(), ns);
     let pods_now = pods.clone();
     let (job_store, jw) = reflector::store::<Job>();
@@ -500,6 +501,15 @@ async fn follow(
     loop {
         let _ = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
         let job = job_store.state().into_iter().find(|j| j.metadata.uid.as_deref() == Some(uid));
+        // Until the watch has listed it, the Job may also be gone already (deleted right after
+        // its creation): ask for it.
+        if job.is_none() && !seen {
+            match jobs_now.get_opt(name).await {
+                Ok(Some(j)) if j.metadata.uid.as_deref() == Some(uid) => {}
+                Ok(_) => seen = true,
+                Err(_) => {}
+            }
+        }
         let verdict = match &job {
             Some(job) => {
                 seen = true;
