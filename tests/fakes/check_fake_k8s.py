@@ -874,6 +874,161 @@ spec:
           d["status"].get("unavailableReplicas") == 1, d["status"])
 
 
+def job_body(name, script, restart="Never", **spec):
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": dict({"template": {"spec": {"containers": [{
+                "name": "m", "image": spec.pop("image", "registry.example/migrate@sha256:1"),
+                "command": ["sh", "-c", script]}]}}}, **spec)}
+    if restart is not None:
+        body["spec"]["template"]["spec"]["restartPolicy"] = restart
+    return body
+
+
+def job_checks(fake):
+    """The Job controller (v1.28), run-to-completion pods, pods/log, and the Job refusals."""
+    base = "/apis/batch/v1/namespaces/demo/jobs"
+    fake.json("POST", "/api/v1/namespaces", {"metadata": {"name": "demo"}})  # 409 if it exists
+    code, body = fake.json("POST", base, job_body("bad-rp", "exit 0", restart=None))
+    check("Job without restartPolicy -> 422 'Required value: valid values: \"OnFailure\", "
+          "\"Never\"'", code == 422 and body.get("message") ==
+          'Job.batch "bad-rp" is invalid: spec.template.spec.restartPolicy: Required value: '
+          'valid values: "OnFailure", "Never"', body)
+    long = "j" * 64
+    code, body = fake.json("POST", base, job_body(long, "exit 0"))
+    check("Job named over 63 characters -> 422 on its job-name labels", code == 422 and
+          body.get("message") == 'Job.batch "%s" is invalid: spec.template.labels: Invalid value: '
+          '"%s": must be no more than 63 characters' % (long, long) and
+          len(body["details"]["causes"]) == 2, body)
+
+    def job(name):
+        return fake.json("GET", base + "/" + name)[1]
+
+    def finished(name):
+        j = job(name)
+        return j if any(c.get("status") == "True" for c in (j.get("status") or {}).get(
+            "conditions") or []) else None
+
+    def pods(name):
+        return fake.json("GET", "/api/v1/namespaces/demo/pods?labelSelector=job-name%3D" +
+                         name)[1].get("items") or []
+
+    code, created = fake.json("POST", base, job_body("ok", "echo one; echo two\nsleep 1; exit 0",
+                                                      ttlSecondsAfterFinished=600))
+    sp = created.get("spec") or {}
+    uid = created.get("metadata", {}).get("uid")
+    check("Job defaults: completions/parallelism 1, backoffLimit 6, NonIndexed, not suspended, "
+          "generated selector and labels, no podReplacementPolicy (alpha in 1.28)",
+          code == 201 and sp.get("completions") == 1 and sp.get("parallelism") == 1 and
+          sp.get("backoffLimit") == 6 and sp.get("completionMode") == "NonIndexed" and
+          sp.get("suspend") is False and "podReplacementPolicy" not in sp and
+          "manualSelector" not in sp and sp.get("selector") == {
+              "matchLabels": {"batch.kubernetes.io/controller-uid": uid}} and
+          sp["template"]["metadata"]["labels"] == {
+              "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": "ok",
+              "controller-uid": uid, "job-name": "ok"}, created)
+    j = wait_for(lambda: finished("ok"), 10)
+    st = (j or {}).get("status") or {}
+    check("Job success: Complete (no reason in 1.28), succeeded 1, startTime, completionTime, "
+          "ready 0, uncountedTerminatedPods {}, no active",
+          [c["type"] for c in st.get("conditions", [])] == ["Complete"] and
+          "reason" not in st["conditions"][0] and st.get("succeeded") == 1 and
+          st.get("startTime") and st.get("completionTime") and st.get("ready") == 0 and
+          st.get("uncountedTerminatedPods") == {} and "active" not in st, st)
+    ps = pods("ok")
+    p = ps[0] if ps else {}
+    import re
+    cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+    ready = [c for c in p.get("status", {}).get("conditions", []) if c["type"] == "Ready"]
+    check("Job pod: <job>-<5 chars>, job labels, controller ownerReference, Succeeded, "
+          "terminated Completed exit 0, Ready False PodCompleted",
+          len(ps) == 1 and re.match(r"^ok-[bcdfghjklmnpqrstvwxz2456789]{5}$",
+                                    p["metadata"]["name"]) and
+          p["metadata"]["labels"].get("batch.kubernetes.io/job-name") == "ok" and
+          p["metadata"]["ownerReferences"][0]["kind"] == "Job" and
+          p["metadata"]["ownerReferences"][0]["controller"] is True and
+          p["status"]["phase"] == "Succeeded" and
+          cs.get("state", {}).get("terminated", {}).get("reason") == "Completed" and
+          cs["state"]["terminated"]["exitCode"] == 0 and cs.get("started") is False and
+          ready and ready[0]["status"] == "False" and ready[0].get("reason") == "PodCompleted", p)
+    name = p.get("metadata", {}).get("name", "x")
+    code, _, raw = fake.req("GET", "/api/v1/namespaces/demo/pods/%s/log" % name, accept="*/*")
+    code2, _, raw2 = fake.req("GET", "/api/v1/namespaces/demo/pods/%s/log?tailLines=1&container=m"
+                              % name, accept="*/*")
+    check("pods/log: the echoed lines; tailLines=1 the last", (code, raw, code2, raw2) == (
+        200, b"one\ntwo\n", 200, b"two\n"), (code, raw, code2, raw2))
+    code, body = fake.json("GET", "/api/v1/namespaces/demo/pods/%s/log?container=x" % name)
+    check("pods/log of an unknown container -> 400", code == 400 and body.get("message") ==
+          "container x is not valid for pod %s" % name, body)
+    code, body = fake.json("PATCH", base + "/ok", {"spec": {"template": {"spec": {"containers": [
+        {"name": "m", "image": "registry.example/migrate@sha256:2"}]}}}},
+        ctype="application/strategic-merge-patch+json")
+    msg = body.get("message", "") if isinstance(body, dict) else ""
+    check("a changed Job template -> 422 'spec.template: Invalid value: core.PodTemplateSpec{...}: "
+          "field is immutable'", code == 422 and msg.startswith(
+              'Job.batch "ok" is invalid: spec.template: Invalid value: core.PodTemplateSpec{') and
+          msg.endswith(": field is immutable") and
+          body["details"]["causes"][0]["field"] == "spec.template", body)
+
+    fake.json("POST", base, job_body("fail", "echo boom; exit 3", backoffLimit=0))
+    j = wait_for(lambda: finished("fail"), 10)
+    st = (j or {}).get("status") or {}
+    c = (st.get("conditions") or [{}])[0]
+    p = (pods("fail") or [{}])[0]
+    cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+    ready = [x for x in p.get("status", {}).get("conditions", []) if x["type"] == "Ready"]
+    check("exit 3 with backoffLimit 0: Failed BackoffLimitExceeded 'Job has reached the "
+          "specified backoff limit', failed 1; pod Failed, terminated Error exit 3, PodFailed",
+          c.get("type") == "Failed" and c.get("reason") == "BackoffLimitExceeded" and
+          c.get("message") == "Job has reached the specified backoff limit" and
+          st.get("failed") == 1 and "completionTime" not in st and
+          p.get("status", {}).get("phase") == "Failed" and
+          cs.get("state", {}).get("terminated", {}).get("exitCode") == 3 and
+          cs["state"]["terminated"]["reason"] == "Error" and ready and
+          ready[0].get("reason") == "PodFailed", (st, p.get("status")))
+
+    t0 = time.time()
+    fake.json("POST", base, job_body("retry", "exit 1", backoffLimit=1))
+    j = wait_for(lambda: finished("retry"), 15)
+    st = (j or {}).get("status") or {}
+    check("backoffLimit 1: a second pod after the 10 s (x scale) back-off, then Failed, failed 2",
+          st.get("failed") == 2 and len(pods("retry")) == 2 and
+          time.time() - t0 >= 10 * SCALE - 0.5 and
+          st["conditions"][0].get("reason") == "BackoffLimitExceeded", st)
+
+    fake.json("POST", base, job_body("slow", "sleep 600", activeDeadlineSeconds=3))
+    j = wait_for(lambda: finished("slow"), 10)
+    st = (j or {}).get("status") or {}
+    c = (st.get("conditions") or [{}])[0]
+    check("activeDeadlineSeconds: Failed DeadlineExceeded 'Job was active longer than specified "
+          "deadline', the active pod deleted and counted failed",
+          c.get("reason") == "DeadlineExceeded" and
+          c.get("message") == "Job was active longer than specified deadline" and
+          st.get("failed") == 1 and "active" not in st and
+          wait_for(lambda: not [x for x in pods("slow")
+                                if not x["metadata"].get("deletionTimestamp")], 5), st)
+
+    fake.json("POST", base, job_body("pull", "exit 0", image="registry.example/imagepull/m:1"))
+
+    def waiting():
+        for x in pods("pull"):
+            for y in x.get("status", {}).get("containerStatuses") or []:
+                if y.get("state", {}).get("waiting"):
+                    return x["metadata"]["name"]
+        return None
+    pname = wait_for(waiting, 5)
+    code, body = fake.json("GET", "/api/v1/namespaces/demo/pods/%s/log" % pname)
+    check("pods/log of a container that cannot pull -> 400 'is waiting to start'",
+          code == 400 and body.get("reason") == "BadRequest" and body.get("message") in (
+              'container "m" in pod "%s" is waiting to start: image can\'t be pulled' % pname,
+              'container "m" in pod "%s" is waiting to start: trying and failing to pull image'
+              % pname), body)
+
+    fake.json("POST", base, job_body("ttl", "exit 0", ttlSecondsAfterFinished=2))
+    gone = wait_for(lambda: fake.json("GET", base + "/ttl")[0] == 404 and not pods("ttl"), 15)
+    check("ttlSecondsAfterFinished: the finished Job and its pods are deleted", gone,
+          job("ttl"))
+
+
 def main():
     if not os.path.exists(KUBECTL):
         print("kubectl not found at %s (run .ci/setup or set $KUBECTL)" % KUBECTL)
@@ -888,6 +1043,7 @@ def main():
                          (raw_checks, (fake,)), (pod_behaviour_checks, (kc, fake, tmp)),
                          (rollback_stale_condition_checks, (kc, fake, tmp)),
                          (daemonset_template_generation_check, (fake,)),
+                         (job_checks, (fake,)),
                          (watch_expiry_check, (tmp,))):
             try:
                 fn(*args)

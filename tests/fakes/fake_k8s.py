@@ -563,7 +563,13 @@ def err_bad_request(msg):
 def err_invalid(rt, name, causes):
     """422 with details.kind = Kind (not the plural), as 08 shows."""
     group_kind = rt.kind + ("." + rt.group if rt.group else "")
-    parts = ["%s: %s" % (c["field"], c["message"]) for c in causes]
+    # field.ErrorList.ToAggregate drops repeated messages (two job-name labels, one text);
+    # the causes keep every error.
+    parts = []
+    for c in causes:
+        part = "%s: %s" % (c["field"], c["message"])
+        if part not in parts:
+            parts.append(part)
     if len(parts) == 1:
         msg = '%s "%s" is invalid: %s' % (group_kind, name, parts[0])
     else:
@@ -1702,12 +1708,18 @@ def default_object(rt, obj, old, cluster):
                 tg += 1
         md.setdefault("annotations", {})[DS_TEMPLATE_GENERATION] = str(tg)
     elif kind == "Job" and isinstance(spec, dict):
+        # SetDefaults_Job (pkg/apis/batch/v1/defaults.go, v1.28). podReplacementPolicy is left
+        # out: its gate (JobPodReplacementPolicy) is alpha and off in 1.28, which drops the field.
         spec.setdefault("parallelism", 1)
         spec.setdefault("completions", 1)
         spec.setdefault("backoffLimit", 6)
         spec.setdefault("completionMode", "NonIndexed")
         spec.setdefault("suspend", False)
-        spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+        # A Job without labels of its own takes its template's (before the generated selector
+        # labels are added by the strategy's PrepareForCreate).
+        tl = deep_get(spec, "template", "metadata", "labels")
+        if old is None and tl and not md.get("labels"):
+            md["labels"] = dict(tl)
         if old is None and "selector" not in spec:
             uid = md.get("uid", "")
             spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
@@ -1904,7 +1916,78 @@ def validate_object(rt, obj, old):
                                         "spec.template.spec"))
     elif rt.kind == "Pod":
         causes.extend(validate_pod_spec(spec, "spec"))
+    elif rt.kind == "Job":
+        causes.extend(validate_job(spec, old))
     return causes
+
+
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def validate_job(spec, old):
+    """ValidateJob / ValidateJobUpdate (pkg/apis/batch/validation/validation.go, v1.28), the
+    parts a client meets: the template's label values (the generated job-name labels carry the
+    Job's name, so a name over 63 characters is refused here), restartPolicy, and the immutable
+    template and selector."""
+    causes = []
+    tmpl = spec.get("template") or {}
+    for k, v in sorted((deep_get(tmpl, "metadata", "labels") or {}).items()):
+        v = str(v)
+        if len(v) > 63:
+            causes.append(cause("FieldValueInvalid", 'Invalid value: "%s": must be no more than 63 '
+                                "characters" % v, "spec.template.labels"))
+        if not LABEL_VALUE.match(v):
+            causes.append(cause(
+                "FieldValueInvalid",
+                'Invalid value: "%s": a valid label must be an empty string or consist of '
+                "alphanumeric characters, '-', '_' or '.', and must start and end with an "
+                "alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex "
+                "used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')" % v,
+                "spec.template.labels"))
+    causes.extend(validate_pod_spec(tmpl.get("spec") or {}, "spec.template.spec"))
+    rp = deep_get(tmpl, "spec", "restartPolicy") or ""
+    if rp in ("Always", ""):
+        causes.append(cause("FieldValueRequired", 'Required value: valid values: "OnFailure", '
+                            '"Never"', "spec.template.spec.restartPolicy"))
+    elif rp not in ("OnFailure", "Never"):
+        causes.append(cause("FieldValueNotSupported", 'Unsupported value: "%s": supported '
+                            'values: "OnFailure", "Never"' % rp,
+                            "spec.template.spec.restartPolicy"))
+    if old is not None:
+        if canon(deep_get(old, "spec", "selector")) != canon(spec.get("selector")):
+            causes.append(cause("FieldValueInvalid", "Invalid value: %s: field is immutable" %
+                                go_label_selector(spec.get("selector")), "spec.selector"))
+        if canon(deep_get(old, "spec", "template")) != canon(tmpl):
+            # ValidateImmutableField prints the new internal core.PodTemplateSpec with %#v; its
+            # pointers print as addresses, so no client can match the whole text: the start,
+            # the labels and the end (": field is immutable") are what clients and people read.
+            causes.append(cause("FieldValueInvalid", "Invalid value: %s: field is immutable" %
+                                go_pod_template(tmpl), "spec.template"))
+    return causes
+
+
+def go_pod_template(t):
+    """An abbreviated fmt %#v of a core.PodTemplateSpec (the shape kubectl users see)."""
+    md = t.get("metadata") or {}
+    labels = go_map(md.get("labels")) if md.get("labels") else "map[string]string(nil)"
+    ann = go_map(md.get("annotations")) if md.get("annotations") else "map[string]string(nil)"
+    containers = ", ".join(
+        "core.Container{Name:%s, Image:%s, Command:%s, Args:%s, ...}" % (
+            json.dumps(c.get("name", "")), json.dumps(c.get("image", "")),
+            "[]string{%s}" % ", ".join(json.dumps(x) for x in c["command"])
+            if c.get("command") else "[]string(nil)",
+            "[]string{%s}" % ", ".join(json.dumps(x) for x in c["args"])
+            if c.get("args") else "[]string(nil)")
+        for c in deep_get(t, "spec", "containers", default=[]) or [])
+    return ('core.PodTemplateSpec{ObjectMeta:v1.ObjectMeta{Name:%s, GenerateName:"", '
+            'Namespace:"", SelfLink:"", UID:"", ResourceVersion:"", Generation:0, '
+            "CreationTimestamp:time.Date(1, time.January, 1, 0, 0, 0, 0, time.UTC), "
+            "DeletionTimestamp:<nil>, DeletionGracePeriodSeconds:(*int64)(nil), Labels:%s, "
+            "Annotations:%s, OwnerReferences:[]v1.OwnerReference(nil), Finalizers:[]string(nil), "
+            "ManagedFields:[]v1.ManagedFieldsEntry(nil)}, Spec:core.PodSpec{Containers:"
+            "[]core.Container{%s}, RestartPolicy:%s, ...}}" % (
+                json.dumps(md.get("name", "")), labels, ann, containers,
+                json.dumps(deep_get(t, "spec", "restartPolicy", default=""))))
 
 
 def validate_pod_spec(ps, prefix):
@@ -3635,7 +3718,7 @@ class Kubelet:
     def container_id(self):
         return "containerd://" + uuid.uuid4().hex + uuid.uuid4().hex
 
-    def start_container(self, pod, c, now):
+    def start_container(self, pod, c, now, once=False):
         image = c.get("image", "")
         name = c.get("name")
         marker = image_marker(image)
@@ -3657,7 +3740,7 @@ class Kubelet:
         self.event(pod, "Normal", "Started", "Started container %s" % name, name)
         cs["cid"] = self.container_id()
         cs["started_at"] = now
-        if marker in ("crashloop", "oomkill"):
+        if marker in ("crashloop", "oomkill") and not once:
             self.crash(pod, cs, now, first=True)
         elif marker == "notready":
             cs["next"] = now + self.s(1.0)
@@ -3747,6 +3830,8 @@ class Kubelet:
 
     def run(self, pod, st, now):
         spec = pod.get("spec") or {}
+        if spec.get("restartPolicy") in ("Never", "OnFailure"):
+            return self.run_to_completion(pod, st, now)
         if "started" not in st:
             if now - st["bound"] < self.s(self.START_DELAY):
                 return
@@ -3815,6 +3900,243 @@ class Kubelet:
             new["status"] = status
             pod = self.c.c_update(RT["pods"], pod, new, "kubelet", subresource="status")
         st["rv"] = pod["metadata"]["resourceVersion"]
+
+
+    # ---- run-to-completion pods (Jobs: restartPolicy Never / OnFailure) -----------------------
+    # A container's program is its command when that is a shell script (`sh -c SCRIPT`):
+    # `echo TEXT` writes a log line, `sleep N` waits N s (x time-scale), `exit N` ends it with
+    # code N, the end of the script is exit 0; any other command exits 0 after 0.5 s; no command
+    # (the image's own entrypoint) runs until stopped. Image markers still win: imagepull never
+    # starts, crashloop exits 1, oomkill is killed with 137 OOMKilled.
+    EXIT_AFTER = 0.5
+
+    def program(self, c):
+        cmd = c.get("command") or []
+        if len(cmd) >= 3 and cmd[0] in ("sh", "/bin/sh", "bash", "/bin/bash") and cmd[1] == "-c":
+            return parse_script(cmd[2])
+        if cmd:
+            return [("sleep", self.EXIT_AFTER), ("exit", 0)]
+        return None
+
+    def start_once(self, pod, c, now):
+        cs = self.start_container(pod, c, now, once=True)
+        cs["logs"] = []
+        cs["term"] = None
+        if cs["marker"] == "imagepull":
+            return cs
+        self.begin(cs, c, now)
+        return cs
+
+    def begin(self, cs, c, now):
+        cs["started_at"] = now
+        cs["term"] = None
+        if cs["marker"] == "crashloop":
+            cs["steps"] = [("exit", 1)]
+        elif cs["marker"] == "oomkill":
+            cs["steps"] = [("oom", 137)]
+        else:
+            cs["steps"] = self.program(c)
+        cs["next"] = now
+        self.step(cs, now)
+
+    def step(self, cs, now):
+        """Run the program until it sleeps or ends."""
+        while cs["steps"] is not None and cs["term"] is None and now >= (cs["next"] or 0):
+            if not cs["steps"]:
+                cs["steps"] = [("exit", 0)]
+            op, arg = cs["steps"].pop(0)
+            if op == "echo":
+                cs["logs"].append(arg)
+            elif op == "sleep":
+                cs["next"] = now + self.s(arg)
+            elif op in ("exit", "oom"):
+                code = int(arg) & 0xFF
+                cs["term"] = {"exitCode": code, "reason": "OOMKilled" if op == "oom" else (
+                    "Completed" if code == 0 else "Error"), "startedAt": fmt_time(cs["started_at"]),
+                    "finishedAt": fmt_time(now), "containerID": cs["cid"]}
+                cs["next"] = None
+        if cs["steps"] is None:
+            cs["next"] = None  # the image's own process: runs until the pod is stopped
+
+    def run_to_completion(self, pod, st, now):
+        spec = pod.get("spec") or {}
+        if deep_get(pod, "status", "phase") in ("Succeeded", "Failed"):
+            return  # terminal: the kubelet never runs a finished pod again
+        on_failure = spec.get("restartPolicy") == "OnFailure"
+        containers = {c.get("name"): c for c in spec.get("containers") or []}
+        if "started" not in st:
+            if now - st["bound"] < self.s(self.START_DELAY):
+                return
+            st["started"] = now
+            st["ip"] = self.c.alloc_pod_ip()
+            st["ltt"] = {}
+            st["cs"] = [self.start_once(pod, c, now) for c in spec.get("containers") or []]
+        else:
+            if st.get("rv") == pod["metadata"]["resourceVersion"] and now < st.get("wake", 0):
+                return
+            for cs in st["cs"]:
+                if cs["marker"] == "imagepull":
+                    self.advance(pod, cs, now)
+                elif cs.get("backoff") and now >= cs["backoff"]:
+                    # OnFailure: the kubelet restarts the failed container after its back-off.
+                    cs["backoff"] = None
+                    self.event(pod, "Normal", "Pulled", 'Container image "%s" already present '
+                               "on machine" % cs["image"], cs["name"])
+                    self.event(pod, "Normal", "Started", "Started container %s" % cs["name"],
+                               cs["name"])
+                    cs["cid"] = self.container_id()
+                    self.begin(cs, containers.get(cs["name"]) or {}, now)
+                elif cs["term"] is None and cs["started_at"] is not None:
+                    self.step(cs, now)
+        for cs in st["cs"]:
+            t = cs["term"]
+            if on_failure and t and t["exitCode"] != 0 and not cs.get("backoff"):
+                cs["restarts"] += 1
+                cs["last"] = t
+                cs["term"] = None
+                cs["backoff"] = now + self.s(self.RESTART_EVERY)
+                self.event(pod, "Warning", "BackOff", "Back-off restarting failed container %s "
+                           "in pod %s_%s(%s)" % (cs["name"], pod["metadata"]["name"],
+                                                 pod["metadata"]["namespace"],
+                                                 pod["metadata"]["uid"]), cs["name"])
+        wake = [now + 5.0] + [w for cs in st["cs"] for w in (cs["next"], cs.get("backoff")) if w]
+        st["wake"] = min(w for w in wake if w > now - 0.001)
+        statuses = []
+        for cs in st["cs"]:
+            out = {"name": cs["name"]}
+            if cs["marker"] == "imagepull":
+                out = self.container_status(pod, cs, now)
+                statuses.append(out)
+                continue
+            if cs["term"]:
+                out["state"] = {"terminated": dict(cs["term"])}
+            elif cs.get("backoff"):
+                out["state"] = {"waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": "back-off 10s restarting failed container=%s pod=%s_%s(%s)" % (
+                        cs["name"], pod["metadata"]["name"], pod["metadata"]["namespace"],
+                        pod["metadata"]["uid"])}}
+            else:
+                out["state"] = {"running": {"startedAt": fmt_time(cs["started_at"])}}
+            out["lastState"] = {"terminated": dict(cs["last"])} if cs["last"] else {}
+            running = "running" in out["state"]
+            out["ready"] = running and self.container_ready(cs, now)
+            out["restartCount"] = cs["restarts"]
+            out["image"] = cs["image"]
+            out["imageID"] = "%s@sha256:%s" % (cs["image"].split("@")[0], hashlib.sha256(
+                cs["image"].encode()).hexdigest())
+            out["containerID"] = cs["cid"]
+            out["started"] = running
+            statuses.append(out)
+        terms = [cs["term"] for cs in st["cs"]]
+        if all(terms) and all(t["exitCode"] == 0 for t in terms):
+            phase = "Succeeded"
+        elif all(terms) and not on_failure:
+            phase = "Failed"
+        elif any(cs["started_at"] is None for cs in st["cs"]):
+            phase = "Pending"
+        else:
+            phase = "Running"
+        all_ready = bool(statuses) and all(x.get("ready") for x in statuses)
+
+        def cond(ctype, ok, reason=None, message=None):
+            prev = st["ltt"].get(ctype)
+            if prev is None or prev[0] != ok:
+                st["ltt"][ctype] = (ok, fmt_time(now))
+            c = {"type": ctype, "status": "True" if ok else "False", "lastProbeTime": None,
+                 "lastTransitionTime": st["ltt"][ctype][1]}
+            if not ok and reason:
+                c["reason"] = reason
+                if message:
+                    c["message"] = message
+            return c
+
+        if phase in ("Succeeded", "Failed"):
+            # generateContainersReadyConditionForTerminalPhase (pkg/kubelet/status/generate.go).
+            reason, msg = ("PodCompleted" if phase == "Succeeded" else "PodFailed"), None
+        else:
+            reason = "ContainersNotReady"
+            msg = "containers with unready status: [%s]" % " ".join(
+                x["name"] for x in statuses if not x.get("ready"))
+        sched = pod_condition(pod, "PodScheduled") or {
+            "type": "PodScheduled", "status": "True", "lastProbeTime": None,
+            "lastTransitionTime": fmt_time(st["started"])}
+        status = {"phase": phase, "conditions": [
+            cond("Initialized", True), cond("Ready", all_ready, reason, msg),
+            cond("ContainersReady", all_ready, reason, msg), sched],
+            "hostIP": HOST_IP, "podIP": st["ip"], "podIPs": [{"ip": st["ip"]}],
+            "startTime": fmt_time(st["started"]), "containerStatuses": statuses,
+            "qosClass": deep_get(pod, "status", "qosClass") or qos_class(spec)}
+        if canon(status) != canon(pod.get("status") or {}):
+            new = copy.deepcopy(pod)
+            new["status"] = status
+            pod = self.c.c_update(RT["pods"], pod, new, "kubelet", subresource="status")
+        st["rv"] = pod["metadata"]["resourceVersion"]
+
+    def logs(self, pod, container):
+        """The log lines of a container, or the kubelet's error text (validateContainerLogStatus
+        in pkg/kubelet/kubelet_pods.go) when it has none yet."""
+        name = pod["metadata"]["name"]
+        st = self.state.get(pod["metadata"]["uid"]) or {}
+        cs = next((x for x in st.get("cs") or [] if x["name"] == container), None)
+        if cs is None:
+            return None, 'container "%s" in pod "%s" is waiting to start: ContainerCreating' % (
+                container, name)
+        if cs["marker"] == "imagepull":
+            return None, 'container "%s" in pod "%s" is waiting to start: %s' % (
+                container, name, "image can't be pulled" if cs["pull"] == "ErrImagePull"
+                else "trying and failing to pull image")
+        return list(cs.get("logs") or []), None
+
+
+def parse_script(script):
+    """`echo` / `sleep` / `exit` statements of a shell script (separated by newlines, `;` or
+    `&&`, quotes respected); other statements do nothing."""
+    import shlex
+    stmts, cur, quote, i = [], "", None, 0
+    while i < len(script):
+        ch = script[i]
+        if quote:
+            cur += ch
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+            cur += ch
+        elif ch in ";\n" or script[i:i + 2] in ("&&", "||"):
+            stmts.append(cur)
+            cur = ""
+            if ch in "&|":
+                i += 1
+        else:
+            cur += ch
+        i += 1
+    stmts.append(cur)
+    steps = []
+    for stmt in stmts:
+        try:
+            words = shlex.split(stmt)
+        except ValueError:
+            continue
+        if not words:
+            continue
+        if words[0] == "echo":
+            args = words[1:]
+            while args and args[0] in ("-n", "-e"):
+                args = args[1:]
+            steps.append(("echo", " ".join(args)))
+        elif words[0] == "sleep" and len(words) > 1:
+            try:
+                steps.append(("sleep", float(words[1])))
+            except ValueError:
+                pass
+        elif words[0] == "exit":
+            try:
+                steps.append(("exit", int(words[1]) if len(words) > 1 else 0))
+            except ValueError:
+                steps.append(("exit", 2))
+            break
+    return steps
 
 
 def _finish_pod_deletion(self, pod):
@@ -4167,6 +4489,164 @@ class EndpointsController:
 # ----------------------------------------------------------------------------------------------
 
 
+# ----------------------------------------------------------------------------------------------
+# Job and TTL-after-finished controllers (v1.28 semantics, NonIndexed Jobs)
+# ----------------------------------------------------------------------------------------------
+# After pkg/controller/job/job_controller.go (syncJob, v1.28): pods `<job>-<5 chars>` from the
+# template, controlled by the Job; succeeded/failed counted once per pod (the real controller
+# tracks them with the batch.kubernetes.io/job-tracking finalizer and uncountedTerminatedPods;
+# here the controller remembers what it counted, so the pods carry no finalizer); Failed when
+# failed > backoffLimit (BackoffLimitExceeded; with OnFailure when container restarts reach it)
+# or when active longer than activeDeadlineSeconds (DeadlineExceeded: active pods deleted and
+# counted failed); Complete (no reason in 1.28) once succeeded >= completions. A failed pod is
+# replaced after the controller's back-off (10 s doubling, capped at 6 min).
+
+
+def job_condition(job, ctype):
+    return next((c for c in deep_get(job, "status", "conditions", default=[]) or []
+                 if c.get("type") == ctype and c.get("status") == "True"), None)
+
+
+def job_finished(job):
+    return job_condition(job, "Complete") or job_condition(job, "Failed")
+
+
+class JobController:
+    COMPONENT = "job-controller"
+    BACKOFF = 10.0
+    MAX_BACKOFF = 360.0
+
+    def __init__(self, cluster, rsc):
+        self.c = cluster
+        self.rsc = rsc
+        self.counted = {}  # job uid -> {pod uid: "succeeded" | "failed"}
+        self.last_failure = {}  # job uid -> time of the last counted failure
+
+    def tick(self):
+        for job in self.c.objects(RT["jobs"]):
+            self.sync(job)
+        live = {j["metadata"]["uid"] for j in self.c.objects(RT["jobs"])}
+        for uid in list(self.counted):
+            if uid not in live:
+                self.counted.pop(uid, None)
+                self.last_failure.pop(uid, None)
+
+    def sync(self, job):
+        c = self.c
+        if deleting(job) or job_finished(job):
+            return
+        spec = job.get("spec") or {}
+        if spec.get("suspend"):
+            return
+        uid = job["metadata"]["uid"]
+        now = time.time()
+        pods = self.rsc.owned_pods(job)
+        counted = self.counted.setdefault(uid, {})
+        for p in pods:
+            phase = deep_get(p, "status", "phase")
+            pu = p["metadata"]["uid"]
+            if phase in ("Succeeded", "Failed") and pu not in counted:
+                counted[pu] = "succeeded" if phase == "Succeeded" else "failed"
+                if phase == "Failed":
+                    self.last_failure[uid] = now
+        active = [p for p in pods if not deleting(p) and
+                  deep_get(p, "status", "phase") not in ("Succeeded", "Failed")]
+        status = copy.deepcopy(job.get("status") or {})
+        start = status.get("startTime") or fmt_time(now)
+        succeeded = sum(1 for v in counted.values() if v == "succeeded")
+        failed = sum(1 for v in counted.values() if v == "failed")
+        backoff_limit = int(spec.get("backoffLimit", 6))
+        completions = int(spec.get("completions", 1) or 1)
+        finished = None
+        if failed > backoff_limit or self.past_backoff_on_failure(spec, active, backoff_limit):
+            finished = ("Failed", "BackoffLimitExceeded",
+                        "Job has reached the specified backoff limit")
+        elif spec.get("activeDeadlineSeconds") is not None and now - (
+                parse_time(start) or now) >= self.c.time_scale * int(
+                    spec["activeDeadlineSeconds"]):
+            finished = ("Failed", "DeadlineExceeded",
+                        "Job was active longer than specified deadline")
+        elif succeeded >= completions:
+            finished = ("Complete", None, None)
+        if finished and finished[0] == "Failed":
+            for p in active:
+                c.delete_pod(p)
+                counted[p["metadata"]["uid"]] = "failed"
+                c.recorder.emit(job, "Normal", "SuccessfulDelete",
+                                "Deleted pod: %s" % p["metadata"]["name"], self.COMPONENT)
+            failed += len(active)
+            active = []
+        elif not finished:
+            want = min(int(spec.get("parallelism", 1)), completions - succeeded) - len(active)
+            delay = 0.0
+            if failed:
+                delay = min(self.BACKOFF * 2 ** (failed - 1), self.MAX_BACKOFF) * c.time_scale
+            if want > 0 and now >= self.last_failure.get(uid, 0) + delay:
+                for _ in range(want):
+                    pod = self.rsc.new_pod(job, spec.get("template"))
+                    if pod is not None:
+                        active.append(pod)
+        new_status = {}
+        conditions = list(status.get("conditions") or [])
+        if finished:
+            cond = {"type": finished[0], "status": "True", "lastProbeTime": fmt_time(now),
+                    "lastTransitionTime": fmt_time(now)}
+            if finished[1]:
+                cond["reason"], cond["message"] = finished[1], finished[2]
+            conditions.append(cond)
+            if finished[0] == "Complete":
+                c.recorder.emit(job, "Normal", "Completed", "Job completed", self.COMPONENT)
+            else:
+                c.recorder.emit(job, "Warning", finished[1], finished[2], self.COMPONENT)
+        if conditions:
+            new_status["conditions"] = conditions
+        new_status["startTime"] = start
+        if finished and finished[0] == "Complete":
+            new_status["completionTime"] = fmt_time(now)
+        new_status.update(compact_status([("active", len(active)), ("succeeded", succeeded),
+                                          ("failed", failed)]))
+        new_status["uncountedTerminatedPods"] = {}
+        new_status["ready"] = sum(1 for p in active if pod_ready(p))
+        if canon(new_status) != canon(job.get("status") or {}):
+            new = copy.deepcopy(job)
+            new["status"] = new_status
+            c.c_update(RT["jobs"], job, new, subresource="status")
+
+    @staticmethod
+    def past_backoff_on_failure(spec, active, limit):
+        """pastBackoffLimitOnFailure: container restarts of running/pending pods count."""
+        if deep_get(spec, "template", "spec", "restartPolicy") != "OnFailure":
+            return False
+        restarts = sum(int(cs.get("restartCount", 0)) for p in active
+                       for cs in (deep_get(p, "status", "initContainerStatuses", default=[]) or [])
+                       + (deep_get(p, "status", "containerStatuses", default=[]) or []))
+        return restarts > 0 if limit == 0 else restarts >= limit
+
+
+class TTLAfterFinishedController:
+    """pkg/controller/ttlafterfinished (v1.28): a finished Job with ttlSecondsAfterFinished is
+    deleted (propagationPolicy Foreground, so its pods go first) that many seconds (x time-scale)
+    after its Complete/Failed condition."""
+
+    def __init__(self, cluster):
+        self.c = cluster
+
+    def tick(self):
+        now = time.time()
+        for job in self.c.objects(RT["jobs"]):
+            ttl = deep_get(job, "spec", "ttlSecondsAfterFinished")
+            cond = job_finished(job)
+            if ttl is None or cond is None or deleting(job):
+                continue
+            at = parse_time(cond.get("lastTransitionTime"))
+            if at is not None and now >= at + int(ttl) * self.c.time_scale:
+                try:
+                    self.c.delete(RT["jobs"], job["metadata"]["namespace"],
+                                  job["metadata"]["name"], {"propagationPolicy": "Foreground"})
+                except ApiError:
+                    pass
+
+
 class GarbageCollector:
     def __init__(self, cluster):
         self.c = cluster
@@ -4276,7 +4756,9 @@ class ControllerManager(threading.Thread):
         rsc = ReplicaSetController(cluster, self.kubelet)
         self.controllers = [NamespaceController(cluster), DeploymentController(cluster), rsc,
                             StatefulSetController(cluster, rsc), DaemonSetController(cluster, rsc),
+                            JobController(cluster, rsc), TTLAfterFinishedController(cluster),
                             self.kubelet, EndpointsController(cluster), GarbageCollector(cluster)]
+        cluster.kubelet = self.kubelet  # pods/log reads the containers' output from it
         self.interval = min(0.1, max(0.02, 0.1 * cluster.time_scale))
 
     def run(self):
@@ -4970,7 +5452,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if sub == "scale":
                 return self.send_obj(200, scale_view(rt, obj))
             if sub == "log":
-                return self.send_bytes(200, b"", "text/plain")
+                return self.pod_log(obj)
             return self.send_get(rt, obj)
         if method == "POST":
             if sub == "eviction":
@@ -5014,6 +5496,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 code, body = c.delete(rt, ns, name, opts, dry)
             return self.send_obj(code, body)
         raise err_method_not_allowed()
+
+    def pod_log(self, pod):
+        """GET pods/NAME/log (container, tailLines): the apiserver's checks
+        (pkg/registry/core/pod/strategy.go LogLocation), then the kubelet's."""
+        name = pod["metadata"]["name"]
+        names = [c.get("name") for c in deep_get(pod, "spec", "containers", default=[]) or []]
+        container = self.q.get("container")
+        if not container:
+            if len(names) != 1:
+                raise err_bad_request("a container name must be specified for pod %s, choose "
+                                      "one of: [%s]" % (name, " ".join(names)))
+            container = names[0]
+        elif container not in names:
+            raise err_bad_request("container %s is not valid for pod %s" % (container, name))
+        if not deep_get(pod, "spec", "nodeName"):
+            return self.send_bytes(200, b"", "text/plain")  # no host yet: an empty stream
+        kubelet = getattr(self.cluster, "kubelet", None)
+        with self.cluster.lock:
+            lines, err = kubelet.logs(pod, container) if kubelet else ([], None)
+        if err:
+            raise err_bad_request(err)
+        tail = self.q.get("tailLines")
+        if tail is not None and tail.isdigit():
+            lines = lines[len(lines) - int(tail):] if int(tail) else []
+        body = "".join(line + "\n" for line in lines)
+        return self.send_bytes(200, body.encode(), "text/plain")
 
     def negotiate(self):
         """Pick the response representation from Accept (JSON, YAML, Table, metadata-only)."""

@@ -37,6 +37,17 @@ fn fake_kubernetes_api_server_answers_kubectl_like_a_cluster() {
     // watches, conflicts, leases, expired resourceVersions (see tests/fakes/check_fake_k8s.py).
     let out = support::moto::run_fake_check(&support::root().join("tests/fakes/check_fake_k8s.py"), &[]);
     assert!(out.lines().any(|l| l.ends_with(" passed, 0 failed")), "{out}");
+    // The Job refusals and controller verdicts a real v1.28 cluster gives (release hooks rest on them).
+    for check in [
+        "ok   - Job without restartPolicy -> 422",
+        "ok   - Job named over 63 characters -> 422",
+        "ok   - a changed Job template -> 422",
+        "ok   - exit 3 with backoffLimit 0: Failed BackoffLimitExceeded",
+        "ok   - activeDeadlineSeconds: Failed DeadlineExceeded",
+        "ok   - ttlSecondsAfterFinished: the finished Job and its pods are deleted",
+    ] {
+        assert!(out.lines().any(|l| l.starts_with(check)), "missing `{check}`:\n{out}");
+    }
 }
 
 #[test]
