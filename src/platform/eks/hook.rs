@@ -467,7 +467,7 @@ pub async fn run(
 /// A progress line of `hook` (the phase that runs hooks is the engine's; the platform's lines
 /// are about applying).
 fn say(events: &dyn Sink, hook: &Hook, message: String) {
-    events.emit(&Event::Service { service: hook.service.clone(), phase: Phase::Apply, message });
+    events.emit(&Event::Service { service: hook.service.clone(), phase: Phase::Hooks, message });
 }
 
 /// Watches the Job and its pods until a verdict, or `hook.timeout` + [`GRACE`] from `started`.
