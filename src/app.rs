@@ -512,7 +512,7 @@ async fn render(
     let (config, env) = load(cli, events, Access::Read).await?;
     let inputs = inputs(&config, &args.images)?;
     let planned = Box::pin(pipeline::render(&config, &env, &inputs, events, var)).await?;
-    let files = pipeline::render_files(&planned, args.show_secrets)?;
+    let files = pipeline::render_files(&config, &env, &planned, args.show_secrets)?;
     let Some(dir) = &args.out_dir else {
         // One stream: YAML documents separated by `---` (EKS), one JSON document a line (ECS).
         let mut text = String::new();

@@ -1071,7 +1071,19 @@ fn render_pins(
 /// The text `deployer render` prints per service: EKS objects as YAML documents, with the
 /// values of Secrets redacted unless `show_secrets`; an ECS task definition as the exact
 /// `RegisterTaskDefinition` request body `deploy` sends.
-pub fn render_files(planned: &Planned, show_secrets: bool) -> Result<Vec<RenderedFile>, Error> {
+pub fn render_files(
+    config: &Config,
+    env: &Environment,
+    planned: &Planned,
+    show_secrets: bool,
+) -> Result<Vec<RenderedFile>, Error> {
+    let hooks = hooks_of(config);
+    // The hooks' Jobs as `deploy` creates them, numbered as release 0: `deploy` names them
+    // `<service>-<hook>-<n>` with its release number.
+    let shown = Release {
+        services: planned.services.clone(),
+        ..Release::pending(config.product.product.as_str(), &env.name, 0)
+    };
     let mut out = Vec::new();
     for name in engine_order(planned) {
         let Some(svc) = planned.services.get(&name) else { continue };
@@ -1088,11 +1100,29 @@ pub fn render_files(planned: &Planned, show_secrets: bool) -> Result<Vec<Rendere
                 yaml: false,
             }
         } else {
-            let objects: Vec<serde_json::Value> = svc
+            let mut objects: Vec<serde_json::Value> = svc
                 .manifests
                 .iter()
                 .map(|o| if show_secrets { o.clone() } else { redact_secret(o) })
                 .collect();
+            if let Some(namespace) = env.target.kubernetes_namespace() {
+                let target = crate::render::hook::Target {
+                    product: config.product.product.as_str(),
+                    environment: &env.name,
+                    namespace,
+                };
+                for hook in hooks.iter().filter(|h| h.service == name) {
+                    objects.push(crate::render::hook::job(&target, &shown, hook).map_err(|e| {
+                        Error::Config(crate::config::ConfigErrors(vec![ConfigError {
+                            file: config.path.clone(),
+                            line: None,
+                            column: None,
+                            message: e.message,
+                            hint: Some(e.hint),
+                        }]))
+                    })?);
+                }
+            }
             let text = serde_saphyr::to_string_multiple(&objects)
                 .map_err(|e| Error::internal(format!("cannot write the objects of `{name}` as YAML: {e}")))?;
             RenderedFile { service: name.clone(), file_name: format!("{name}.yaml"), text, yaml: true }

@@ -256,6 +256,16 @@ pub enum Target {
     Ecs(EcsTarget),
 }
 
+impl Target {
+    /// The Kubernetes namespace deployer applies into (EKS), None on ECS.
+    pub fn kubernetes_namespace(&self) -> Option<&str> {
+        match self {
+            Self::Eks(e) => Some(&e.namespace),
+            Self::Ecs(_) => None,
+        }
+    }
+}
+
 /// An EKS cluster.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -18,6 +18,8 @@ pub const ENV_LABEL: &str = "deployer.dev/environment";
 pub const PRODUCT_LABEL: &str = "deployer.dev/product";
 /// Label naming the service.
 pub const SERVICE_LABEL: &str = "deployer.dev/service";
+/// Label that carries a blue-green workload's colour.
+pub const COLOR_LABEL: &str = "deployer.dev/color";
 
 /// A located kustomize.
 #[derive(Debug, Clone)]

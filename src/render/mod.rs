@@ -7,6 +7,7 @@
 //! overlay and sets `images:`.
 
 pub mod ecs;
+pub mod hook;
 pub mod kustomize;
 
 use serde::Serialize;

@@ -9,8 +9,8 @@
 
 use serde_json::{Map, Value};
 
-/// Label that carries the colour.
-pub const COLOR_LABEL: &str = "deployer.dev/color";
+/// Label that carries the colour (defined with the other labels deployer writes).
+pub use crate::render::kustomize::COLOR_LABEL;
 
 /// The two colours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

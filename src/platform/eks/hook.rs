@@ -23,7 +23,7 @@
 //! that the pod refers to and that do not exist yet (kustomize's generated, content-hashed names)
 //! are created first; existing ones are never changed (see `ensure_config`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -34,166 +34,34 @@ use kube::api::{
 };
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::Eks;
 use super::apply::FIELD_MANAGER;
 use super::assess;
-use super::bluegreen::COLOR_LABEL;
 use crate::events::{Event, Phase, Sink};
 use crate::model::{Failure, Hook, Reason};
 use crate::platform::PlatformError;
 use crate::release::{Release, ServiceRelease};
-use crate::render::kustomize::{ENV_LABEL, MANAGED_BY, PRODUCT_LABEL, SERVICE_LABEL};
+use crate::render::hook::{SEQUENCE_ANNOTATION, Target, hook_labels, job, job_name};
 
-/// The label naming the hook a Job runs.
-pub const HOOK_LABEL: &str = "deployer.dev/hook";
-/// The label naming the release a hook Job belongs to.
-pub const RELEASE_LABEL: &str = "deployer.dev/release";
-/// The release sequence of a hook Job (orders a hook's Jobs created within one second).
-const SEQUENCE_ANNOTATION: &str = "deployer.dev/release-sequence";
-/// Hook Jobs of one service's hook kept after a run (the newest ones, this run's included).
-pub const KEEP: usize = 3;
-/// Kubernetes removes a finished hook Job after a week even if deployer never runs again.
-const TTL_AFTER_FINISHED: i64 = 7 * 24 * 3600;
 /// How long after `hook.timeout` deployer gives up itself, should the Job controller be slow to
 /// write `DeadlineExceeded`.
 const GRACE: Duration = Duration::from_secs(15);
 /// Log lines of a failed hook in its failure.
 const TAIL_LINES: i64 = 20;
 
-/// The Job name of `hook` in the release with `sequence`: `<service>-<hook>-<sequence>`, at most
-/// 63 characters (the Job controller copies it into a label value), else shortened with a hash.
-pub fn job_name(service: &str, hook: &str, sequence: u64) -> String {
-    use sha2::Digest as _;
-    let full = format!("{service}-{hook}-{sequence}");
-    if full.len() <= 63 {
-        return full;
-    }
-    let hash = hex::encode(sha2::Sha256::digest(full.as_bytes()));
-    let keep = full.get(..54).unwrap_or(&full).trim_end_matches(['-', '.']);
-    format!("{keep}-{}", hash.get(..8).unwrap_or_default())
-}
+/// Hook Jobs of one service's hook kept after a run (the newest ones, this run's included).
+pub const KEEP: usize = 3;
 
-/// A label value for `s` (`[A-Za-z0-9._-]`, alphanumeric at both ends, at most 63 characters).
-fn label_value(s: &str) -> String {
-    let v: String =
-        s.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
-    let v = v.get(..63).unwrap_or(&v);
-    v.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned()
-}
-
-/// The workload whose pod template a hook of `service` runs with: the first Deployment or
-/// StatefulSet (by name) with a container running the service's pinned image. A blue-green
-/// release has been coloured by then (`Platform::prepare`): its manifests are the colour being
-/// deployed, so the first match is of the release's colour.
-fn workload(service: &ServiceRelease) -> Option<(&Value, usize)> {
-    let mut candidates: Vec<&Value> = service
-        .manifests
-        .iter()
-        .filter(|o| matches!(o["kind"].as_str(), Some("Deployment" | "StatefulSet")))
-        .collect();
-    candidates.sort_by_key(|o| o["metadata"]["name"].as_str().unwrap_or_default().to_owned());
-    candidates.into_iter().find_map(|o| {
-        let containers = o.pointer("/spec/template/spec/containers")?.as_array()?;
-        let i = containers.iter().position(|c| c["image"].as_str() == Some(service.image.as_str()))?;
-        Some((o, i))
-    })
-}
-
-/// Label keys the release's Services select pods by: the hook pod must not carry them.
-fn selected_keys(objects: &[Value]) -> BTreeSet<String> {
-    let mut keys: BTreeSet<String> = objects
-        .iter()
-        .filter(|o| o["kind"] == "Service")
-        .filter_map(|o| o.pointer("/spec/selector")?.as_object())
-        .flat_map(|m| m.keys().cloned())
-        .collect();
-    keys.insert(COLOR_LABEL.to_owned());
-    keys
-}
-
-/// What identifies one hook's Jobs (the selector deployer's cleanup lists them by).
-fn hook_labels(platform: &Eks, hook: &Hook) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
-        (PRODUCT_LABEL.to_owned(), label_value(&platform.product)),
-        (ENV_LABEL.to_owned(), label_value(&platform.environment)),
-        (SERVICE_LABEL.to_owned(), label_value(&hook.service)),
-        (HOOK_LABEL.to_owned(), label_value(&hook.name)),
-    ])
-}
-
-/// The Job that runs `hook` for `release` (pure: the rendered objects in, the Job out).
+/// The Job that runs `hook` for `release` ([`crate::render::hook::job`]).
 pub fn build_job(platform: &Eks, release: &Release, hook: &Hook) -> Result<Value, PlatformError> {
-    let service = release.services.get(&hook.service).ok_or_else(|| {
-        PlatformError::setup(
-            format!("{} cannot run: release {} has no service `{}`", hook.title(), release.id, hook.service),
-            "name a service of this product in the hook",
-        )
-    })?;
-    let (workload, index) = workload(service).ok_or_else(|| {
-        PlatformError::setup(
-            format!(
-                "{} cannot run: no Deployment or StatefulSet of `{}` runs its image {}",
-                hook.title(),
-                hook.service,
-                service.image
-            ),
-            "the service's overlay must render a Deployment or StatefulSet whose container uses the service's image",
-        )
-    })?;
-    let template = &workload["spec"]["template"];
-    let mut spec = template["spec"].as_object().cloned().unwrap_or_default();
-    let mut container = template["spec"]["containers"][index].as_object().cloned().unwrap_or_default();
-    container.insert("command".into(), json!(hook.command));
-    for key in ["args", "readinessProbe", "livenessProbe", "startupProbe"] {
-        container.remove(key);
-    }
-    spec.insert("containers".into(), Value::Array(vec![Value::Object(container)]));
-    // Init containers run to completion before it (a wait-for-database); a sidecar declared as
-    // a restartable init container never would.
-    if let Some(Value::Array(inits)) = spec.get_mut("initContainers") {
-        inits.retain(|c| c["restartPolicy"] != "Always");
-    }
-    spec.insert("restartPolicy".into(), json!("Never"));
+    job(&target(platform), release, hook).map_err(|e| PlatformError::setup(e.message, e.hint))
+}
 
-    let name = job_name(&hook.service, &hook.name, release.sequence);
-    let mut labels = hook_labels(platform, hook);
-    labels.insert(RELEASE_LABEL.to_owned(), label_value(&release.id));
-    let selected = selected_keys(&service.manifests);
-    let mut pod_labels: Map<String, Value> = template["metadata"]["labels"]
-        .as_object()
-        .map(|m| {
-            m.iter().filter(|(k, _)| !selected.contains(*k)).map(|(k, v)| (k.clone(), v.clone())).collect()
-        })
-        .unwrap_or_default();
-    pod_labels.extend(labels.iter().map(|(k, v)| (k.clone(), json!(v))));
-    let mut pod_metadata = json!({ "labels": pod_labels });
-    if let Some(a) = template["metadata"].get("annotations") {
-        pod_metadata["annotations"] = a.clone();
-    }
-    let deadline = i64::try_from(hook.timeout.as_secs()).unwrap_or(i64::MAX).max(1);
-    Ok(json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": name,
-            "namespace": platform.namespace,
-            "labels": labels,
-            "annotations": {
-                SEQUENCE_ANNOTATION: release.sequence.to_string(),
-                "deployer.dev/hook-stage": hook.stage.as_str(),
-            },
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": deadline,
-            "ttlSecondsAfterFinished": TTL_AFTER_FINISHED,
-            "template": { "metadata": pod_metadata, "spec": spec },
-        },
-    }))
+fn target(platform: &Eks) -> Target<'_> {
+    Target { product: &platform.product, environment: &platform.environment, namespace: &platform.namespace }
 }
 
 fn api_error(action: String, e: &kube::Error) -> PlatformError {
@@ -303,8 +171,11 @@ fn background() -> DeleteParams {
 
 /// Deletes all but the newest [`KEEP`] Jobs of this hook (by release sequence, then creation).
 async fn prune_old(api: &Api<Job>, platform: &Eks, hook: &Hook, events: &dyn Sink) {
-    let selector =
-        hook_labels(platform, hook).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let selector = hook_labels(&target(platform), hook)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let Ok(list) = api.list(&ListParams::default().labels(&selector)).await else {
         events.emit(&Event::Warning {
             message: format!("{}: could not list its earlier Jobs to clean them up", hook.title()),
@@ -578,17 +449,7 @@ pub async fn stop(platform: &Eks, release: &Release, hook: &Hook) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn job_names_fit_a_label_value() {
-        assert_eq!(job_name("order", "migrate", 23), "order-migrate-23");
-        let long = job_name(&"s".repeat(40), &"h".repeat(30), 123_456);
-        assert!(long.len() <= 63, "{long}");
-        assert_ne!(long, job_name(&"s".repeat(40), &"h".repeat(30), 123_457));
-        assert!(long.chars().last().is_some_and(|c| c.is_ascii_alphanumeric()));
-        assert_eq!(label_value("dev.17"), "dev.17");
-        assert_eq!(label_value("a/b"), "a-b");
-    }
+    use serde_json::json;
 
     fn pod(status: &Value) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "j-abcde"}, "status": status})).unwrap()
