@@ -627,6 +627,9 @@ def run_task_checks(c: Checker, ecs, logs, network: dict, scale: float) -> None:
     c.check("RunTask of a non-shell command: exits 0 and the task STOPPED",
             t.get("stopCode") == "EssentialContainerExited" and t["containers"][0].get("exitCode") == 0, t)
 
+    # startedBy must be ListTasks' only filter (API reference); RUNNING is the default.
+    listed = ecs.list_tasks(cluster="shop", startedBy="deployer/test_1")["taskArns"]
+    c.check("ListTasks(startedBy) finds the running RunTask task", sleeper["taskArn"] in listed, listed)
     ecs.stop_task(cluster="shop", task=sleeper["taskArn"], reason="deployer: hook timed out after 1s")
     t = ecs.describe_tasks(cluster="shop", tasks=[sleeper["taskArn"]])["tasks"][0]
     c.check("StopTask: desiredStatus STOPPED at once", t["desiredStatus"] == "STOPPED", t)
@@ -634,8 +637,6 @@ def run_task_checks(c: Checker, ecs, logs, network: dict, scale: float) -> None:
     c.check("StopTask: STOPPED, stopCode UserInitiated, stoppedReason = the reason, exitCode 143 (SIGTERM)",
             t.get("stopCode") == "UserInitiated" and t.get("stoppedReason") == "deployer: hook timed out after 1s"
             and t["containers"][0].get("exitCode") == 143, t)
-    listed = ecs.list_tasks(cluster="shop", startedBy="deployer/test_1", desiredStatus="STOPPED")["taskArns"]
-    c.check("ListTasks(startedBy) finds the RunTask tasks", sleeper["taskArn"] in listed, listed)
 
     t = stopped(pull)
     c.check("RunTask imagepull: STOPPED, TaskFailedToStart, CannotPullContainerError, no exit code",
