@@ -26,6 +26,11 @@ Behaviour per task-definition image (a marker anywhere in any container's image)
     slowstart  HEALTHY (and ALB target healthy) only 20 s after RUNNING.
 All delays are multiplied by --time-scale.
 
+RunTask tasks (release hooks) run once: the essential container's `sh -c` command override is
+read minimally (echo → its awslogs stream in moto's CloudWatch Logs, sleep, exit N), then the
+task is STOPPED (EssentialContainerExited, the exit code); StopTask stops it (UserInitiated,
+exit 143). See README-moto-ecs.md.
+
 Locking: moto's werkzeug server handles requests on several threads and the controller
 mutates the same objects. One re-entrant lock serialises every ECS and ELBv2 request
 (including response serialisation) with the controller's ticks, so a client never sees
