@@ -229,25 +229,30 @@ async fn plan(
             }
         },
     };
-    let containers = doc.get("containerDefinitions").and_then(Value::as_array).cloned().unwrap_or_default();
-    let pinned = PinnedImage::parse(&s.image);
+    let (container, logs) = hook_container(&doc, &s.image).ok_or_else(|| {
+        PlatformError::setup(
+            format!("{} cannot run: task definition {revision} has no essential container", hook.title()),
+            "the task definition needs a container that runs the service's image",
+        )
+    })?;
+    Ok(Plan { revision, container, logs })
+}
+
+/// The container a hook runs in, in task definition `doc`: the one running the service's
+/// pinned `image` (sidecars such as log routers may come first), else the first essential one;
+/// and where it logs (awslogs only).
+fn hook_container(doc: &Value, image: &str) -> Option<(String, Option<LogStreamOf>)> {
+    let containers = doc.get("containerDefinitions").and_then(Value::as_array)?;
+    let pinned = PinnedImage::parse(image);
     let same_image = |c: &Value| {
-        let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
-        image == s.image || (pinned.is_some() && PinnedImage::parse(image) == pinned)
+        let theirs = c.get("image").and_then(Value::as_str).unwrap_or_default();
+        theirs == image || (pinned.is_some() && PinnedImage::parse(theirs) == pinned)
     };
     // ECS reports `essential: true` when the definition left it out.
     let essential = |c: &Value| c.get("essential").and_then(Value::as_bool).unwrap_or(true);
-    let chosen = containers
-        .iter()
-        .find(|c| same_image(c))
-        .or_else(|| containers.iter().find(|c| essential(c)))
-        .ok_or_else(|| {
-            PlatformError::setup(
-                format!("{} cannot run: task definition {revision} has no essential container", hook.title()),
-                "the task definition needs a container that runs the service's image",
-            )
-        })?;
-    let container = chosen.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let chosen =
+        containers.iter().find(|c| same_image(c)).or_else(|| containers.iter().find(|c| essential(c)))?;
+    let name = chosen.get("name").and_then(Value::as_str)?.to_owned();
     let logs = chosen
         .get("logConfiguration")
         .filter(|l| l.get("logDriver").and_then(Value::as_str) == Some("awslogs"))
@@ -262,7 +267,7 @@ async fn plan(
                 prefix: opt("awslogs-stream-prefix")?,
             })
         });
-    Ok(Plan { revision, container, logs })
+    Some((name, logs))
 }
 
 /// The hook's task, or None when ECS reports it MISSING.
@@ -513,6 +518,28 @@ mod tests {
                     .build(),
             )
             .build()
+    }
+
+    #[test]
+    fn the_hook_runs_in_the_container_of_the_pinned_image() {
+        let image = "r/shop/order@sha256:aa";
+        let doc = serde_json::json!({"containerDefinitions": [
+            {"name": "log-router", "image": "fluent-bit:3", "essential": true},
+            {"name": "order", "image": image, "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": "/ecs/shop-dev", "awslogs-stream-prefix": "order"}}}
+        ]});
+        let (name, logs) = hook_container(&doc, image).unwrap();
+        assert_eq!(name, "order");
+        let logs = logs.unwrap();
+        assert_eq!(
+            (logs.group.as_str(), logs.prefix.as_str(), logs.region),
+            ("/ecs/shop-dev", "order", None)
+        );
+        // Another image (a carried-over service): the first essential container, no awslogs.
+        let (name, logs) = hook_container(&doc, "r/shop/order@sha256:bb").unwrap();
+        assert_eq!(name, "log-router");
+        assert!(logs.is_none());
+        assert!(hook_container(&serde_json::json!({}), image).is_none());
     }
 
     #[test]
