@@ -101,6 +101,7 @@ fn request(services: BTreeMap<String, (String, Vec<serde_json::Value>)>) -> (Set
         gates: engine::gates::Gates::none(),
         force_conflicts: false,
         cancel: deployer::engine::cancel::Cancel::default(),
+        hooks: Vec::new(),
     };
     let services =
         services.into_iter().map(|(s, (image, objs))| (s, ServiceRelease::new(image, objs, None))).collect();

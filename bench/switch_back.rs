@@ -354,6 +354,7 @@ async fn eks_case(blue_green: bool, cw: &aws_sdk_cloudwatch::Client) -> Vec<Run>
         strategy: Strategy::Rolling,
         gates: engine::gates::Gates::none(),
         force_conflicts: false,
+        hooks: Vec::new(),
     };
     gate(&mut settings, cw, blue_green);
     let probe = if blue_green { Probe::EksSelector { client } } else { Probe::EksDeployment { client } };

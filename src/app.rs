@@ -137,6 +137,10 @@ pub async fn run(cli: Cli, io: Io, var: VarFn<'_>) -> ExitCode {
     };
     // Every command, before anything reads or could print them (issue 15).
     masker.add_env(var);
+    // `-v` / `RUST_LOG`: diagnostics on stderr, scrubbed by the same masker.
+    if let Some(filter) = report::diagnostics::filter(cli.global.verbose, var("RUST_LOG").as_deref()) {
+        report::diagnostics::install(filter, masker.clone(), Box::new(stderr.clone()));
+    }
     // A person at a terminal gets live lines per service; pipes and CI logs the plain ones.
     let view = live::display(&live::DisplayInputs::from_env(
         io.stderr_is_terminal,

@@ -25,6 +25,8 @@ pub enum ExitCode {
     RolledBack = 5,
     RollbackFailed = 6,
     LockHeld = 7,
+    /// A pre-deploy hook failed: the release stopped before anything was applied.
+    HookFailed = 8,
     /// Cancelled by SIGINT/SIGTERM (128 + SIGINT, as shells report it).
     Cancelled = 130,
 }
@@ -45,6 +47,7 @@ impl ExitCode {
             Self::RolledBack => "rolled-back",
             Self::RollbackFailed => "rollback-failed",
             Self::LockHeld => "lock-held",
+            Self::HookFailed => "hook-failed",
             Self::Cancelled => "cancelled",
         }
     }
@@ -111,6 +114,9 @@ pub enum Error {
     RollbackFailed { message: String, hint: String },
     #[error("{message}")]
     LockHeld { message: String, hint: String },
+    /// A pre-deploy hook failed; nothing of the release was applied.
+    #[error("{message}")]
+    HookFailed { message: String, hint: String },
     #[error("{message}")]
     Internal { message: String, hint: String },
     /// Stopped by SIGINT/SIGTERM (the record says `interrupted` or `rolled-back`).
@@ -148,6 +154,7 @@ impl Error {
             Self::RolledBack { .. } => ExitCode::RolledBack,
             Self::RollbackFailed { .. } => ExitCode::RollbackFailed,
             Self::LockHeld { .. } => ExitCode::LockHeld,
+            Self::HookFailed { .. } => ExitCode::HookFailed,
             Self::Internal { .. } => ExitCode::Internal,
             Self::Cancelled { .. } => ExitCode::Cancelled,
         }
@@ -197,6 +204,7 @@ impl Error {
             | Self::RolledBack { message, hint }
             | Self::RollbackFailed { message, hint }
             | Self::LockHeld { message, hint }
+            | Self::HookFailed { message, hint }
             | Self::Internal { message, hint }
             | Self::Cancelled { message, hint } => vec![Problem {
                 position: None,

@@ -38,6 +38,8 @@ pub enum Phase {
     Scan,
     Render,
     Lock,
+    /// Release hooks (migrations before the apply, tests after it, pre-rollback tasks).
+    Hooks,
     Apply,
     Health,
     Bake,
@@ -58,6 +60,7 @@ impl Phase {
             Self::Scan => "scan gate",
             Self::Render => "render",
             Self::Lock => "lock",
+            Self::Hooks => "hooks",
             Self::Apply => "apply",
             Self::Health => "health",
             Self::Bake => "bake",
@@ -125,6 +128,20 @@ pub enum Event {
     },
     /// The health verdict for one service after rollout (and bake).
     HealthVerdict { service: String, verdict: Verdict },
+    /// A release hook started or ended.
+    Hook {
+        service: String,
+        /// The hook's name (`migrate`).
+        hook: String,
+        stage: crate::model::HookStage,
+        status: HookStatus,
+        /// Set once it ended.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        elapsed_ms: Option<u64>,
+        /// Why it failed, with its last log lines.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        failure: Option<Box<HealthFailure>>,
+    },
     /// Automatic (or requested) rollback began.
     RollbackStarted {
         /// The release rolled back to (the last known-good); `None` when there is none.
@@ -218,6 +235,17 @@ pub enum Verdict {
     Failed(Box<HealthFailure>),
 }
 
+/// Where a release hook is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookStatus {
+    Running,
+    Succeeded,
+    Failed,
+    /// Stopped by a cancelled release.
+    Stopped,
+}
+
 /// Why a service was judged unhealthy: the first failing thing, named precisely.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HealthFailure {
@@ -235,6 +263,9 @@ pub struct HealthFailure {
     /// Human detail (last log line, exit code, HTTP status).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The last lines the failing container wrote (hooks), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
 }
 
 /// How a release ended.

@@ -386,7 +386,26 @@ pub fn settings_for(
         gates,
         force_conflicts: false,
         cancel: engine::cancel::Cancel::default(),
+        hooks: hooks_of(config),
     }
+}
+
+/// Every service's hooks, as the engine runs them (the release picks those of its services).
+pub fn hooks_of(config: &Config) -> Vec<crate::model::Hook> {
+    config
+        .product
+        .services
+        .iter()
+        .flat_map(|svc| {
+            svc.hooks.all().map(|(stage, h)| crate::model::Hook {
+                service: svc.name.as_str().to_owned(),
+                name: h.name.as_str().to_owned(),
+                stage,
+                command: h.command.clone(),
+                timeout: h.timeout.map_or(crate::config::HookConfig::DEFAULT_TIMEOUT, |t| t.0),
+            })
+        })
+        .collect()
 }
 
 fn environment_url(cx: &Context<'_>) -> Option<String> {
@@ -415,6 +434,7 @@ pub async fn deploy(
                 crate::ExitCode::RollbackFailed => Outcome::RollbackFailed,
                 crate::ExitCode::ScanGate => Outcome::RefusedByGate,
                 crate::ExitCode::Cancelled => Outcome::Interrupted,
+                // Includes a pre-deploy hook that stopped it before anything was applied.
                 _ => Outcome::Failed,
             },
             id.clone(),

@@ -108,6 +108,7 @@ pub fn http_client() -> reqwest::Client {
 
 /// A Kubernetes client for `config` that names itself in the API server's audit log.
 pub fn kube_client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
+    tracing::debug!(cluster = %config.cluster_url, namespace = %config.default_namespace, "Kubernetes client");
     config.headers.push((reqwest::header::USER_AGENT, reqwest::header::HeaderValue::from_static(USER_AGENT)));
     kube::Client::try_from(config)
 }

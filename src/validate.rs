@@ -315,4 +315,38 @@ mod tests {
             Vec::<String>::new()
         );
     }
+
+    /// ECS: a task definition whose containers never name the service's repository pins nothing
+    /// (the `${image}` placeholder was dropped for a fixed image).
+    #[test]
+    fn an_ecs_task_definition_that_never_uses_the_repository_pins_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("deployer.yaml"),
+            "product: shop\nregistry: {account_id: \"111111111111\", region: eu-west-1}\nservices:\n  - {name: api, repository: shop/api, ecs: {task_definition: td.json}}\n  - {name: web, repository: shop/web, ecs: {task_definition: td.json}}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("td.json"), "{}").unwrap();
+        std::fs::create_dir_all(dir.path().join("environments")).unwrap();
+        std::fs::write(
+            dir.path().join("environments/ecs.yaml"),
+            "account_id: \"222222222222\"\nregion: eu-west-1\ntarget:\n  ecs: {cluster: shop}\n",
+        )
+        .unwrap();
+        let config = Config::load(&dir.path().join("deployer.yaml")).unwrap();
+        let env = config.environment("ecs").unwrap();
+        let td = |image: &str| {
+            RenderedService::Ecs(json!({"family": "shop-api", "containerDefinitions": [
+                {"name": "app", "image": image, "essential": true},
+                {"name": "log-router", "image": "public.ecr.aws/aws-observability/aws-for-fluent-bit:2", "essential": false}
+            ]}))
+        };
+        let services: BTreeMap<String, RenderedService> =
+            [("api".to_owned(), td("nginx:1.27")), ("web".to_owned(), td(WEB))].into_iter().collect();
+        let problems: Vec<String> =
+            rendered(&config, &env, &Inputs::default(), &services).into_iter().map(|e| e.message).collect();
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(problems[0].contains("service `api` pins nothing"), "{problems:#?}");
+        assert!(problems[0].contains("nginx:1.27"), "{problems:#?}");
+    }
 }

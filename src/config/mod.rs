@@ -417,6 +417,45 @@ impl Config {
                 }
             }
         }
+        for svc in &self.product.services {
+            let mut seen = BTreeSet::new();
+            for (stage, hook) in svc.hooks.all() {
+                let name = hook.name.as_str();
+                if !seen.insert(name) {
+                    errors.push(
+                        ConfigError::loc(
+                            path,
+                            &hook.name,
+                            format!("service `{}` has two hooks named `{name}`", svc.name.as_str()),
+                        )
+                        .hint("give each hook of a service its own name (it names the Job or task that runs it)"),
+                    );
+                }
+                if hook.command.iter().all(|a| a.trim().is_empty()) {
+                    errors.push(
+                        ConfigError::loc(
+                            path,
+                            &hook.name,
+                            format!("{stage} hook `{name}` of `{}` has no command", svc.name.as_str()),
+                        )
+                        .hint("set `command:`, e.g. `[\"./migrate\", \"up\"]` or `[\"sh\", \"-c\", \"…\"]`"),
+                    );
+                }
+                if hook.timeout.is_some_and(|t| t.0.is_zero()) {
+                    errors.push(
+                        ConfigError::loc(
+                            path,
+                            &hook.name,
+                            format!(
+                                "{stage} hook `{name}` of `{}` has `timeout: 0s`: it could never finish",
+                                svc.name.as_str()
+                            ),
+                        )
+                        .hint("omit `timeout` (10m) or give the longest the hook may run, e.g. `15m`"),
+                    );
+                }
+            }
+        }
         if errors.is_empty()
             && let Some(cycle) = dependency_cycle(&self.product.services)
         {

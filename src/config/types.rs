@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::values::{AccountId, Date, HumanDuration, Loc, Region, RepositoryName, RoleArn, ServiceName};
+use super::values::{
+    AccountId, Date, HookName, HumanDuration, Loc, Region, RepositoryName, RoleArn, ServiceName,
+};
 
 /// `deployer.yaml`: the product, its services and the defaults every environment starts from.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -62,6 +64,68 @@ pub struct ServiceConfig {
     /// Services that must be healthy before this one is applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Loc<ServiceName>>,
+    /// One-off tasks run with this service's image of the release (migrations before it,
+    /// tests after it). See docs/hooks.md.
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
+}
+
+/// A service's release hooks, by when they run. Each runs once per release, in the order
+/// written, with the image the release pins for the service (a Kubernetes Job on EKS, an ECS
+/// `RunTask` on ECS).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    /// Before anything of the release is applied (schema migrations). A failure stops the
+    /// release with nothing changed (exit 8). Not re-run by a rollback: keep migrations
+    /// backward compatible (expand/contract).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_deploy: Vec<HookConfig>,
+    /// Once every service of the release runs healthy (and, blue-green, serves production):
+    /// tests against the new version. A failure rolls the release back (exit 5).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_deploy: Vec<HookConfig>,
+    /// Before a rollback (automatic or `deployer rollback`) applies the earlier release, with
+    /// the image of the release being left (it knows what it migrated). A failure stops the
+    /// rollback (exit 6).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_rollback: Vec<HookConfig>,
+}
+
+impl Hooks {
+    pub const fn is_empty(&self) -> bool {
+        self.pre_deploy.is_empty() && self.post_deploy.is_empty() && self.pre_rollback.is_empty()
+    }
+
+    /// Every hook with its stage, in the order each stage runs them.
+    pub fn all(&self) -> impl Iterator<Item = (crate::model::HookStage, &HookConfig)> {
+        use crate::model::HookStage;
+        self.pre_deploy
+            .iter()
+            .map(|h| (HookStage::PreDeploy, h))
+            .chain(self.post_deploy.iter().map(|h| (HookStage::PostDeploy, h)))
+            .chain(self.pre_rollback.iter().map(|h| (HookStage::PreRollback, h)))
+    }
+}
+
+/// One release hook.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// Name, part of the Kubernetes Job's name (`<service>-<name>-<n>`): lowercase letters,
+    /// digits and `-`, at most 30 characters.
+    pub name: Loc<HookName>,
+    /// The command, in place of the image's entrypoint and command, e.g. `["./migrate", "up"]`
+    /// or `["sh", "-c", "…"]`.
+    pub command: Vec<String>,
+    /// How long it may run before it is stopped and fails. Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+}
+
+impl HookConfig {
+    /// What a hook may run for unless its `timeout` says otherwise.
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_mins(10);
 }
 
 /// Image build settings.

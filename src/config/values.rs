@@ -99,6 +99,21 @@ validated_string!(
     }
 );
 
+validated_string!(
+    /// The name of a release hook: a DNS-1123 label of at most 30 characters (it becomes part
+    /// of a Kubernetes Job's name, `<service>-<hook>-<n>`, which must fit in 63).
+    HookName,
+    "^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$",
+    |v| {
+        if dns1123_label(v).is_err() || v.len() > 30 {
+            return Err(format!(
+                "invalid hook name `{v}`: expected at most 30 lowercase letters, digits and `-`, starting and ending with a letter or digit (it becomes part of a Job name)"
+            ));
+        }
+        Ok(())
+    }
+);
+
 /// The regions deployer knows (AWS adds regions: an unknown well-formed one is only a warning,
 /// see [`Region::is_known`]).
 pub const KNOWN_REGIONS: &[&str] = &[

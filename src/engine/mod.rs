@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use self::cancel::Cancel;
 use crate::config::HttpCheck;
 use crate::events::{Event, Phase, Sink};
-use crate::model::{Failure, Reason};
+use crate::model::{Failure, Hook, HookStage, Reason};
 use crate::platform::{Applied, ApplyMode, Platform, PlatformError};
 use crate::release::{self, Release, ReleaseStatus};
 
@@ -67,6 +67,8 @@ pub struct Settings {
     pub force_conflicts: bool,
     /// SIGINT/SIGTERM: stop starting work, undo what is in flight (bounded), record, unlock.
     pub cancel: Cancel,
+    /// Every service's release hooks (all stages); a release runs those of its services.
+    pub hooks: Vec<Hook>,
 }
 
 /// What a release deploys: service → what it runs, and the order they go in.
@@ -85,6 +87,12 @@ pub enum Ended {
     RolledBack {
         release: Release,
         to: String,
+        failure: Failure,
+    },
+    /// A pre-deploy hook failed: nothing of the release was applied, so nothing was rolled
+    /// back; every service runs what it ran before.
+    HookFailed {
+        release: Release,
         failure: Failure,
     },
     /// Failed, and returning to the last known-good release failed (or there was none).
@@ -109,6 +117,7 @@ impl Ended {
             Self::Succeeded(r)
             | Self::RolledBack { release: r, .. }
             | Self::RollbackFailed { release: r, .. }
+            | Self::HookFailed { release: r, .. }
             | Self::Interrupted { release: r, .. } => r,
         }
     }
@@ -181,6 +190,12 @@ impl From<Ended> for Result<Release, crate::Error> {
             Ended::RolledBack { release, to, failure } => Err(crate::Error::RolledBack {
                 message: format!("release {} failed and was rolled back to {to}: {failure}", release.id),
                 hint: "every service runs the previous release again; fix the failure above and deploy again"
+                    .to_owned(),
+            }),
+            Ended::HookFailed { release, failure } => Err(crate::Error::HookFailed {
+                message: format!("release {} stopped before anything was applied: {failure}", release.id),
+                hint: "every service still runs what it ran; the hook's last log lines are above: fix the hook \
+                       (or what it migrates) and deploy again"
                     .to_owned(),
             }),
             Ended::RollbackFailed { release, failure, why } => Err(crate::Error::RollbackFailed {
@@ -389,6 +404,22 @@ async fn deploy_locked<P: Platform>(
         services: released.clone(),
         strategy: Some(settings.strategy.name().to_owned()),
     });
+    match run_hooks(platform, settings, &rel, HookStage::PreDeploy, &released, events).await {
+        Ok(()) => {}
+        Err(Halt::Cancelled) => {
+            return cancelled(platform, settings, previous.as_ref(), rel, &Progress::default(), events).await;
+        }
+        Err(Halt::Failed(failure)) => {
+            // Nothing was applied: the environment runs the previous release, as a rolled-back
+            // release leaves it (so `rollback` and `status` read it right), and the record says why.
+            rel.failure = Some(format!("{failure}; nothing was applied"));
+            rel.status = ReleaseStatus::RolledBack;
+            rel.rolled_back_to = previous.as_ref().map(|p| p.id.clone());
+            rel.finished_at = Some(now());
+            platform.record(&rel).await?;
+            return Ok(Ended::HookFailed { release: rel, failure });
+        }
+    }
     let mut progress = Progress::default();
     let result =
         roll_out(platform, settings, &mut rel, &released, &planned.depends_on, lock, &mut progress, events)
@@ -539,7 +570,90 @@ pub fn report_failure(f: &Failure) -> crate::events::HealthFailure {
         reason: f.reason.as_str().to_owned(),
         restart_count: f.restart_count,
         message: (!f.detail.is_empty()).then(|| f.detail.clone()),
+        logs: f.logs.clone(),
     }
+}
+
+/// Runs the `stage` hooks of `services`, one after another in configuration order; the first
+/// failure stops them. A cancelled run stops the hook in flight (bounded) and says so.
+async fn run_hooks<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    rel: &Release,
+    stage: HookStage,
+    services: &[String],
+    events: &dyn Sink,
+) -> Result<(), Halt> {
+    let hooks: Vec<&Hook> =
+        settings.hooks.iter().filter(|h| h.stage == stage && services.contains(&h.service)).collect();
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let t = PhaseTimer::start(events, Phase::Hooks);
+    let result = async {
+        for hook in hooks {
+            if settings.cancel.requested() {
+                return Err(Halt::Cancelled);
+            }
+            run_hook(platform, settings, rel, hook, events).await?;
+        }
+        Ok(())
+    }
+    .await;
+    t.finish(result.is_ok());
+    result
+}
+
+/// One hook: started, followed to its end, reported with its failure and log tail.
+async fn run_hook<P: Platform>(
+    platform: &P,
+    settings: &Settings,
+    rel: &Release,
+    hook: &Hook,
+    events: &dyn Sink,
+) -> Result<(), Halt> {
+    let said = |status, elapsed_ms, failure: Option<&Failure>| {
+        events.emit(&Event::Hook {
+            service: hook.service.clone(),
+            hook: hook.name.clone(),
+            stage: hook.stage,
+            status,
+            elapsed_ms,
+            failure: failure.map(|f| Box::new(report_failure(f))),
+        });
+    };
+    said(crate::events::HookStatus::Running, None, None);
+    let start = Instant::now();
+    let ran = until_stopped(&settings.cancel, platform.run_hook(rel, hook, events)).await;
+    let elapsed = Some(elapsed_ms(start));
+    let failure = match ran {
+        None => {
+            // Nothing may keep running behind a cancelled release (a migration half-way is
+            // the user's to judge, not ours to leave running unwatched).
+            if let Some(Err(e)) = bounded(&settings.cancel, platform.stop_hook(rel, hook)).await {
+                events.emit(&Event::Warning { message: format!("could not stop {}: {e}", hook.title()) });
+            }
+            said(crate::events::HookStatus::Stopped, elapsed, None);
+            return Err(Halt::Cancelled);
+        }
+        Some(Ok(None)) => {
+            said(crate::events::HookStatus::Succeeded, elapsed, None);
+            return Ok(());
+        }
+        Some(Ok(Some(f))) => f,
+        Some(Err(e)) => {
+            Failure::new(None, Reason::HookFailed, "", format!("could not run it: {e} ({})", e.hint()))
+        }
+    };
+    // The report names the hook first; the platform's subject (Job/pod, task) follows.
+    let subject = if failure.subject.is_empty() {
+        format!("{} hook `{}`", hook.stage, hook.name)
+    } else {
+        format!("{} hook `{}`, {}", hook.stage, hook.name, failure.subject)
+    };
+    let failure = Failure { service: Some(hook.service.clone()), subject, ..failure };
+    said(crate::events::HookStatus::Failed, elapsed, Some(&failure));
+    Err(Halt::Failed(failure))
 }
 
 /// What the rollout has done so far (what a rollback must undo).
@@ -628,6 +742,7 @@ async fn roll_out<P: Platform>(
             .map_err(|e| Failure::new(None, Reason::ApplyFailed, "traffic switch", e.to_string()))?;
         progress.switched = true;
     }
+    run_hooks(platform, settings, rel, HookStage::PostDeploy, released, events).await?;
     if !settings.bake.is_zero() {
         let t = PhaseTimer::start(events, Phase::Bake);
         let verdict = until_stopped(
@@ -708,13 +823,15 @@ async fn return_to<P: Platform>(
     progress: &Progress,
     events: &dyn Sink,
 ) -> Result<String, String> {
+    // A cancelled release is undone without hooks: the undo is bounded, a task is not.
+    let hooks = (!settings.cancel.requested()).then_some(failed);
     let t = PhaseTimer::start(events, Phase::Rollback);
     events.emit(&Event::RollbackStarted {
         to_release: target.map(|t| t.id.clone()),
         reason: failed.failure.clone().unwrap_or_default(),
         digests: target.map(digests_of).unwrap_or_default(),
     });
-    let result = restore(platform, settings, target, Some(failed), progress, events).await;
+    let result = restore(platform, settings, target, Some(failed), hooks, progress, events).await;
     t.finish(result.is_ok());
     events.emit(&Event::RollbackFinished {
         to_release: target.map(|t| t.id.clone()),
@@ -727,15 +844,31 @@ async fn return_to<P: Platform>(
 
 /// Puts `target` back: a blue-green release that moved traffic switches it back (the old side
 /// still runs at full size); everything else is re-applied from the record and watched
-/// (no bake: alarms may report the bad version's damage for minutes).
+/// (no bake: alarms may report the bad version's damage for minutes). With `leaving`, the
+/// pre-rollback hooks of the services that change run first, with `leaving`'s images (the
+/// release being left knows what it migrated); a failing one stops the rollback.
 async fn restore<P: Platform>(
     platform: &P,
     settings: &Settings,
     target: Option<&Release>,
     from: Option<&Release>,
+    leaving: Option<&Release>,
     progress: &Progress,
     events: &dyn Sink,
 ) -> Result<String, String> {
+    if let (Some(leaving), Some(target)) = (leaving, target) {
+        let changing: Vec<String> = leaving
+            .services
+            .iter()
+            .filter(|(name, s)| target.services.get(*name).is_none_or(|t| t.image != s.image))
+            .map(|(name, _)| name.clone())
+            .collect();
+        match run_hooks(platform, settings, leaving, HookStage::PreRollback, &changing, events).await {
+            Ok(()) => {}
+            Err(Halt::Failed(f)) => return Err(format!("{f}; the rollback did not start")),
+            Err(Halt::Cancelled) => return Err("cancelled during a pre-rollback hook".into()),
+        }
+    }
     if progress.switched {
         platform
             .switch(&progress.applied, false, events)
@@ -867,7 +1000,15 @@ pub async fn rollback<P: Platform>(
         // A rollback moves towards a known state: a first signal lets it finish (bounded).
         let result = bounded(
             &settings.cancel,
-            restore(platform, settings, Some(&target), runs.as_ref(), &Progress::default(), events),
+            restore(
+                platform,
+                settings,
+                Some(&target),
+                runs.as_ref(),
+                release::last_known_good(&history, None),
+                &Progress::default(),
+                events,
+            ),
         )
         .await;
         t.finish(matches!(result, Some(Ok(_))));
@@ -1036,6 +1177,7 @@ mod exit_codes {
                 "rollback failed",
                 ended(Ended::RollbackFailed { release: rel.clone(), failure: failure(), why: "x".into() }),
             ),
+            ("pre-deploy hook failed", ended(Ended::HookFailed { release: rel.clone(), failure: failure() })),
             ("unknown --to", Some(code(EngineError::UnknownRelease("dev.9".into(), vec![]).into()))),
             (
                 "unsafe --to",
@@ -1074,6 +1216,7 @@ mod exit_codes {
                 ("succeeded", None),
                 ("rolled back", Some(5)),
                 ("rollback failed", Some(6)),
+                ("pre-deploy hook failed", Some(8)),
                 ("unknown --to", Some(2)),
                 ("unsafe --to", Some(2)),
                 ("cancelled, rolled back", Some(130)),

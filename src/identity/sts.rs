@@ -150,6 +150,7 @@ impl ChainProvider {
         claims: &Claims,
         audience: &str,
     ) -> Result<(Credentials, String), IdentityError> {
+        tracing::debug!(role, audience, session = %self.session_name, "AssumeRoleWithWebIdentity");
         let out = self
             .sts(None)
             .assume_role_with_web_identity()
@@ -196,6 +197,7 @@ impl ChainProvider {
                 }
             })?);
         }
+        tracing::debug!(role, session = %self.session_name, "AssumeRole (chained)");
         let out = self
             .sts(Some(from))
             .assume_role()

@@ -209,6 +209,41 @@ pub struct ServicePlan {
     pub objects: Vec<diff::ObjectChange>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// The release hooks that run with this service's image, in the order they run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<PlannedHook>,
+}
+
+/// A release hook as the plan shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedHook {
+    pub name: String,
+    pub stage: crate::model::HookStage,
+    pub command: Vec<String>,
+    /// `10m`.
+    pub timeout: String,
+}
+
+impl PlannedHook {
+    /// `pre-deploy `migrate`: ./migrate up (timeout 10m)`.
+    pub fn line(&self) -> String {
+        format!("{} `{}`: {} (timeout {})", self.stage, self.name, self.command.join(" "), self.timeout)
+    }
+}
+
+/// The hooks of `svc`, as the plan lists them.
+pub fn hooks_of(svc: &crate::config::ServiceConfig) -> Vec<PlannedHook> {
+    svc.hooks
+        .all()
+        .map(|(stage, h)| PlannedHook {
+            name: h.name.as_str().to_owned(),
+            stage,
+            command: h.command.clone(),
+            timeout: crate::support::human(
+                h.timeout.map_or(crate::config::HookConfig::DEFAULT_TIMEOUT, |t| t.0),
+            ),
+        })
+        .collect()
 }
 
 /// How the image comes to be.
@@ -311,6 +346,7 @@ pub fn plan(config: &Config, env: &Environment, observed: &Observed, inputs: &In
                 change,
                 objects,
                 depends_on: svc.depends_on.iter().map(|d| d.as_str().to_owned()).collect(),
+                hooks: hooks_of(svc),
             }
         })
         .collect();

@@ -82,6 +82,9 @@ pub fn text(plan: &Plan) -> String {
         if !svc.depends_on.is_empty() {
             let _ = writeln!(s, "  after:  {}", svc.depends_on.join(", "));
         }
+        for h in &svc.hooks {
+            let _ = writeln!(s, "  hook:   {}", h.line());
+        }
     }
     if !plan.prune.is_empty() {
         let _ = writeln!(s, "\nprune (no longer in the overlays)");
@@ -131,6 +134,9 @@ pub fn markdown(plan: &Plan) -> String {
     for svc in &plan.services {
         let _ = writeln!(s, "<details><summary><code>{}</code></summary>\n", svc.name);
         let _ = writeln!(s, "- build: {}", build_line(&svc.build));
+        for h in &svc.hooks {
+            let _ = writeln!(s, "- hook: {}", h.line());
+        }
         match &svc.render {
             RenderPlan::Kubernetes { overlay, objects } => {
                 let _ = writeln!(s, "- render: `{overlay}` → {} object(s)\n", objects.len());

@@ -63,6 +63,7 @@ impl Kustomize {
             cmd.arg("build");
         }
         cmd.arg(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        tracing::debug!(program = %self.program.display(), dir = %dir.display(), service, env, "running kustomize");
         let out = cmd
             .output()
             .await

@@ -247,6 +247,30 @@ impl Sink for Github {
                     ),
                 ),
             },
+            Event::Hook { .. } => {
+                let Some(run) = super::state::HookRun::of(event) else { return };
+                let line = markdown::hook_plain(&run);
+                if run.status == crate::events::HookStatus::Failed {
+                    let logs = run.failure.iter().flat_map(|f| &f.logs).fold(String::new(), |mut acc, l| {
+                        acc.push('\n');
+                        acc.push_str(l);
+                        acc
+                    });
+                    write_to(
+                        &self.out,
+                        &format!(
+                            "::error title={}::{}\n",
+                            escape_property(&format!(
+                                "{} hook {} of {} failed",
+                                run.stage, run.hook, run.service
+                            )),
+                            escape_data(&format!("{line}{logs}"))
+                        ),
+                    );
+                } else {
+                    write_to(&self.out, &format!("[{}] {line}\n", run.service));
+                }
+            }
             Event::RollbackStarted { to_release, reason, .. } => write_to(
                 &self.out,
                 &format!(

@@ -209,6 +209,8 @@ impl Board {
             Event::Service { service, .. } | Event::ServiceProgress { service, .. } => !service.is_empty(),
             Event::ImagePushed { .. } => true,
             Event::ScanSummary(s) => s.passed,
+            // A failed hook is printed whole (with its log tail); the others are bar text.
+            Event::Hook { status, .. } => *status != crate::events::HookStatus::Failed,
             Event::HealthVerdict { service, verdict } => {
                 !service.is_empty() && matches!(verdict, Verdict::Healthy)
             }
@@ -318,6 +320,16 @@ impl Board {
                         if let Some(e) = &mut l.ended {
                             e.ok = false;
                         }
+                    }
+                }
+            }
+            Event::Hook { service, .. } => {
+                if let Some(run) = super::state::HookRun::of(event) {
+                    let l = self.line(service);
+                    l.advance(Phase::Hooks, now);
+                    l.message = markdown::hook_plain(&run).replace(&format!(" of `{service}`"), "");
+                    if run.status == crate::events::HookStatus::Failed {
+                        l.failure = Some(l.message.clone());
                     }
                 }
             }
@@ -940,6 +952,7 @@ mod tests {
             change: Change::FirstDeploy,
             objects: Vec::new(),
             depends_on: Vec::new(),
+            hooks: Vec::new(),
         };
         Event::Planned {
             plan: Box::new(Plan {
@@ -1071,6 +1084,7 @@ mod tests {
             reason: "CrashLoopBackOff".into(),
             restart_count: Some(3),
             message: Some("exit code 1".into()),
+            logs: Vec::new(),
         }))
     }
 

@@ -127,6 +127,9 @@ fn body_sections(state: &RunState, gantt: bool) -> Vec<String> {
     if !state.services.is_empty() {
         out.push(services_table(state));
     }
+    if let Some(h) = hooks(state) {
+        out.push(h);
+    }
     if let Some(f) = failure(state) {
         out.push(f);
     }
@@ -278,6 +281,69 @@ pub fn failure_plain(f: &HealthFailure) -> String {
         let _ = write!(s, ": {}", m.trim_end());
     }
     s
+}
+
+/// One line for a hook event (terminal, GitHub log): `pre-deploy hook `migrate` of `order`
+/// failed after 2.1s: exit 3`.
+pub fn hook_plain(run: &super::state::HookRun) -> String {
+    use crate::events::HookStatus;
+    let title = format!("{} hook `{}` of `{}`", run.stage, run.hook, run.service);
+    let after = run.elapsed_ms.map(|ms| format!(" after {}", human_ms(ms))).unwrap_or_default();
+    match run.status {
+        HookStatus::Running => format!("{title}: running"),
+        HookStatus::Succeeded => format!("{title} succeeded{after}"),
+        HookStatus::Stopped => format!("{title} stopped{after} (the release was cancelled)"),
+        HookStatus::Failed => match &run.failure {
+            Some(f) => format!("{title} failed{after}: {}", failure_plain(f)),
+            None => format!("{title} failed{after}"),
+        },
+    }
+}
+
+/// The hooks of the run, and the failing one's last log lines.
+fn hooks(state: &RunState) -> Option<String> {
+    use crate::events::HookStatus;
+    if state.hooks.is_empty() {
+        return None;
+    }
+    let mut s =
+        String::from("#### Hooks\n\n| hook | service | when | result | time |\n|---|---|---|---|---|\n");
+    for h in &state.hooks {
+        let result = match (h.status, &h.failure) {
+            (HookStatus::Running, _) => "⏳ running".to_owned(),
+            (HookStatus::Succeeded, _) => "✅ succeeded".to_owned(),
+            (HookStatus::Stopped, _) => "⏹️ stopped".to_owned(),
+            (HookStatus::Failed, None) => "❌ failed".to_owned(),
+            (HookStatus::Failed, Some(f)) => match &f.message {
+                Some(m) => format!("❌ {}: {m}", f.reason),
+                None => format!("❌ {}", f.reason),
+            },
+        };
+        let time = h.elapsed_ms.map(human_ms).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "| `{}` | `{}` | {} | {} | {time} |",
+            cell(&h.hook),
+            cell(&h.service),
+            h.stage,
+            cell(&result)
+        );
+    }
+    for h in state.hooks.iter().filter(|h| h.status == HookStatus::Failed) {
+        if let Some(f) = h.failure.as_ref().filter(|f| !f.logs.is_empty()) {
+            // A fence the log cannot close early.
+            let fence = if f.logs.iter().any(|l| l.contains("```")) { "~~~~" } else { "```" };
+            let _ = write!(
+                s,
+                "\nLast lines of `{}` ({} hook of `{}`):\n\n{fence}text\n{}\n{fence}\n",
+                h.hook,
+                h.stage,
+                h.service,
+                f.logs.join("\n")
+            );
+        }
+    }
+    Some(s)
 }
 
 fn failure(state: &RunState) -> Option<String> {

@@ -4,6 +4,7 @@
 //! [`state::RunState`] is the run folded from events; [`markdown`] renders it for the PR
 //! comment and the job summary; [`notify`] sends it to GitHub and Slack off the critical path.
 
+pub mod diagnostics;
 pub mod github;
 pub mod live;
 pub mod markdown;
@@ -100,6 +101,15 @@ pub fn human_text(event: &Event, verbose: u8, quiet: bool) -> Option<(Stream, St
                 format!("[{service}] UNHEALTHY: {}\n", markdown::failure_plain(f))
             }
         }),
+        Event::Hook { .. } if !quiet => {
+            let run = state::HookRun::of(event)?;
+            let mut s = format!("[{}] {}\n", run.service, markdown::hook_plain(&run));
+            // The log tail is what a failed migration is debugged from: on stderr, whole.
+            for line in run.failure.iter().flat_map(|f| &f.logs) {
+                let _ = writeln!(s, "    | {line}");
+            }
+            err(s)
+        }
         Event::RollbackStarted { to_release, reason, .. } if !quiet => err(format!(
             "rolling back to {} because {reason}\n",
             to_release.as_deref().unwrap_or("the previous release")

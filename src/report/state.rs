@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::Problem;
-use crate::events::{Event, Outcome, Phase, PhaseTiming, ScanSummary, Verdict};
+use crate::events::{Event, HealthFailure, Outcome, Phase, PhaseTiming, ScanSummary, Verdict};
 use crate::plan::{Change, Plan};
 
 /// The run as seen so far.
@@ -28,6 +28,8 @@ pub struct RunState {
     /// The phase that started last (kept after it finishes; notifiers key progress on it).
     pub last_phase: Option<Phase>,
     pub rollback: Option<RollbackState>,
+    /// Release hooks in the order they started.
+    pub hooks: Vec<HookRun>,
     pub outcome: Option<Outcome>,
     pub environment_url: Option<String>,
     /// Set by the final `finished` event.
@@ -36,6 +38,32 @@ pub struct RunState {
     /// Bumped by every event that changes what a notifier would show.
     pub revision: u64,
     clock_ms: u64,
+}
+
+/// One release hook's run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookRun {
+    pub service: String,
+    pub hook: String,
+    pub stage: crate::model::HookStage,
+    pub status: crate::events::HookStatus,
+    pub elapsed_ms: Option<u64>,
+    pub failure: Option<HealthFailure>,
+}
+
+impl HookRun {
+    /// The run a `hook` event describes.
+    pub fn of(event: &Event) -> Option<Self> {
+        let Event::Hook { service, hook, stage, status, elapsed_ms, failure } = event else { return None };
+        Some(Self {
+            service: service.clone(),
+            hook: hook.clone(),
+            stage: *stage,
+            status: *status,
+            elapsed_ms: *elapsed_ms,
+            failure: failure.as_deref().cloned(),
+        })
+    }
 }
 
 /// One service.
@@ -162,6 +190,17 @@ impl RunState {
                 });
             }
             Event::HealthVerdict { service, verdict } => self.service(service).health = Some(verdict.clone()),
+            Event::Hook { .. } => {
+                let Some(run) = HookRun::of(event) else { return };
+                match self
+                    .hooks
+                    .iter_mut()
+                    .find(|h| h.service == run.service && h.hook == run.hook && h.stage == run.stage)
+                {
+                    Some(h) => *h = run,
+                    None => self.hooks.push(run),
+                }
+            }
             Event::RollbackStarted { to_release, reason, digests } => {
                 self.rollback = Some(RollbackState {
                     to_release: to_release.clone(),
@@ -373,6 +412,7 @@ mod tests {
                 reason: "CrashLoopBackOff".into(),
                 restart_count: Some(4),
                 message: None,
+                logs: Vec::new(),
             })),
         });
         events.push(Event::RollbackStarted {

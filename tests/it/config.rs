@@ -135,3 +135,46 @@ fn example_files_conform_to_the_schema() {
         .unwrap();
     assert!(!out.status.success(), "the schema accepted an unknown key");
 }
+
+/// `validate` reports an expired scan-ignore entry as a warning (exit 0: the configuration is
+/// valid, but the findings it covered count again) next to the errors it finds.
+#[test]
+fn validate_warns_about_expired_scan_ignores_and_still_reports_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let product = tmp.path().join("shop");
+    support::copy_tree(&support::root().join("examples/shop"), &product);
+    let dev = product.join("environments/dev.yaml");
+    let text = std::fs::read_to_string(&dev).unwrap();
+    std::fs::write(
+        &dev,
+        format!(
+            "{text}\nscan:\n  ignore:\n    - {{ id: CVE-2024-0001, reason: not reachable, expires: 2024-01-31 }}\n    - {{ id: CVE-2099-0002, reason: fix pending, expires: 2099-12-31 }}\n"
+        ),
+    )
+    .unwrap();
+    let run = || {
+        support::deployer(tmp.path())
+            .arg("--config")
+            .arg(product.join("deployer.yaml"))
+            .arg("validate")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: ") && stderr.contains("scan ignore of CVE-2024-0001 expired on 2024-01-31"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("CVE-2099-0002"), "an ignore still in force is no warning: {stderr}");
+    // With an error beside it: exit 2, and the warning is still said.
+    let bad = product.join("environments/prod.yaml");
+    let text = std::fs::read_to_string(&bad).unwrap();
+    std::fs::write(&bad, format!("{text}\ntimeouts: {{ rollout: 1y }}\n")).unwrap();
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("invalid duration `1y`"), "{stderr}");
+    assert!(stderr.contains("scan ignore of CVE-2024-0001 expired"), "{stderr}");
+}

@@ -79,6 +79,7 @@ pub fn request(services: BTreeMap<String, (String, Vec<Value>)>) -> DeployReques
             gates: engine::gates::Gates::none(),
             force_conflicts: false,
             cancel: engine::cancel::Cancel::default(),
+            hooks: Vec::new(),
         },
     }
 }

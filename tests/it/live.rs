@@ -114,6 +114,7 @@ fn failing_release() -> Vec<Event> {
                 reason: "CrashLoopBackOff".into(),
                 restart_count: Some(3),
                 message: Some("exit code 1".into()),
+                logs: Vec::new(),
             })),
         },
         Event::PhaseStarted { phase: Phase::Rollback },

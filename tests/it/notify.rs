@@ -171,6 +171,7 @@ fn failure_events() -> Vec<Event> {
                     reason: "CrashLoopBackOff".into(),
                     restart_count: Some(5),
                     message: Some("exit code 1: panicked at src/main.rs:42:10: QUEUE_URL is not set".into()),
+                    logs: Vec::new(),
                 })),
             },
         ],

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use deployer::engine::{self, Ended, EngineError, Planned, Settings};
-use deployer::events::Recorder;
-use deployer::model::Reason;
+use deployer::events::{Event, HookStatus, Phase, Recorder};
+use deployer::model::{Hook, HookStage, Reason};
 use deployer::platform::{Platform, PlatformError};
 use deployer::release::{Release, ReleaseStatus, ServiceRelease};
 
@@ -122,6 +122,20 @@ impl Bed {
             Self::Eks { eks, .. } => engine::deploy(eks.as_ref(), settings, planned, &rec).await,
             Self::Ecs { ecs, .. } => engine::deploy(ecs.as_ref(), settings, planned, &rec).await,
         }
+    }
+
+    /// A deploy and the events it emitted.
+    async fn deploy_recorded(
+        &self,
+        settings: &Settings,
+        planned: Planned,
+    ) -> (Result<Ended, EngineError>, Vec<Event>) {
+        let rec = Recorder::default();
+        let ended = match self {
+            Self::Eks { eks, .. } => engine::deploy(eks.as_ref(), settings, planned, &rec).await,
+            Self::Ecs { ecs, .. } => engine::deploy(ecs.as_ref(), settings, planned, &rec).await,
+        };
+        (ended, rec.events())
     }
 
     async fn rollback(&self, to: Option<&str>) -> Result<Ended, EngineError> {
@@ -562,3 +576,145 @@ mod alarm_after_the_blue_green_switch {
         an_alarm_after_the_switch_sends_traffic_back(Box::pin(Bed::ecs_blue_green()).await).await;
     }
 }
+
+// ---- release hooks (issue 19): one engine phase, a Job on EKS, a RunTask on ECS ----
+
+fn hook(service: &str, name: &str, stage: HookStage, script: &str) -> Hook {
+    Hook {
+        service: service.into(),
+        name: name.into(),
+        stage,
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        timeout: Duration::from_mins(2),
+    }
+}
+
+fn with_hooks(bed: &Bed, hooks: Vec<Hook>) -> Settings {
+    Settings { hooks, ..bed.settings() }
+}
+
+/// The hook events of a run, as `(service, hook, status)`.
+fn hook_events(events: &[Event]) -> Vec<(String, String, HookStatus)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Hook { service, hook, status, .. } => Some((service.clone(), hook.clone(), *status)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn first_phase(events: &[Event], phase: Phase) -> Option<usize> {
+    events.iter().position(|e| matches!(e, Event::PhaseStarted { phase: p } if *p == phase))
+}
+
+/// A migration runs once per release, before anything is applied, and a second release with a
+/// new image runs it again (a new Job / task: nothing immutable is patched).
+async fn a_migration_runs_before_the_rollout_of_every_release(bed: Bed) {
+    let settings = with_hooks(
+        &bed,
+        vec![hook(
+            "order",
+            "migrate",
+            HookStage::PreDeploy,
+            "echo applying migrations; echo schema is current",
+        )],
+    );
+    for n in [1, 2] {
+        let (ended, events) = bed.deploy_recorded(&settings, bed.release(n, None).await).await;
+        assert!(matches!(ended.unwrap(), Ended::Succeeded(_)), "release {n}");
+        assert_eq!(
+            hook_events(&events),
+            [
+                ("order".into(), "migrate".into(), HookStatus::Running),
+                ("order".into(), "migrate".into(), HookStatus::Succeeded)
+            ]
+        );
+        let hooks_done = events
+            .iter()
+            .position(|e| matches!(e, Event::Hook { status: HookStatus::Succeeded, .. }))
+            .unwrap();
+        assert!(
+            hooks_done < first_phase(&events, Phase::Apply).unwrap(),
+            "the migration ends before the apply"
+        );
+        assert_eq!(bed.running().await, digests(&bed, n).await);
+    }
+}
+
+/// A failing migration stops the release before anything is applied: exit 8, the failure says
+/// which hook and how it ended, with its log lines; every service still runs release 1.
+async fn a_failing_migration_stops_the_release_with_nothing_applied(bed: Bed) {
+    assert!(matches!(
+        bed.deploy(&bed.settings(), bed.release(1, None).await).await.unwrap(),
+        Ended::Succeeded(_)
+    ));
+    let settings = with_hooks(
+        &bed,
+        vec![hook(
+            "order",
+            "migrate",
+            HookStage::PreDeploy,
+            "echo applying 0042_add_index; echo 'ERROR: relation \"orders\" does not exist'; exit 3",
+        )],
+    );
+    let (ended, events) = bed.deploy_recorded(&settings, bed.release(2, None).await).await;
+    let ended = ended.unwrap();
+    let Ended::HookFailed { release, failure } = &ended else { panic!("{ended:?}") };
+    assert_eq!(failure.reason, Reason::HookFailed, "{failure}");
+    assert_eq!(failure.service.as_deref(), Some("order"));
+    assert!(failure.subject.starts_with("pre-deploy hook `migrate`"), "{failure}");
+    assert!(failure.detail.contains("exit 3"), "{failure}");
+    assert!(
+        failure.logs.iter().any(|l| l.contains("relation \"orders\" does not exist")),
+        "{:?}",
+        failure.logs
+    );
+    assert_eq!(ended_exit(ended.clone()), 8);
+    assert_eq!(first_phase(&events, Phase::Apply), None, "nothing was applied");
+    assert_eq!(bed.running().await, digests(&bed, 1).await);
+    let h = bed.history().await;
+    assert_eq!(release.status, ReleaseStatus::RolledBack);
+    assert_eq!(h[1].rolled_back_to.as_ref(), Some(&h[0].id), "the environment stayed on release 1");
+    // The next rollback goes back from release 1, not to it: nothing of release 2 runs.
+    assert!(matches!(bed.rollback(None).await, Err(EngineError::NothingToRollBackTo)));
+}
+
+/// A hook whose image cannot run fails at once, not at its timeout.
+async fn a_hook_that_cannot_run_fails_fast(bed: Bed, marker: &str, reasons: &[Reason]) {
+    let settings = with_hooks(&bed, vec![hook("user", "migrate", HookStage::PreDeploy, "echo never")]);
+    let started = std::time::Instant::now();
+    let ended = bed.deploy(&settings, bed.release(1, Some(marker)).await).await.unwrap();
+    let Ended::HookFailed { failure, .. } = &ended else { panic!("{ended:?}") };
+    assert!(reasons.contains(&failure.reason), "{failure}");
+    assert!(started.elapsed() < Duration::from_mins(1), "failed after {:?}, not fast", started.elapsed());
+    assert_eq!(ended_exit(ended.clone()), 8);
+}
+
+/// A failing post-deploy hook (tests against the new version) rolls the release back.
+async fn a_failing_post_deploy_hook_rolls_back(bed: Bed) {
+    assert!(matches!(
+        bed.deploy(&bed.settings(), bed.release(1, None).await).await.unwrap(),
+        Ended::Succeeded(_)
+    ));
+    let settings = with_hooks(
+        &bed,
+        vec![hook("user", "smoke", HookStage::PostDeploy, "echo 'GET /health: 500'; exit 1")],
+    );
+    let ended = bed.deploy(&settings, bed.release(2, None).await).await.unwrap();
+    let Ended::RolledBack { failure, .. } = &ended else { panic!("{ended:?}") };
+    assert_eq!(failure.reason, Reason::HookFailed, "{failure}");
+    assert!(failure.subject.starts_with("post-deploy hook `smoke`"), "{failure}");
+    assert_eq!(ended_exit(ended.clone()), 5);
+    assert_eq!(bed.running().await, digests(&bed, 1).await);
+}
+
+on_both!(migration_hook, a_migration_runs_before_the_rollout_of_every_release);
+on_both!(failing_migration_hook, a_failing_migration_stops_the_release_with_nothing_applied);
+on_both!(crash_looping_hook, |bed| a_hook_that_cannot_run_fails_fast(
+    bed,
+    "crashloop",
+    &[Reason::HookFailed, Reason::CrashLoop]
+));
+on_both!(image_pull_hook, |bed| a_hook_that_cannot_run_fails_fast(bed, "imagepull", &[Reason::ImagePull]));
+on_both!(failing_post_deploy_hook, a_failing_post_deploy_hook_rolls_back);

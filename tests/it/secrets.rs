@@ -429,6 +429,24 @@ async fn secret_values_and_credentials_appear_nowhere() {
         record(cmd, &s);
     }
 
+    // Diagnostics at their most talkative (`RUST_LOG=trace`: the Kubernetes client and the AWS
+    // SDK log requests) go through the same masker.
+    for (args, what) in
+        [(&["-vv", "status", "--env", "dev"][..], "status -vv"), (&plan[..], "plan with RUST_LOG=trace")]
+    {
+        let mut env = stand.actions_env();
+        env.push(("RUST_LOG".into(), "trace".into()));
+        let o = stand.run(args, env).await;
+        let s = shown(&o);
+        s.assert_code(0, what);
+        assert!(
+            s.stderr.contains(" TRACE ") && s.stderr.contains(" DEBUG "),
+            "{what}: no diagnostics\n{}",
+            s.stderr
+        );
+        record(what, &s);
+    }
+
     // Everything written and sent.
     places.extend(files_text(stand.runner.path()));
     places.extend(files_text(stand.home.path()));

@@ -324,7 +324,7 @@ pub fn message(state: &RunState, links: &Links) -> Value {
     if !lines.is_empty() {
         service_sections.push(lines);
     }
-    let reserve = 4; // failure, rollback, context, and the "more" note
+    let reserve = 5; // hooks, failure, rollback, context, and the "more" note
     let room = MAX_BLOCKS.saturating_sub(blocks.len() + reserve);
     let total = service_sections.len();
     for s in service_sections.iter().take(room) {
@@ -335,6 +335,9 @@ pub fn message(state: &RunState, links: &Links) -> Value {
             "_…and more services; see the run log_ ({} sections left out)",
             total - room
         )));
+    }
+    if let Some(h) = hooks_line(state) {
+        blocks.push(section(&h));
     }
     if let Some(f) = failure_line(state) {
         blocks.push(section(&f));
@@ -373,6 +376,15 @@ fn failure_line(state: &RunState) -> Option<String> {
         let _ = write!(s, " after {n} restart{}", if n == 1 { "" } else { "s" });
     }
     Some(s)
+}
+
+/// The release's hooks in one line each (`pre-deploy hook `migrate` of `order` succeeded after 2.1s`).
+fn hooks_line(state: &RunState) -> Option<String> {
+    if state.hooks.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = state.hooks.iter().map(|h| esc(&markdown::hook_plain(h))).collect();
+    Some(cut(&format!("*Hooks:*\n{}", lines.join("\n")), MAX_SECTION))
 }
 
 fn rollback_line(state: &RunState) -> Option<String> {
