@@ -15,24 +15,15 @@ use deployer::platform::ecs::EcsPlatform;
 use deployer::platform::{ApplyMode, Platform};
 use deployer::release::Release;
 
-use crate::support::ecs_env::{CLUSTER, EcsEnv, Options, image};
-
-/// The environment's log group (`/ecs/<product>-<env>`, the templates' `${log_group}`).
-const LOG_GROUP: &str = "/ecs/shop-test";
+use crate::support::ecs_env::{CLUSTER, EcsEnv, LOG_GROUP, Options, image};
 
 fn platform(env: &EcsEnv) -> EcsPlatform {
     EcsPlatform::new(&env.sdk, &env.config, &env.env).unwrap().with_poll_interval(Duration::from_millis(200))
 }
 
-async fn env_with_log_group() -> EcsEnv {
-    let env = Box::pin(EcsEnv::start(Options::default())).await;
-    aws_sdk_cloudwatchlogs::Client::new(&env.sdk)
-        .create_log_group()
-        .log_group_name(LOG_GROUP)
-        .send()
-        .await
-        .unwrap();
-    env
+/// The ECS environment (with its log group, which awslogs needs).
+async fn env() -> EcsEnv {
+    Box::pin(EcsEnv::start(Options::default())).await
 }
 
 /// Release `test.<n>` of `order` on `image` (rendered as `deployer deploy` renders it).
@@ -97,7 +88,7 @@ fn said(rec: &Recorder) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hook_that_exits_0_succeeds_with_the_release_image_and_the_service_network() {
-    let env = Box::pin(env_with_log_group()).await;
+    let env = env().await;
     let p = platform(&env);
     let r = release(&env, 1, &image("order", None, 2)).await;
     let hk = hook("migrate", "echo migrating\nsleep 1\necho done", Duration::from_secs(30));
@@ -131,7 +122,7 @@ async fn a_hook_that_exits_0_succeeds_with_the_release_image_and_the_service_net
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hook_that_exits_3_fails_with_its_log_tail_from_cloudwatch_logs() {
-    let env = Box::pin(env_with_log_group()).await;
+    let env = env().await;
     let p = platform(&env);
     let r = release(&env, 1, &image("order", None, 2)).await;
     let hk = hook(
@@ -159,7 +150,7 @@ async fn a_hook_that_exits_3_fails_with_its_log_tail_from_cloudwatch_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hook_whose_image_cannot_be_pulled_is_an_image_pull_failure() {
-    let env = Box::pin(env_with_log_group()).await;
+    let env = env().await;
     let p = platform(&env);
     let r = release(&env, 1, &image("order", Some("imagepull"), 2)).await;
     let hk = hook("migrate", "exit 0", Duration::from_secs(30));
@@ -171,7 +162,13 @@ async fn a_hook_whose_image_cannot_be_pulled_is_an_image_pull_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hook_without_its_log_group_fails_with_ecs_words() {
     // awslogs without `awslogs-create-group` needs the group: the task never starts.
-    let env = Box::pin(EcsEnv::start(Options::default())).await;
+    let env = env().await;
+    aws_sdk_cloudwatchlogs::Client::new(&env.sdk)
+        .delete_log_group()
+        .log_group_name(LOG_GROUP)
+        .send()
+        .await
+        .unwrap();
     let p = platform(&env);
     let r = release(&env, 1, &image("order", None, 2)).await;
     let hk = hook("migrate", "echo hi", Duration::from_secs(30));
@@ -187,7 +184,7 @@ async fn a_hook_without_its_log_group_fails_with_ecs_words() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hook_past_its_timeout_is_stopped_and_fails() {
-    let env = Box::pin(env_with_log_group()).await;
+    let env = env().await;
     let p = platform(&env);
     let r = release(&env, 1, &image("order", None, 2)).await;
     let hk = hook("migrate", "echo waiting for the lock\nsleep 600", Duration::from_secs(2));
@@ -208,7 +205,7 @@ async fn a_hook_past_its_timeout_is_stopped_and_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pre_deploy_hook_and_the_apply_after_it_register_one_revision() {
-    let env = Box::pin(env_with_log_group()).await;
+    let env = env().await;
     let p = platform(&env);
     let family = "shop-order-test";
     let revisions = || async {
@@ -245,7 +242,7 @@ async fn a_pre_deploy_hook_and_the_apply_after_it_register_one_revision() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_hook_stops_a_running_hook_task() {
-    let env = Box::pin(env_with_log_group()).await;
+    let env = env().await;
     let p = platform(&env);
     let r = release(&env, 1, &image("order", None, 2)).await;
     let hk = hook("seed", "echo seeding\nsleep 600", Duration::from_mins(5));
