@@ -102,6 +102,7 @@ fn request(services: BTreeMap<String, (String, Vec<serde_json::Value>)>) -> (Set
         force_conflicts: false,
         cancel: deployer::engine::cancel::Cancel::default(),
         hooks: Vec::new(),
+        ready_within: std::collections::BTreeMap::new(),
     };
     let services =
         services.into_iter().map(|(s, (image, objs))| (s, ServiceRelease::new(image, objs, None))).collect();

@@ -355,6 +355,7 @@ async fn eks_case(blue_green: bool, cw: &aws_sdk_cloudwatch::Client) -> Vec<Run>
         gates: engine::gates::Gates::none(),
         force_conflicts: false,
         hooks: Vec::new(),
+        ready_within: std::collections::BTreeMap::new(),
     };
     gate(&mut settings, cw, blue_green);
     let probe = if blue_green { Probe::EksSelector { client } } else { Probe::EksDeployment { client } };

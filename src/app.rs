@@ -14,10 +14,10 @@ use crate::events::{Event, Fanout, Phase, Sink};
 use crate::identity;
 use crate::identity::Masker;
 use crate::identity::guard::{LinePrompt, Prompt};
-use crate::observe::VarFn;
 use crate::pipeline::{self, phase};
 use crate::plan::{self, Inputs};
 use crate::report::{self, github::Github, live};
+use crate::support::VarFn;
 
 /// What the binary gives the library: where to write, where to read confirmations from.
 pub struct Io {
@@ -304,7 +304,7 @@ async fn deploy(
     let mut inputs = inputs(cx.config, &args.images)?;
     // Digests given on the command line are pinned as the images step will pin them, so the
     // preflight's render is the release's render (compared in `observe::render_services`).
-    inputs.pinned = crate::plan::known_pins(cx.config, &inputs);
+    inputs.pinned = pipeline::known_pins(cx.config, &inputs);
     // Everything that needs no credentials is checked before STS: a release that would be
     // refused takes no lock, and a configuration error is never hidden behind an auth one.
     let (problems, rendered) = phase(cx.events, Phase::Config, async {

@@ -1,7 +1,7 @@
 //! Command-line interface (clap derive). Parsing only: [`crate::run`] does the work.
 //!
 //! Every command's `--help` ends with examples; `deployer --help` ends with the exit codes (the
-//! same table as README.md, checked against [`crate::ExitCode`] by a test), because scripts and
+//! same table as README.md, checked against [`crate::error::ExitCode`] by a test), because scripts and
 //! the Action's `result` output branch on them.
 
 use std::path::PathBuf;
@@ -292,7 +292,7 @@ fn man(cmd: clap::Command, out: &mut dyn std::io::Write) -> std::io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ExitCode;
+    use crate::error::ExitCode;
 
     /// The exit-code table in `--help` lists every code with the meaning README.md gives it.
     #[test]

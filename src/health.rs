@@ -89,6 +89,9 @@ pub enum Sample {
     /// A task or pod of the new version failed for good (essential container exited, image
     /// pull failed, load balancer health checks failed).
     UnitFailed { service: String, unit: String, reason: String },
+    /// A task or pod of the new version that runs but is not Ready (healthy), for how long
+    /// (as the watcher saw it), against the service's `ready_within` bound.
+    Unready { service: String, unit: String, unready_for: Duration, bound: Duration, why: String },
     /// A CloudWatch alarm.
     Alarm { name: String, in_alarm: bool, reason: String },
     /// An HTTP check and how many times in a row it failed (0 = last sample passed).
@@ -215,7 +218,18 @@ pub fn assess(policy: &HealthPolicy, obs: &Observation<'_>) -> Verdict {
                     reason: format!("GET {url} failed {consecutive_failures} times in a row: {last}"),
                 });
             }
-            Sample::Alarm { .. } | Sample::Http { .. } => {}
+            Sample::Unready { service, unit, unready_for, bound, why } if unready_for >= bound => {
+                failures.push(Failure {
+                    service: Some(service.clone()),
+                    cause: Cause::Timeout,
+                    reason: format!(
+                        "{unit} running but not healthy for {} (ready_within: {}): {why}",
+                        crate::support::human(*unready_for),
+                        crate::support::human(*bound)
+                    ),
+                });
+            }
+            Sample::Alarm { .. } | Sample::Http { .. } | Sample::Unready { .. } => {}
         }
     }
     if !failures.is_empty() {
@@ -395,5 +409,32 @@ mod tests {
         assert_eq!(p.bake_time, Duration::ZERO);
         assert!(p.alarms.is_empty());
         assert_eq!(p.rollout_timeout, Duration::from_mins(10));
+    }
+
+    #[test]
+    fn a_unit_unready_past_its_bound_fails_and_one_within_it_waits() {
+        let unready = |secs: u64| Sample::Unready {
+            service: "web".into(),
+            unit: "task 5c3b".into(),
+            unready_for: Duration::from_secs(secs),
+            bound: Duration::from_secs(15),
+            why: "container health UNHEALTHY; target 10.0.1.5:8080 unhealthy (Target.FailedHealthChecks)"
+                .into(),
+        };
+        let progressing =
+            rollout("web", RolloutState::InProgress { running: 1, desired: 1, failed_tasks: 0 });
+        assert!(matches!(at(20, None, &[progressing.clone(), unready(14)]), Verdict::Progressing { .. }));
+        let Verdict::Failed { failures } = at(20, None, &[progressing, unready(15)]) else {
+            panic!("not failed")
+        };
+        assert_eq!(failures[0].cause, Cause::Timeout);
+        assert_eq!(failures[0].service.as_deref(), Some("web"));
+        assert!(
+            failures[0].reason.starts_with(
+                "task 5c3b running but not healthy for 15s (ready_within: 15s): container health UNHEALTHY"
+            ),
+            "{}",
+            failures[0].reason
+        );
     }
 }

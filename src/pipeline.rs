@@ -387,6 +387,15 @@ pub fn settings_for(
         force_conflicts: false,
         cancel: engine::cancel::Cancel::default(),
         hooks: hooks_of(config),
+        ready_within: config
+            .product
+            .services
+            .iter()
+            .filter_map(|s| {
+                let bound = s.ready_within.or(env.health.ready_within)?;
+                Some((s.name.as_str().to_owned(), bound.0))
+            })
+            .collect(),
     }
 }
 
@@ -430,10 +439,10 @@ pub async fn deploy(
         Ok(id) => (Outcome::Succeeded, Some(id.clone())),
         Err((e, id)) => (
             match e.exit_code() {
-                crate::ExitCode::RolledBack => Outcome::FailedRolledBack,
-                crate::ExitCode::RollbackFailed => Outcome::RollbackFailed,
-                crate::ExitCode::ScanGate => Outcome::RefusedByGate,
-                crate::ExitCode::Cancelled => Outcome::Interrupted,
+                crate::error::ExitCode::RolledBack => Outcome::FailedRolledBack,
+                crate::error::ExitCode::RollbackFailed => Outcome::RollbackFailed,
+                crate::error::ExitCode::ScanGate => Outcome::RefusedByGate,
+                crate::error::ExitCode::Cancelled => Outcome::Interrupted,
                 // Includes a pre-deploy hook that stopped it before anything was applied.
                 _ => Outcome::Failed,
             },
@@ -975,6 +984,35 @@ pub async fn render(
     .await
 }
 
+/// The pin a prebuilt `--image` given by digest gets once `deploy` resolved it: in the
+/// product's registry (`host`, or no host) it becomes `HOST/REPOSITORY@DIGEST`, as
+/// [`crate::image::resolve`] answers; another registry's reference is used as given. `None`
+/// for a tag (only the registry can say its digest).
+pub fn prebuilt_pin(host: &str, r: &crate::image::Reference) -> Option<Pinned> {
+    let digest = r.digest.as_ref()?.to_string();
+    let repository = match r.host.as_deref() {
+        Some(h) if h != host => format!("{h}/{}", r.repository),
+        _ => format!("{host}/{}", r.repository),
+    };
+    Some(Pinned { repository, digest })
+}
+
+/// The pins `deploy` knows before it asks for credentials: every `--image` given by digest,
+/// as [`prebuilt_pin`] normalises it. Its preflight renders with these, so the render is
+/// reused after the images step resolves the same digests (one kustomize run per service).
+pub fn known_pins(config: &Config, inputs: &Inputs) -> BTreeMap<String, Pinned> {
+    let host = config.registry_host();
+    inputs
+        .images
+        .iter()
+        .filter(|(service, _)| inputs.selects(service))
+        .filter_map(|(service, reference)| {
+            let r = crate::image::Reference::parse(reference).ok()?;
+            Some((service.clone(), prebuilt_pin(&host, &r)?))
+        })
+        .collect()
+}
+
 /// The pin of every selected service for `render`, as `deploy` would pin it after its images
 /// step: a digest in the product's registry becomes `HOST/REPOSITORY@DIGEST` (as
 /// [`resolve_images`] resolves it), one in another registry is used as given.
@@ -999,7 +1037,7 @@ fn render_pins(
         let pin = match inputs.images.get(name) {
             Some(reference) => {
                 let r = crate::image::Reference::parse(reference)?;
-                let Some(pin) = plan::prebuilt_pin(&host, &r) else {
+                let Some(pin) = prebuilt_pin(&host, &r) else {
                     return Err(refuse(
                         format!("`--image {name}={reference}` names a tag; render resolves no tags"),
                         format!(

@@ -418,6 +418,15 @@ impl Config {
             }
         }
         for svc in &self.product.services {
+            if let Some(t) = svc.ready_within.as_ref().filter(|t| t.0.is_zero()) {
+                errors.push(
+                    ConfigError::at(path, svc.name.line, svc.name.column, format!(
+                        "service `{}` has `ready_within: {t}`: no pod or task is Ready the instant it starts",
+                        svc.name.as_str()
+                    ))
+                    .hint("give the slowest warm-up you accept, e.g. `ready_within: 2m`, or omit it"),
+                );
+            }
             let mut seen = BTreeSet::new();
             for (stage, hook) in svc.hooks.all() {
                 let name = hook.name.as_str();
@@ -694,6 +703,12 @@ impl Settings {
                     .hint("name the GitHub environment whose reviewers approve, e.g. `github_environment: production`"),
             );
         }
+        if self.health.as_ref().and_then(|h| h.ready_within).is_some_and(|t| t.0.is_zero()) {
+            errors.push(
+                ConfigError::file(path, "health.ready_within is 0s: no pod or task is Ready the instant it starts")
+                    .hint("give the slowest warm-up you accept, e.g. `ready_within: 2m`, or omit it (no bound of its own)"),
+            );
+        }
         let checks = self.health.iter().flat_map(|h| h.http.iter().map(|c| ("health.http", c)));
         let smoke =
             self.strategy.iter().flat_map(|s| s.smoke_checks.iter().map(|c| ("strategy.smoke_checks", c)));
@@ -758,6 +773,7 @@ fn merge_health(d: Option<&Health>, e: Option<&Health>) -> Health {
         bake_time: e.bake_time.or(d.bake_time),
         alarms: if e.alarms.is_empty() { d.alarms } else { e.alarms.clone() },
         http: if e.http.is_empty() { d.http } else { e.http.clone() },
+        ready_within: e.ready_within.or(d.ready_within),
     }
 }
 

@@ -64,6 +64,11 @@ pub struct ServiceConfig {
     /// Services that must be healthy before this one is applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<Loc<ServiceName>>,
+    /// How long a new pod or task of this service may run without becoming Ready (healthy)
+    /// before the release fails; overrides the environment's `health.ready_within`. Set it
+    /// above the slowest warm-up you accept: readiness failures while warming up are normal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_within: Option<HumanDuration>,
     /// One-off tasks run with this service's image of the release (migrations before it,
     /// tests after it). See docs/hooks.md.
     #[serde(default, skip_serializing_if = "Hooks::is_empty")]
@@ -339,6 +344,12 @@ pub struct Health {
     /// HTTP checks during the bake time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub http: Vec<HttpCheck>,
+    /// How long a new pod or task may run without becoming Ready (healthy) before the release
+    /// fails, with the readiness probe's or health check's last word. Default: no bound of its
+    /// own (the workload's progress deadline, ECS's health-check grace period and
+    /// `timeouts.rollout` decide). A service's own `ready_within` wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_within: Option<HumanDuration>,
 }
 
 /// An HTTP check.

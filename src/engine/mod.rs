@@ -69,6 +69,8 @@ pub struct Settings {
     pub cancel: Cancel,
     /// Every service's release hooks (all stages); a release runs those of its services.
     pub hooks: Vec<Hook>,
+    /// Service → how long a new pod or task may run un-Ready (`ready_within`).
+    pub ready_within: BTreeMap<String, Duration>,
 }
 
 /// What a release deploys: service → what it runs, and the order they go in.
@@ -160,14 +162,14 @@ impl EngineError {
 }
 
 impl crate::error::Diagnostic for EngineError {
-    fn exit_code(&self) -> crate::ExitCode {
+    fn exit_code(&self) -> crate::error::ExitCode {
         match self {
             Self::Platform(p) => crate::error::Diagnostic::exit_code(p),
             Self::UnknownRelease(..) | Self::UnsafeTarget(..) | Self::NothingToRollBackTo => {
-                crate::ExitCode::Config
+                crate::error::ExitCode::Config
             }
             // Another run changed the environment under this one: what runs is not known-good.
-            Self::LockLost => crate::ExitCode::RollbackFailed,
+            Self::LockLost => crate::error::ExitCode::RollbackFailed,
         }
     }
 
@@ -183,31 +185,31 @@ impl crate::error::Diagnostic for EngineError {
     }
 }
 
-impl From<Ended> for Result<Release, crate::Error> {
+impl From<Ended> for Result<Release, crate::error::Error> {
     fn from(e: Ended) -> Self {
         match e {
             Ended::Succeeded(r) => Ok(r),
-            Ended::RolledBack { release, to, failure } => Err(crate::Error::RolledBack {
+            Ended::RolledBack { release, to, failure } => Err(crate::error::Error::RolledBack {
                 message: format!("release {} failed and was rolled back to {to}: {failure}", release.id),
                 hint: "every service runs the previous release again; fix the failure above and deploy again"
                     .to_owned(),
             }),
-            Ended::HookFailed { release, failure } => Err(crate::Error::HookFailed {
+            Ended::HookFailed { release, failure } => Err(crate::error::Error::HookFailed {
                 message: format!("release {} stopped before anything was applied: {failure}", release.id),
                 hint: "every service still runs what it ran; the hook's last log lines are above: fix the hook \
                        (or what it migrates) and deploy again"
                     .to_owned(),
             }),
-            Ended::RollbackFailed { release, failure, why } => Err(crate::Error::RollbackFailed {
+            Ended::RollbackFailed { release, failure, why } => Err(crate::error::Error::RollbackFailed {
                 message: format!("release {} failed ({failure}) and the rollback failed: {why}", release.id),
                 hint: "manual action needed: check `deployer status`, then `deployer rollback --env ENV --to RELEASE`"
                     .to_owned(),
             }),
-            Ended::Interrupted { release, to: Some(to) } => Err(crate::Error::Cancelled {
+            Ended::Interrupted { release, to: Some(to) } => Err(crate::error::Error::Cancelled {
                 message: format!("release {} was cancelled and rolled back: every service runs {to} again", release.id),
                 hint: "nothing is left half-done; deploy again when ready".to_owned(),
             }),
-            Ended::Interrupted { release, to: None } => Err(crate::Error::Cancelled {
+            Ended::Interrupted { release, to: None } => Err(crate::error::Error::Cancelled {
                 message: format!(
                     "release {} was cancelled before it ended and is recorded as interrupted",
                     release.id
@@ -786,6 +788,14 @@ async fn watch<P: Platform>(
     gated: bool,
     events: &dyn Sink,
 ) -> Result<(), Failure> {
+    // The bounds travel with what is watched, so every watch (rollout, bake, rollback) has them.
+    let bounded_applied;
+    let applied = if settings.ready_within.is_empty() {
+        applied
+    } else {
+        bounded_applied = Applied { ready_within: settings.ready_within.clone(), ..applied.clone() };
+        &bounded_applied
+    };
     let platform_watch = async {
         match platform.watch(applied, deadline, hold, events).await {
             Ok(None) => Ok(()),
@@ -1154,7 +1164,7 @@ mod tests {
 #[cfg(test)]
 mod exit_codes {
     use super::*;
-    use crate::ExitCode;
+    use crate::error::ExitCode;
 
     fn failure() -> Failure {
         Failure::new(Some("user"), Reason::CrashLoop, "task 5c3b", "exit code 1")
@@ -1165,8 +1175,8 @@ mod exit_codes {
     #[test]
     fn every_outcome_and_error_has_its_exit_code() {
         let rel = rel(2, ReleaseStatus::RolledBack);
-        let code = |e: crate::Error| e.exit_code();
-        let ended = |e: Ended| Result::<Release, crate::Error>::from(e).err().map(|e| e.exit_code());
+        let code = |e: crate::error::Error| e.exit_code();
+        let ended = |e: Ended| Result::<Release, crate::error::Error>::from(e).err().map(|e| e.exit_code());
         let table: Vec<(&str, Option<ExitCode>)> = vec![
             ("succeeded", ended(Ended::Succeeded(rel.clone()))),
             (
@@ -1239,13 +1249,13 @@ mod exit_codes {
     /// What users read when a release fails, the same words on both platforms.
     #[test]
     fn what_users_read_when_a_release_fails() {
-        let rolled = Result::<Release, crate::Error>::from(Ended::RolledBack {
+        let rolled = Result::<Release, crate::error::Error>::from(Ended::RolledBack {
             release: rel(2, ReleaseStatus::RolledBack),
             to: "dev.1".into(),
             failure: failure(),
         })
         .unwrap_err();
-        let failed = Result::<Release, crate::Error>::from(Ended::RollbackFailed {
+        let failed = Result::<Release, crate::error::Error>::from(Ended::RollbackFailed {
             release: rel(2, ReleaseStatus::Failed),
             failure: Failure::new(None, Reason::Alarm, "`shop-dev-5xx`", "in ALARM: threshold crossed"),
             why: "dev.1 did not become healthy again".into(),

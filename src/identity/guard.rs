@@ -249,7 +249,7 @@ mod tests {
         let e = guard("prod", Some(&prod()), Action::Rollback, &actions(None), &mut p).unwrap_err();
         assert!(e.to_string().contains("no `environment` claim"), "{e}");
         assert!(e.hint().contains("environment: production"));
-        assert_eq!(crate::Error::from(e).exit_code(), crate::ExitCode::Auth);
+        assert_eq!(crate::error::Error::from(e).exit_code(), crate::error::ExitCode::Auth);
         assert!(p.1.is_empty(), "Actions never prompts");
     }
 
@@ -306,7 +306,7 @@ mod tests {
             .map(|(name, action, inv, answer)| {
                 let e =
                     guard("prod", Some(&prod()), action, &inv, &mut Scripted(answer, vec![])).unwrap_err();
-                format!("# {name}\n{}", crate::Error::from(e).problems()[0])
+                format!("# {name}\n{}", crate::error::Error::from(e).problems()[0])
             })
             .collect();
         insta::assert_snapshot!(text.join("\n\n"));

@@ -24,7 +24,7 @@
 //!   the production guard; the [`guard::Confirmation`] (who, how) goes into the release record.
 //! - [`eks::kube_config`]`(&EksTarget, &AwsSession) -> Result<KubeAccess, _>`: a `kube::Config`
 //!   for the target (explicit context, or DescribeCluster + an in-process token kept current).
-//! - `impl From<IdentityError> for crate::Error`: identity errors exit with code 3 (auth); only an
+//! - `impl From<IdentityError> for crate::error::Error`: identity errors exit with code 3 (auth); only an
 //!   EKS signing failure (a bug) is internal (1).
 
 pub mod eks;
@@ -167,11 +167,11 @@ impl IdentityError {
 }
 
 impl crate::error::Diagnostic for IdentityError {
-    fn exit_code(&self) -> crate::ExitCode {
+    fn exit_code(&self) -> crate::error::ExitCode {
         match self {
             // Signing a token with credentials we hold cannot fail for a user-side reason.
-            Self::Signing { .. } => crate::ExitCode::Internal,
-            _ => crate::ExitCode::Auth,
+            Self::Signing { .. } => crate::error::ExitCode::Internal,
+            _ => crate::error::ExitCode::Auth,
         }
     }
 
@@ -259,13 +259,13 @@ fn web_identity_hint(role: &str, code: &str, claims: &Claims, audience: &str) ->
 /// credentials are exchanged for becomes `arn` (replacing `role.arn`, or `role.plan_arn` for a
 /// read-only command; a `role.chain` still follows). An empty value is no override. Without a
 /// chain the role must be in the environment's account, checked here before any call to AWS.
-pub fn override_role(env: &mut Environment, arn: &str) -> Result<(), crate::Error> {
+pub fn override_role(env: &mut Environment, arn: &str) -> Result<(), crate::error::Error> {
     let arn = arn.trim();
     if arn.is_empty() {
         return Ok(());
     }
     let refuse = |message: String, hint: &str| {
-        crate::Error::Config(crate::config::ConfigErrors(vec![crate::config::ConfigError {
+        crate::error::Error::Config(crate::config::ConfigErrors(vec![crate::config::ConfigError {
             file: env.file.clone(),
             line: None,
             column: None,
@@ -500,7 +500,7 @@ mod tests {
         assert_eq!(env.role.as_ref().unwrap().arn.as_str(), "arn:aws:iam::222222222222:role/other");
 
         let err = override_role(&mut env, "arn:aws:iam::999999999999:role/x").unwrap_err();
-        assert_eq!(err.exit_code(), crate::ExitCode::Config);
+        assert_eq!(err.exit_code(), crate::error::ExitCode::Config);
         assert!(
             err.problems()[0]
                 .message

@@ -24,7 +24,7 @@
 //!   a refusal is [`Error::GateRefused`] (exit code 4). [`scan::evaluate`] is the pure policy.
 //! - [`promote::promote`]`(src: Location, dst: Location, &digest, &GateReport, tags, work_dir) -> PushedImage`.
 //!
-//! Every error converts into [`crate::Error`] with a hint ([`Error::hint`]).
+//! Every error converts into [`crate::error::Error`] with a hint ([`Error::hint`]).
 
 pub mod build;
 pub mod layout;
@@ -129,11 +129,11 @@ impl Error {
 }
 
 impl crate::error::Diagnostic for Error {
-    fn exit_code(&self) -> crate::ExitCode {
+    fn exit_code(&self) -> crate::error::ExitCode {
         match self {
-            Self::Unauthorized { .. } => crate::ExitCode::Auth,
-            Self::GateRefused { .. } | Self::PromotionRefused { .. } => crate::ExitCode::ScanGate,
-            _ => crate::ExitCode::Internal,
+            Self::Unauthorized { .. } => crate::error::ExitCode::Auth,
+            Self::GateRefused { .. } | Self::PromotionRefused { .. } => crate::error::ExitCode::ScanGate,
+            _ => crate::error::ExitCode::Internal,
         }
     }
 

@@ -39,7 +39,7 @@ use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 
 use super::{Digest, Error, MANIFEST_ACCEPT};
-use crate::observe::VarFn;
+use crate::support::VarFn;
 
 /// ECR tokens fetched again after a 401, at most this many times per client.
 pub const MAX_ECR_REFRESHES: u32 = 2;

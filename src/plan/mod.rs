@@ -108,35 +108,6 @@ pub fn pin_for(config: &Config, svc: &crate::config::ServiceConfig, inputs: &Inp
     ImagePin { new_name: format!("{}/{name}", config.registry_host()), name, digest: None }
 }
 
-/// The pin a prebuilt `--image` given by digest gets once `deploy` resolved it: in the
-/// product's registry (`host`, or no host) it becomes `HOST/REPOSITORY@DIGEST`, as
-/// [`crate::image::resolve`] answers; another registry's reference is used as given. `None`
-/// for a tag (only the registry can say its digest).
-pub fn prebuilt_pin(host: &str, r: &crate::image::Reference) -> Option<Pinned> {
-    let digest = r.digest.as_ref()?.to_string();
-    let repository = match r.host.as_deref() {
-        Some(h) if h != host => format!("{h}/{}", r.repository),
-        _ => format!("{host}/{}", r.repository),
-    };
-    Some(Pinned { repository, digest })
-}
-
-/// The pins `deploy` knows before it asks for credentials: every `--image` given by digest,
-/// as [`prebuilt_pin`] normalises it. Its preflight renders with these, so the render is
-/// reused after the images step resolves the same digests (one kustomize run per service).
-pub fn known_pins(config: &Config, inputs: &Inputs) -> BTreeMap<String, Pinned> {
-    let host = config.registry_host();
-    inputs
-        .images
-        .iter()
-        .filter(|(service, _)| inputs.selects(service))
-        .filter_map(|(service, reference)| {
-            let r = crate::image::Reference::parse(reference).ok()?;
-            Some((service.clone(), prebuilt_pin(&host, &r)?))
-        })
-        .collect()
-}
-
 /// A `--image` given by digest is already pinned (`repo[:tag]@sha256:…`).
 pub fn prebuilt_digest(inputs: &Inputs, service: &str) -> Option<Pinned> {
     let reference = inputs.images.get(service)?;

@@ -76,6 +76,10 @@ pub struct Traffic {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Applied {
     pub services: Vec<AppliedService>,
+    /// Service → how long a new pod or task may run un-Ready before [`Platform::watch`] fails
+    /// it (`ready_within`; set by the engine, absent = no bound of its own).
+    #[serde(skip)]
+    pub ready_within: BTreeMap<String, Duration>,
 }
 
 /// What runs now for one service (`deployer status`).
@@ -349,13 +353,13 @@ impl PlatformError {
 }
 
 impl crate::error::Diagnostic for PlatformError {
-    fn exit_code(&self) -> crate::ExitCode {
+    fn exit_code(&self) -> crate::error::ExitCode {
         match self {
             // The environment is not what its file says: fixed in the file, like any config error.
-            Self::Setup { .. } => crate::ExitCode::Config,
-            Self::Api { .. } => crate::ExitCode::Internal,
-            Self::LockHeld { .. } => crate::ExitCode::LockHeld,
-            Self::Connect { .. } | Self::Denied { .. } => crate::ExitCode::Auth,
+            Self::Setup { .. } => crate::error::ExitCode::Config,
+            Self::Api { .. } => crate::error::ExitCode::Internal,
+            Self::LockHeld { .. } => crate::error::ExitCode::LockHeld,
+            Self::Connect { .. } | Self::Denied { .. } => crate::error::ExitCode::Auth,
         }
     }
 

@@ -365,14 +365,14 @@ mod refused {
             product: Some("shop".into()),
             environment: Some("dev".into()),
         });
-        g.emit(&Event::finished(crate::ExitCode::ScanGate, Vec::new()));
+        g.emit(&Event::finished(crate::error::ExitCode::ScanGate, Vec::new()));
         let text = std::fs::read_to_string(&summary).unwrap();
         assert!(text.contains("## ⛔ shop: deploy to dev refused by the gate; nothing changed"), "{text}");
         // Another command ending with the same code is not a refused deploy.
         let other = dir.path().join("other.md");
         let g = Github::new(Box::new(std::io::sink()), Some(other.clone()), None);
         g.emit(&Event::Started { command: "promote".into(), product: None, environment: None });
-        g.emit(&Event::finished(crate::ExitCode::ScanGate, Vec::new()));
+        g.emit(&Event::finished(crate::error::ExitCode::ScanGate, Vec::new()));
         assert!(!other.exists());
     }
 }

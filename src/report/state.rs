@@ -232,7 +232,7 @@ impl RunState {
                 // `release-finished` carries that outcome, the exit code does.
                 if self.outcome.is_none()
                     && self.command.as_deref() == Some("deploy")
-                    && *exit_code == crate::ExitCode::ScanGate.code()
+                    && *exit_code == crate::error::ExitCode::ScanGate.code()
                 {
                     self.outcome = Some(Outcome::RefusedByGate);
                 }

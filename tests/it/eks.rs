@@ -80,6 +80,7 @@ pub fn request(services: BTreeMap<String, (String, Vec<Value>)>) -> DeployReques
             force_conflicts: false,
             cancel: engine::cancel::Cancel::default(),
             hooks: Vec::new(),
+            ready_within: std::collections::BTreeMap::new(),
         },
     }
 }

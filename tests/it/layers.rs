@@ -113,8 +113,22 @@ fn the_layers_hold() {
     }
     for pure in ["plan", "health", "config", "render", "release", "model"] {
         for (m, t) in imports_of(&g, pure) {
-            if ["platform", "engine", "pipeline", "app", "report"].iter().any(|x| under(t, x)) {
-                wrong.push(format!("{m} -> {t}: the pure parts import no platform, engine or pipeline"));
+            if ["platform", "engine", "pipeline", "app", "report", "image", "identity", "observe", "validate"]
+                .iter()
+                .any(|x| under(t, x))
+            {
+                wrong.push(format!(
+                    "{m} -> {t}: the pure parts import no platform, engine, pipeline, artifacts, identity or observation"
+                ));
+            }
+        }
+    }
+    // Artifacts and identity sit below observation: they take what they need (e.g. `VarFn`) from
+    // the ground floor.
+    for low in ["image", "identity"] {
+        for (m, t) in imports_of(&g, low) {
+            if ["observe", "validate", "pipeline", "app", "engine", "report"].iter().any(|x| under(t, x)) {
+                wrong.push(format!("{m} -> {t}: artifacts and identity import nothing above them"));
             }
         }
     }

@@ -718,3 +718,38 @@ on_both!(crash_looping_hook, |bed| a_hook_that_cannot_run_fails_fast(
 ));
 on_both!(image_pull_hook, |bed| a_hook_that_cannot_run_fails_fast(bed, "imagepull", &[Reason::ImagePull]));
 on_both!(failing_post_deploy_hook, a_failing_post_deploy_hook_rolls_back);
+
+// ---- ready_within (issue 16): a never-ready pod or task fails at its service's bound ----
+
+/// A pod/task that runs but never becomes Ready fails once its service's `ready_within` has
+/// passed — long before the rollout deadline — with the readiness probe's or health check's
+/// words; a slow starter that is Ready within its bound is never failed.
+async fn never_ready_fails_at_its_bound_and_a_slow_start_within_it_succeeds(bed: Bed) {
+    let mut settings = bed.settings();
+    settings.rollout_timeout = Duration::from_mins(2);
+    assert!(matches!(bed.deploy(&settings, bed.release(1, None).await).await.unwrap(), Ended::Succeeded(_)));
+    settings.ready_within = [("user".to_owned(), Duration::from_secs(3))].into_iter().collect();
+    let started = std::time::Instant::now();
+    let ended = bed.deploy(&settings, bed.release(2, Some("notready")).await).await.unwrap();
+    let took = started.elapsed();
+    let Ended::RolledBack { failure, .. } = &ended else { panic!("{ended:?}") };
+    assert_eq!(failure.reason, Reason::Deadline, "{failure}");
+    assert_eq!(failure.service.as_deref(), Some("user"), "{failure}");
+    let text = failure.to_string();
+    assert!(text.contains("ready_within: 3s"), "{text}");
+    // The platform's own words for why it is not ready.
+    assert!(
+        text.contains("Readiness probe failed")
+            || text.contains("UNHEALTHY")
+            || text.contains("FailedHealthChecks"),
+        "{text}"
+    );
+    assert!(took < Duration::from_mins(1), "failed after {took:?}: not at its 3 s bound");
+    assert_eq!(bed.running().await, digests(&bed, 1).await);
+    // Warm-up within the bound (slowstart is Ready after 4 s at the beds' time scale).
+    settings.ready_within = [("user".to_owned(), Duration::from_secs(20))].into_iter().collect();
+    let ended = bed.deploy(&settings, bed.release(3, Some("slowstart")).await).await.unwrap();
+    assert!(matches!(ended, Ended::Succeeded(_)), "{ended:?}");
+}
+
+on_both!(ready_within, never_ready_fails_at_its_bound_and_a_slow_start_within_it_succeeds);

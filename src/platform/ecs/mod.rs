@@ -443,6 +443,105 @@ impl EcsPlatform {
         Ok(bluegreen::group_ready(&states, desired as usize))
     }
 
+    /// The tasks of deployment `handle` of `target` that run but are not healthy, with why: the
+    /// container health check's verdict (`UNHEALTHY`), else, behind a load balancer, the task's
+    /// target in the service's target groups and ELB's reason code. A task without a container
+    /// health check and without a load balancer has nothing that could say "not ready".
+    async fn unready_tasks(
+        &self,
+        svc: &Service,
+        target: &str,
+        handle: &str,
+    ) -> Result<Vec<(String, String)>, PlatformError> {
+        let out = self
+            .ecs
+            .list_tasks()
+            .cluster(&self.cluster)
+            .service_name(target)
+            .desired_status(DesiredStatus::Running)
+            .send()
+            .await
+            .map_err(|e| PlatformError::api("ListTasks", DisplayErrorContext(&e)))?;
+        let mut tasks = Vec::new();
+        for chunk in out.task_arns().chunks(100) {
+            let found = self
+                .ecs
+                .describe_tasks()
+                .cluster(&self.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| PlatformError::api("DescribeTasks", DisplayErrorContext(&e)))?;
+            tasks.extend(
+                found
+                    .tasks()
+                    .iter()
+                    .filter(|t| t.started_by() == Some(handle) && t.last_status() == Some("RUNNING"))
+                    .cloned(),
+            );
+        }
+        // Target id (the task's IP, awsvpc) → (state, reason code, description), every group.
+        let mut targets: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+        for group in svc.load_balancers().iter().filter_map(|l| l.target_group_arn()) {
+            let out = self
+                .elb
+                .describe_target_health()
+                .target_group_arn(group)
+                .send()
+                .await
+                .map_err(|e| PlatformError::api("DescribeTargetHealth", DisplayErrorContext(&e)))?;
+            for d in out.target_health_descriptions() {
+                let (Some(t), Some(h)) = (d.target(), d.target_health()) else { continue };
+                let key = format!("{}:{}", t.id().unwrap_or_default(), t.port().unwrap_or_default());
+                targets.insert(
+                    key,
+                    (
+                        h.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                        h.reason().map(|r| r.as_str().to_owned()).unwrap_or_default(),
+                        h.description().unwrap_or_default().to_owned(),
+                    ),
+                );
+            }
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            let id = t.task_arn().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_owned();
+            let ip = t
+                .attachments()
+                .iter()
+                .flat_map(aws_sdk_ecs::types::Attachment::details)
+                .find(|d| d.name() == Some("privateIPv4Address"))
+                .and_then(|d| d.value())
+                .unwrap_or_default()
+                .to_owned();
+            let mut why = Vec::new();
+            let health = t.health_status().map(|h| h.as_str().to_owned()).unwrap_or_default();
+            if health == "UNHEALTHY" {
+                why.push("container health check: UNHEALTHY".to_owned());
+            }
+            let theirs: Vec<(&String, &(String, String, String))> =
+                targets.iter().filter(|(k, _)| !ip.is_empty() && k.starts_with(&format!("{ip}:"))).collect();
+            // A group no listener routes to (the idle blue/green colour) reports `unused`: ELB
+            // does not health-check it, so it says nothing about the task.
+            let judged: Vec<_> = theirs.iter().filter(|(_, (state, _, _))| state != "unused").collect();
+            let target_ready = judged.iter().any(|(_, (state, _, _))| state == "healthy");
+            for (k, (state, reason, description)) in &judged {
+                if state != "healthy" {
+                    why.push(format!("target {k} {state} ({reason}: {description})"));
+                }
+            }
+            let unjudged = judged.is_empty() && (!theirs.is_empty() || svc.load_balancers().is_empty());
+            let ready = health == "HEALTHY" || (health != "UNHEALTHY" && (target_ready || unjudged));
+            if !ready {
+                if why.is_empty() {
+                    why.push("not registered healthy with its load balancer yet".to_owned());
+                }
+                out.push((id, why.join("; ")));
+            }
+        }
+        Ok(out)
+    }
+
     async fn tags(&self, arn: &str) -> Result<Vec<(String, String)>, PlatformError> {
         let out = self
             .ecs
@@ -931,7 +1030,7 @@ impl EcsPlatform {
                 after_switch: Vec::new(),
             });
         }
-        Ok(Applied { services: applied })
+        Ok(Applied { services: applied, ..Applied::default() })
     }
 
     /// The lifecycle stage of the service's deployment in progress (native blue/green), from
@@ -1058,6 +1157,24 @@ impl EcsPlatform {
                     }
                 }
             }
+            if a.changed
+                && let Some(bound) = applied.ready_within.get(&a.service)
+            {
+                let now = Instant::now();
+                let unready = self.unready_tasks(svc, &a.target, &a.handle).await?;
+                let since = st.unready_since.entry(a.service.clone()).or_default();
+                since.retain(|id, _| unready.iter().any(|(u, _)| u == id));
+                for (id, why) in unready {
+                    let first = *since.entry(id.clone()).or_insert(now);
+                    samples.push(Sample::Unready {
+                        service: a.service.clone(),
+                        unit: format!("task {id}"),
+                        unready_for: now.duration_since(first),
+                        bound: *bound,
+                        why,
+                    });
+                }
+            }
             let progress = format!("{state:?}");
             if st.last_progress.get(&a.service) != Some(&progress) {
                 events.emit(&Event::Service {
@@ -1175,6 +1292,9 @@ struct WatchState {
     last_progress: HashMap<String, String>,
     /// Native ECS blue/green: the lifecycle stage last reported per service.
     stages: HashMap<String, String>,
+    /// Service → task id → when this watch first saw the task running but not healthy
+    /// (`ready_within`; our own clock).
+    unready_since: HashMap<String, BTreeMap<String, Instant>>,
     /// Time spent in ECS's own bake (native blue/green `BAKE_TIME`, then `CLEAN_UP`): not
     /// counted against deployer's rollout timeout, which is about getting healthy, not about
     /// how long the service asks ECS to keep the old revision.
@@ -1193,6 +1313,7 @@ impl Default for WatchState {
             seen_events: BTreeSet::new(),
             last_progress: HashMap::new(),
             stages: HashMap::new(),
+            unready_since: HashMap::new(),
             platform_bake: Duration::ZERO,
             last_poll: None,
         }

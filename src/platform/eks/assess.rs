@@ -321,6 +321,27 @@ fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
     pod.metadata.labels.as_ref().and_then(|l| l.get(key)).map(String::as_str)
 }
 
+/// A pod whose containers run but which is not Ready: `(uid, name, why)`, `why` being the
+/// Ready condition's own words (`containers with unready status: [web]`). Pods not running yet
+/// (scheduling, pulling) are not counted: those states have their own fast verdicts.
+pub fn running_unready(pod: &Pod) -> Option<(String, String, String)> {
+    let status = pod.status.as_ref()?;
+    if status.phase.as_deref() != Some("Running") {
+        return None;
+    }
+    let running = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()));
+    let ready = status.conditions.iter().flatten().find(|c| c.type_ == "Ready");
+    if !running || ready.is_some_and(|c| c.status == "True") {
+        return None;
+    }
+    let why = ready.and_then(|c| c.message.clone()).unwrap_or_else(|| "not Ready".into());
+    Some((pod.metadata.uid.clone()?, pod.metadata.name.clone()?, why))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,5 +688,25 @@ mod tests {
         assert!(matches!(assess_daemonset(&current, &[&new]), Verdict::Failed { .. }));
         // Without the API server's annotation every pod counts (fail fast as before).
         assert!(matches!(assess_daemonset(&ds(serde_json::json!({})), &[&old]), Verdict::Failed { .. }));
+    }
+
+    #[test]
+    fn a_running_pod_that_is_not_ready_is_counted_with_its_reason() {
+        let p = |phase: &str, ready: &str, running: bool| {
+            let state = if running {
+                serde_json::json!({"running": {"startedAt": "2026-12-08T00:00:00Z"}})
+            } else {
+                serde_json::json!({"waiting": {"reason": "ContainerCreating"}})
+            };
+            pod(serde_json::json!({"metadata": {"name": "web-1", "uid": "u1"}, "status": {"phase": phase,
+                "conditions": [{"type": "Ready", "status": ready, "reason": "ContainersNotReady", "message": "containers with unready status: [web]"}],
+                "containerStatuses": [{"name": "web", "ready": ready == "True", "restartCount": 0, "image": "x", "imageID": "", "state": state}]}}))
+        };
+        assert_eq!(
+            running_unready(&p("Running", "False", true)),
+            Some(("u1".into(), "web-1".into(), "containers with unready status: [web]".into()))
+        );
+        assert_eq!(running_unready(&p("Running", "True", true)), None, "ready");
+        assert_eq!(running_unready(&p("Pending", "False", false)), None, "not running yet");
     }
 }

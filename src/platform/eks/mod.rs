@@ -182,6 +182,7 @@ impl Eks {
                     kind: r.kind,
                     namespace: r.namespace.unwrap_or_else(|| self.namespace.clone()),
                     name: r.name,
+                    ready_within: applied.ready_within.get(&a.service).copied(),
                 })
             })
             .collect()

@@ -28,6 +28,8 @@ pub struct Workload {
     pub kind: String,
     pub namespace: String,
     pub name: String,
+    /// How long a running pod of this rollout may stay un-Ready (`ready_within`).
+    pub ready_within: Option<Duration>,
 }
 
 /// Whether `kind` is a workload deployer watches.
@@ -79,6 +81,44 @@ impl Stores {
             .map(Duration::from_secs);
         let deadline = own.unwrap_or(DEFAULT_PROGRESS_DEADLINE);
         deadline + deadline / 10 + Duration::from_secs(5)
+    }
+
+    /// The pods of `w`'s current rollout (a Deployment's new ReplicaSet; a StatefulSet's or
+    /// DaemonSet's own pods).
+    fn rollout_pods(&self, w: &Workload) -> Vec<std::sync::Arc<Pod>> {
+        let pods = self.pods.state();
+        let owner = match w.kind.as_str() {
+            "Deployment" => {
+                let Some(dep) = self.deployments.get(&ObjectRef::new(&w.name).within(&w.namespace)) else {
+                    return Vec::new();
+                };
+                let uid = dep.metadata.uid.clone().unwrap_or_default();
+                let revision = dep.metadata.annotations.as_ref().and_then(|a| a.get(assess::REVISION));
+                let rss = self.replicasets.state();
+                owned_by(&rss, &uid)
+                    .into_iter()
+                    .find(|rs| {
+                        revision.is_some()
+                            && rs.metadata.annotations.as_ref().and_then(|a| a.get(assess::REVISION))
+                                == revision
+                    })
+                    .and_then(|rs| rs.metadata.uid.clone())
+            }
+            "StatefulSet" => self
+                .statefulsets
+                .get(&ObjectRef::new(&w.name).within(&w.namespace))
+                .and_then(|s| s.metadata.uid.clone()),
+            "DaemonSet" => self
+                .daemonsets
+                .get(&ObjectRef::new(&w.name).within(&w.namespace))
+                .and_then(|d| d.metadata.uid.clone()),
+            _ => None,
+        };
+        let Some(owner) = owner else { return Vec::new() };
+        pods.iter()
+            .filter(|p| p.metadata.owner_references.iter().flatten().any(|r| r.uid == owner))
+            .cloned()
+            .collect()
     }
 
     fn verdict(&self, w: &Workload) -> Verdict {
@@ -201,6 +241,9 @@ pub async fn watch(
     let mut last: BTreeMap<String, String> = BTreeMap::new();
     // When each workload's verdict last changed: progress, for the zero-timeout bound.
     let mut changed_at: BTreeMap<String, Instant> = BTreeMap::new();
+    // Pod uid → when this watch first saw it running but not Ready (for `ready_within`; our own
+    // clock, so a skewed cluster clock cannot fail a pod early).
+    let mut unready_since: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         // Re-assess after every change, and at least once a second for the clocks.
         let _ = tokio::time::timeout(Duration::from_secs(1), changes.next()).await;
@@ -217,6 +260,16 @@ pub async fn watch(
                 }
                 Verdict::Progressing { detail } => {
                     all_healthy = false;
+                    if let Some(bound) = w.ready_within
+                        && let Some(failure) =
+                            unready_too_long(&stores.rollout_pods(w), w, bound, &mut unready_since)
+                    {
+                        let mut failure = Box::new(failure);
+                        failure.events =
+                            recent_events(client, &w.namespace, failure.pod.as_deref().unwrap_or(&w.name))
+                                .await;
+                        return WatchOutcome::Failed { service: w.service.clone(), failure };
+                    }
                     if last.get(&key) != Some(&detail) {
                         events.emit(&Event::Service {
                             service: w.service.clone(),
@@ -313,6 +366,44 @@ pub async fn watch(
             };
         }
     }
+}
+
+/// The first pod of `w` that has been running un-Ready for `bound` (as this watch saw it),
+/// as a failure naming the pod and the Ready condition's words; the caller adds its Events (the
+/// readiness probe's `Unhealthy` messages). Pods that became Ready, or went, are forgotten.
+fn unready_too_long(
+    pods: &[std::sync::Arc<Pod>],
+    w: &Workload,
+    bound: Duration,
+    since: &mut BTreeMap<String, Instant>,
+) -> Option<Failure> {
+    let now = Instant::now();
+    let mut unready = Vec::new();
+    for pod in pods {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        match assess::running_unready(pod) {
+            Some(u) => unready.push(u),
+            None => {
+                since.remove(&uid);
+            }
+        }
+    }
+    unready.into_iter().find_map(|(uid, name, why)| {
+        let first = *since.entry(uid).or_insert(now);
+        (now.duration_since(first) >= bound).then(|| Failure {
+            workload: format!("{}/{}", w.kind, w.name),
+            pod: Some(name),
+            container: None,
+            reason: "Timeout".into(),
+            message: format!(
+                "running but not Ready for {} (ready_within: {}): {why}",
+                crate::support::human(now.duration_since(first)),
+                crate::support::human(bound)
+            ),
+            restart_count: None,
+            events: Vec::new(),
+        })
+    })
 }
 
 /// The last few Events about an object, newest last, as `Reason: message`.

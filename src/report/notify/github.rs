@@ -36,9 +36,9 @@ use serde_json::{Value, json};
 use super::http::{self, NotifyError};
 use super::{Notifier, Options};
 use crate::events::Outcome;
-use crate::observe::VarFn;
 use crate::report::markdown::{self, Links};
 use crate::report::state::{RunState, Stage};
+use crate::support::VarFn;
 
 /// The GitHub Actions context the notifiers need.
 #[derive(Clone)]

@@ -46,7 +46,7 @@ use tokio::task::JoinHandle;
 use super::state::{RunState, Stage};
 use crate::config::Environment;
 use crate::events::{Event, Sink};
-use crate::observe::VarFn;
+use crate::support::VarFn;
 
 pub use http::NotifyError;
 

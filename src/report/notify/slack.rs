@@ -16,9 +16,9 @@ use super::http::{self, NotifyError};
 use super::{Notifier, Options};
 use crate::config::SlackNotify;
 use crate::events::{Outcome, Verdict};
-use crate::observe::VarFn;
 use crate::report::markdown::{self, Links, human_ms, severity_counts};
 use crate::report::state::{RunState, Stage, short_digest};
+use crate::support::VarFn;
 
 /// Default Slack Web API base.
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
