@@ -230,6 +230,9 @@ def run_checks(c: Checker, port: int, scale: float) -> None:
     # ---- what real ECS and ELB refuse ------------------------------------------------
     run_refusal_checks(c, ecs, ec2, elbv2, vpc, listener, network, tds)
 
+    # ---- standalone tasks (RunTask): commands, exit codes, StopTask, awslogs ----------
+    run_task_checks(c, ecs, boto3.client("logs", **kw), network, scale)
+
     # ---- create everything up front so the slow scenarios overlap -------------------
     cb_on = {"enable": True, "rollback": True}
     created = create("user", "good", 2, cb=cb_on, tg=tg_user)
@@ -565,6 +568,91 @@ def check_dynamodb_conditional_writes(c: Checker, kw: dict) -> None:
         refused = e.response["Error"]["Code"]
     c.check("DynamoDB: attribute_not_exists on an existing item is refused (ConditionalCheckFailedException)",
             refused == "ConditionalCheckFailedException", refused)
+
+
+def run_task_checks(c: Checker, ecs, logs, network: dict, scale: float) -> None:
+    """RunTask runs the task's command once (a release hook): `sh -c` scripts with echo, sleep
+    and exit; STOPPED with the real stop codes; echoed lines in CloudWatch Logs under the
+    awslogs stream name; StopTask; what real ECS and awslogs refuse."""
+    logs.create_log_group(logGroupName="/ecs/hooks")
+
+    def td(image: str, group: str = "/ecs/hooks") -> str:
+        return ecs.register_task_definition(
+            family="hook", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+            containerDefinitions=[{"name": "user", "image": image, "essential": True, "logConfiguration": {
+                "logDriver": "awslogs", "options": {"awslogs-group": group, "awslogs-region": REGION,
+                                                    "awslogs-stream-prefix": "hook"}}}],
+        )["taskDefinition"]["taskDefinitionArn"]
+
+    def run(task_definition: str, command: list[str] | None, started_by: str = "deployer/test_1") -> dict:
+        overrides = {"containerOverrides": [{"name": "user", "command": command}]} if command else {}
+        out = ecs.run_task(cluster="shop", taskDefinition=task_definition, launchType="FARGATE",
+                           networkConfiguration=network, startedBy=started_by, group="deployer-hook:user-migrate",
+                           overrides=overrides)
+        return out["tasks"][0]
+
+    def stopped(task: dict, timeout: float = 20.0) -> dict:
+        def once():
+            t = ecs.describe_tasks(cluster="shop", tasks=[task["taskArn"]])["tasks"][0]
+            return t if t["lastStatus"] == "STOPPED" else None
+        return wait_until(once, timeout * max(scale, 0.2) / 0.2) or {}
+
+    good = td(IMAGES["good"])
+    failing = run(good, ["sh", "-c", "echo migrating\necho table users: failed; exit 3"])
+    quick = run(good, ["./migrate", "up"])
+    sleeper = run(good, ["sh", "-c", "echo start && sleep 600"])
+    pull = run(td(IMAGES["imagepull"]), ["sh", "-c", "exit 0"])
+    nogroup = run(td(IMAGES["good"], group="/ecs/missing"), ["sh", "-c", "echo hi"])
+    c.check("RunTask: the task is PROVISIONING with startedBy, group and the command override",
+            failing["lastStatus"] == "PROVISIONING" and failing["startedBy"] == "deployer/test_1"
+            and failing["group"] == "deployer-hook:user-migrate"
+            and failing["overrides"]["containerOverrides"][0]["command"][0] == "sh", failing)
+
+    t = stopped(failing)
+    cont = (t.get("containers") or [{}])[0]
+    c.check("RunTask `exit 3`: STOPPED, EssentialContainerExited, 'Essential container in task exited', exitCode 3",
+            t.get("stopCode") == "EssentialContainerExited"
+            and t.get("stoppedReason") == "Essential container in task exited"
+            and t.get("desiredStatus") == "STOPPED" and cont.get("exitCode") == 3
+            and all(k in t for k in ("stoppingAt", "stoppedAt", "executionStoppedAt", "startedAt")), t)
+    stream = f"hook/user/{failing['taskArn'].split('/')[-1]}"
+    try:
+        events = logs.get_log_events(logGroupName="/ecs/hooks", logStreamName=stream, startFromHead=False,
+                                     limit=20)["events"]
+    except botocore.exceptions.ClientError as exc:
+        events = [{"message": repr(exc)}]
+    c.check("RunTask: echoed lines are in CloudWatch Logs, stream <prefix>/<container>/<task id>",
+            [e["message"] for e in events] == ["migrating", "table users: failed"], events)
+    t = stopped(quick)
+    c.check("RunTask of a non-shell command: exits 0 and the task STOPPED",
+            t.get("stopCode") == "EssentialContainerExited" and t["containers"][0].get("exitCode") == 0, t)
+
+    # startedBy must be ListTasks' only filter (API reference); RUNNING is the default.
+    listed = ecs.list_tasks(cluster="shop", startedBy="deployer/test_1")["taskArns"]
+    c.check("ListTasks(startedBy) finds the running RunTask task", sleeper["taskArn"] in listed, listed)
+    ecs.stop_task(cluster="shop", task=sleeper["taskArn"], reason="deployer: hook timed out after 1s")
+    t = ecs.describe_tasks(cluster="shop", tasks=[sleeper["taskArn"]])["tasks"][0]
+    c.check("StopTask: desiredStatus STOPPED at once", t["desiredStatus"] == "STOPPED", t)
+    t = stopped(sleeper)
+    c.check("StopTask: STOPPED, stopCode UserInitiated, stoppedReason = the reason, exitCode 143 (SIGTERM)",
+            t.get("stopCode") == "UserInitiated" and t.get("stoppedReason") == "deployer: hook timed out after 1s"
+            and t["containers"][0].get("exitCode") == 143, t)
+
+    t = stopped(pull)
+    c.check("RunTask imagepull: STOPPED, TaskFailedToStart, CannotPullContainerError, no exit code",
+            t.get("stopCode") == "TaskFailedToStart"
+            and str(t.get("stoppedReason", "")).startswith("CannotPullContainerError: pull image manifest")
+            and t["containers"][0].get("exitCode") is None, t)
+    t = stopped(nogroup)
+    c.check("RunTask with awslogs to a missing log group: TaskFailedToStart, ResourceInitializationError",
+            t.get("stopCode") == "TaskFailedToStart"
+            and "The specified log group does not exist" in str(t.get("stoppedReason"))
+            and str(t.get("stoppedReason")).startswith("ResourceInitializationError: failed to validate logger args"),
+            t)
+    err = client_error(lambda: run(good, ["true"], started_by="x" * 129))
+    c.check("RunTask with startedBy longer than 128: InvalidParameterException",
+            err.get("Code") == "InvalidParameterException" and err.get("Message") == "startedBy longer than 128.",
+            err)
 
 
 def client_error(fn: Callable[[], Any]) -> dict:

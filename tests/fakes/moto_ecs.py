@@ -26,6 +26,11 @@ Behaviour per task-definition image (a marker anywhere in any container's image)
     slowstart  HEALTHY (and ALB target healthy) only 20 s after RUNNING.
 All delays are multiplied by --time-scale.
 
+RunTask tasks (release hooks) run once: the essential container's `sh -c` command override is
+read minimally (echo → its awslogs stream in moto's CloudWatch Logs, sleep, exit N), then the
+task is STOPPED (EssentialContainerExited, the exit code); StopTask stops it (UserInitiated,
+exit 143). See README-moto-ecs.md.
+
 Locking: moto's werkzeug server handles requests on several threads and the controller
 mutates the same objects. One re-entrant lock serialises every ECS and ELBv2 request
 (including response serialisation) with the controller's ticks, so a client never sees
@@ -482,6 +487,268 @@ class SimTask:
         self._set_phase("DEACTIVATING")
         self.healthy = False
         self.t_stop_due = now + T.drain
+
+
+# --------------------------------------------------------------------------------------
+# Standalone tasks (RunTask): one-off tasks such as release hooks
+# --------------------------------------------------------------------------------------
+
+# What awslogs reports when the log group is missing and `awslogs-create-group` is not set
+# (the task never starts; the agent's words as ECS shows them in stoppedReason).
+MISSING_LOG_GROUP = (
+    "ResourceInitializationError: failed to validate logger args: create stream has been retried 1 "
+    "times: failed to create Cloudwatch log stream: ResourceNotFoundException: The specified log "
+    "group does not exist. : exit status 1"
+)
+
+
+def parse_script(command: list[str] | None) -> list[tuple[str, Any]] | None:
+    """The steps of a command override: `sh -c SCRIPT` (or /bin/sh, bash) is read line by line
+    (and by `;`/`&&`): `echo TEXT` → ("echo", TEXT), `sleep N` → ("sleep", N), `exit N` →
+    ("exit", N); anything else is a no-op. Another command is one short step that exits 0.
+    None: no override (the image's own command, which serves until stopped)."""
+    if not command:
+        return None
+    shells = ("sh", "/bin/sh", "bash", "/bin/bash")
+    if len(command) >= 3 and command[0] in shells and command[1] == "-c":
+        steps: list[tuple[str, Any]] = []
+        for raw in command[2].replace("&&", "\n").replace(";", "\n").splitlines():
+            words = raw.strip().split(None, 1)
+            if not words:
+                continue
+            verb, rest = words[0], (words[1] if len(words) > 1 else "")
+            if verb == "echo":
+                steps.append(("echo", rest.strip().strip("'\"")))
+            elif verb == "sleep":
+                steps.append(("sleep", float(rest or 0)))
+            elif verb == "exit":
+                steps.append(("exit", int(rest or 0)))
+                break
+        return steps
+    return [("sleep", 0.5)]
+
+
+class StandaloneTask:
+    """A task started by RunTask: no service, no replacement; it runs its essential
+    container's command (see parse_script) once and stops, as ECS runs one-off tasks."""
+
+    def __init__(self, backend: Any, cluster: Any, td: Any, params: dict[str, Any], now: float) -> None:
+        self.backend = backend
+        self.td = td
+        overrides = params.get("overrides") or {}
+        by_name = {o.get("name"): o for o in overrides.get("containerOverrides") or []}
+        cps = params.get("capacityProviderStrategy") or []
+        cls = CONTROLLER.task_cls if CONTROLLER else _task_class()
+        shim = types.SimpleNamespace(arn=td.arn, network_mode="bridge",
+                                     container_definitions=td.container_definitions)
+        task = cls(
+            cluster=cluster,
+            task_definition=shim,
+            container_instance_arn=None,
+            resource_requirements=None,
+            backend=backend,
+            group=params.get("group") or f"family:{td.family}",
+            launch_type=params.get("launchType") or "",
+            overrides=overrides,
+            started_by=params.get("startedBy") or "",
+            tags=params.get("tags") or [],
+            platform_version=params.get("platformVersion"),
+            capacity_provider_name=cps[0]["capacityProvider"] if cps else None,
+        )
+        task.id = uuid.uuid4().hex
+        task.last_status = "PROVISIONING"
+        task.desired_status = LIVE
+        task.health_status = "UNKNOWN"
+        task.stop_code = None
+        task.stopped_reason = None
+        task.created_at = utcnow()
+        for attr in ("started_at", "stopping_at", "stopped_at", "execution_stopped_at",
+                     "pull_started_at", "pull_stopped_at"):
+            setattr(task, attr, None)
+        task.connectivity = "CONNECTED"
+        task.connectivity_at = task.created_at
+        task.cpu = td.cpu
+        task.memory = td.memory
+        task.version = 1
+        task.availability_zone = f"{backend.region_name}a"
+        task.containers = [SimContainer(task.task_arn, c) for c in td.container_definitions]
+        task.attachments = []
+        net = (params.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+        if td.network_mode == "awsvpc":
+            # A synthetic ENI attachment: hook tasks are not registered in target groups.
+            ip = f"10.{random.randint(0, 255)}.{random.randint(0, 255)}.{random.randint(4, 254)}"
+            details = [{"name": "privateIPv4Address", "value": ip}]
+            if net.get("subnets"):
+                details.insert(0, {"name": "subnetId", "value": net["subnets"][0]})
+            task.attachments.append({"id": str(uuid.uuid4()), "type": "ElasticNetworkInterface",
+                                     "status": "PRECREATED", "details": details})
+        self.task = task
+        # The container that runs: the essential one with a command override, else the first
+        # essential one; the others idle beside it and stop with the task.
+        self.main = next((c for c in task.containers if c.essential and c.name in by_name
+                          and by_name[c.name].get("command")),
+                         next((c for c in task.containers if c.essential), task.containers[0]))
+        self.steps = parse_script((by_name.get(self.main.name) or {}).get("command"))
+        cdef = next(c for c in td.container_definitions if c.get("name") == self.main.name)
+        self.log_config = cdef.get("logConfiguration") or {}
+        self.behaviour = behaviour_of(td)
+        self.phase = "PROVISIONING"
+        self.t_launch = now
+        self.t_running = now
+        self.t_next: float | None = None  # when the current step (a sleep) ends
+        self.t_stop_due: float | None = None
+        self.t_stopped: float | None = None
+        self.step_index = 0
+        backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
+
+    # -- awslogs -----------------------------------------------------------------------
+    def _log_group(self) -> Any:
+        """The task's CloudWatch Logs group, or None (no awslogs). Raises LookupError when
+        the group does not exist and awslogs may not create it."""
+        if self.log_config.get("logDriver") != "awslogs":
+            return None
+        from moto.logs.models import logs_backends
+
+        opts = self.log_config.get("options") or {}
+        region = opts.get("awslogs-region") or self.backend.region_name
+        logs = logs_backends[self.backend.account_id][region]
+        name = opts.get("awslogs-group") or ""
+        if name not in logs.groups:
+            if str(opts.get("awslogs-create-group", "")).lower() != "true":
+                raise LookupError(name)
+            logs.create_log_group(name, {})
+        return logs.groups[name]
+
+    def _stream(self) -> str:
+        # The documented awslogs naming: <awslogs-stream-prefix>/<container name>/<task id>.
+        prefix = (self.log_config.get("options") or {}).get("awslogs-stream-prefix")
+        return f"{prefix}/{self.main.name}/{self.task.id}" if prefix else self.task.id
+
+    def _log(self, line: str) -> None:
+        group = self._log_group()
+        if group is None:
+            return
+        stream = self._stream()
+        if stream not in group.streams:
+            group.create_log_stream(stream)
+        group.put_log_events(stream, [{"timestamp": int(time.time() * 1000), "message": line}])
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self.task.last_status = phase
+        self.task.version += 1
+
+    def _stopped(self, code: str, reason: str, now: float) -> None:
+        task = self.task
+        task.desired_status = "STOPPED"
+        task.stop_code = code
+        task.stopped_reason = reason
+        if task.stopping_at is None:
+            task.stopping_at = utcnow()
+        task.execution_stopped_at = utcnow()
+        for c in task.containers:
+            c.last_status = "STOPPED"
+        self._set_phase("STOPPED")
+        task.stopped_at = utcnow()
+        self.t_stopped = now
+        for a in task.attachments:
+            a["status"] = "DELETED"
+
+    def _exit(self, code: int, now: float) -> None:
+        for c in self.task.containers:
+            if c.exit_code is None and c.last_status == "RUNNING":
+                # The main container's own code; the others get SIGTERM when the task stops.
+                c.exit_code = code if c is self.main else 143
+        self._stopped("EssentialContainerExited", "Essential container in task exited", now)
+
+    def user_stop(self, reason: str | None, now: float) -> None:
+        """StopTask: SIGTERM to the containers (they exit 143); STOPPED shortly after."""
+        task = self.task
+        if task.desired_status == "STOPPED":
+            return
+        task.desired_status = "STOPPED"
+        task.stop_code = "UserInitiated"
+        task.stopped_reason = reason or "Task stopped by user"
+        task.stopping_at = utcnow()
+        if self.phase in ("PROVISIONING", "PENDING"):
+            self._stopped("UserInitiated", task.stopped_reason, now)
+            return
+        self._set_phase("DEACTIVATING")
+        self.t_stop_due = now + T.drain
+
+    def advance(self, now: float) -> None:
+        task = self.task
+        if self.phase == "STOPPED":
+            return
+        if self.phase == "DEACTIVATING":
+            if self.t_stop_due is not None and now >= self.t_stop_due:
+                for c in task.containers:
+                    if c.exit_code is None and c.last_status == "RUNNING":
+                        c.exit_code = 143  # SIGTERM
+                self._stopped("UserInitiated", task.stopped_reason, now)
+            return
+        if self.phase == "PROVISIONING" and now >= self.t_launch + T.provision:
+            self._set_phase("PENDING")
+            task.pull_started_at = utcnow()
+            for a in task.attachments:
+                a["status"] = "ATTACHED"
+        if self.phase == "PENDING":
+            if self.behaviour == "imagepull":
+                if now >= self.t_launch + T.pull_fail:
+                    ref = next((c.image for c in task.containers if "imagepull" in (c.image or "")),
+                               task.containers[0].image)
+                    msg = (
+                        "CannotPullContainerError: pull image manifest has been retried 5 time(s): "
+                        f"failed to resolve ref {ref}: {ref}: not found"
+                    )
+                    for c in task.containers:
+                        c.reason = msg if c.image == ref else None
+                    self._stopped("TaskFailedToStart", msg, now)
+                return
+            if now < self.t_launch + T.start:
+                return
+            try:
+                self._log_group()
+            except LookupError:
+                self._stopped("TaskFailedToStart", MISSING_LOG_GROUP, now)
+                return
+            self._set_phase("RUNNING")
+            task.pull_stopped_at = utcnow()
+            task.started_at = utcnow()
+            for c in task.containers:
+                c.last_status = "RUNNING"
+                c.runtime_id = f"{task.id}-{random.randint(10**9, 10**10 - 1)}"
+            self.t_running = now
+            self.t_next = now
+        if self.phase != "RUNNING":
+            return
+        if self.behaviour == "crashloop":
+            if now >= self.t_running + T.crash:
+                self._exit(1, now)
+            return
+        if self.steps is None:
+            return  # the image's own command: it serves until stopped
+        while self.t_next is not None and now >= self.t_next:
+            if self.step_index >= len(self.steps):
+                self._exit(0, now)
+                return
+            verb, arg = self.steps[self.step_index]
+            self.step_index += 1
+            if verb == "echo":
+                self._log(str(arg))
+            elif verb == "sleep":
+                self.t_next += float(arg) * T.scale
+            elif verb == "exit":
+                self._exit(int(arg), now)
+                return
+
+    def forget(self) -> None:
+        self.backend.tasks.get(self.task.cluster_name, {}).pop(self.task.task_arn, None)
+        try:
+            type(self.task).instances_tracked.remove(self.task)
+        except (AttributeError, ValueError):
+            pass
 
 
 # --------------------------------------------------------------------------------------
@@ -1171,6 +1438,7 @@ class Controller(threading.Thread):
         self.task_cls = _task_class()
         self.used_ips: set[str] = set()
         self.live_tg: dict[tuple[int, int], str] = {}
+        self.standalone: list[StandaloneTask] = []  # RunTask tasks
 
     def ctl_for(self, backend: Any, service: Any) -> ServiceCtl:
         ctl = getattr(service, "_ctl", None)
@@ -1201,6 +1469,17 @@ class Controller(threading.Thread):
                             ctl.step(now)
                         except Exception:
                             log.exception("service %s: step failed", service.name)
+            keep = []
+            for t in self.standalone:
+                try:
+                    t.advance(now)
+                except Exception:
+                    log.exception("task %s: step failed", t.task.id)
+                if t.t_stopped is not None and now - t.t_stopped > T.stopped_retention:
+                    t.forget()
+                else:
+                    keep.append(t)
+            self.standalone = keep
 
     def alarms_in_alarm(self, service: Any, names: list[str]) -> list[str]:
         from moto.cloudwatch.models import cloudwatch_backends
@@ -1249,10 +1528,11 @@ def install_patches() -> None:
     from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
     from moto.ec2.responses import EC2Response
     from moto.elbv2.responses import ELBV2Response
+    from moto.logs.responses import LogsResponse
 
-    # Serialise each ECS/ELBv2/EC2 request (the controller mutates tasks, target groups
-    # and ENIs), serialisation included, with the controller's ticks.
-    for cls in (R, ELBV2Response, EC2Response):
+    # Serialise each ECS/ELBv2/EC2/Logs request (the controller mutates tasks, target groups,
+    # ENIs and hook tasks' log streams), serialisation included, with the controller's ticks.
+    for cls in (R, ELBV2Response, EC2Response, LogsResponse):
         orig_call = cls.call_action
 
         def call_action(self, _orig=orig_call):
@@ -1302,14 +1582,47 @@ def install_patches() -> None:
                 "Network Configuration must be provided when networkMode 'awsvpc' is specified."
             )
 
-    orig_run_task = R.run_task
-
+    # -- RunTask: standalone tasks that run their command once (moto stores them RUNNING
+    #    forever, and places non-Fargate ones only on registered container instances). ---
     def run_task(self):
+        backend = self.ecs_backend
         refuse_awsvpc_without_network(self, self._get_param("taskDefinition"),
                                       self._get_param("networkConfiguration"))
-        return orig_run_task(self)
+        started_by = self._get_param("startedBy")
+        if started_by is not None and len(started_by) > 128:
+            raise InvalidParameterException("startedBy longer than 128.")
+        if self._get_param("launchType") and self._get_param("capacityProviderStrategy"):
+            raise InvalidParameterException(
+                "Specify either Launch Type or Capacity Provider Strategy, but not both.")
+        cluster = backend._get_cluster(self._get_param("cluster", "default"))
+        td = backend.describe_task_definition(self._get_param("taskDefinition"))
+        params = {k: self._get_param(k) for k in (
+            "overrides", "startedBy", "group", "launchType", "platformVersion", "tags",
+            "networkConfiguration", "capacityProviderStrategy")}
+        assert CONTROLLER is not None
+        now = time.monotonic()
+        tasks = []
+        for _ in range(self._get_int_param("count", 1)):
+            t = StandaloneTask(backend, cluster, td, params, now)
+            CONTROLLER.standalone.append(t)
+            tasks.append(t.task)
+        return ActionResult({"tasks": tasks, "failures": []})
 
     R.run_task = run_task
+
+    # -- StopTask: a standalone task gets SIGTERM and stops (UserInitiated) -------------
+    orig_stop_task = R.stop_task
+
+    def stop_task(self):
+        assert CONTROLLER is not None
+        ref = str(self._get_param("task")).split("/")[-1]
+        mine = next((t for t in CONTROLLER.standalone if t.task.id == ref), None)
+        if mine is None:
+            return orig_stop_task(self)
+        mine.user_stop(self._get_param("reason"), time.monotonic())
+        return ActionResult({"task": mine.task})
+
+    R.stop_task = stop_task
 
     # -- CreateService: keep what moto drops and start the first deployment at once ----
     orig_create = R.create_service

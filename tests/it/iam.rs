@@ -12,7 +12,8 @@
 //! Which policy needs what follows from where the call is: `platform/ecs` is ECS only,
 //! `identity/eks.rs` EKS only, the rest (images, identity, the engine's gates) both. The plan
 //! role (`role.plan_arn`: `plan`, and `promote`'s read of the source environment) may make every
-//! read of the modules those commands run (`observe`, `platform` but its locks, `identity`) and
+//! read of the modules those commands run (`observe`, `platform` but its locks and release
+//! hooks, `identity`) and
 //! nothing else: no registry (a plan resolves no image; `promote` gates with the target's
 //! deploy role) and no alarms (read only during a deploy's bake).
 
@@ -24,8 +25,9 @@ use serde_json::Value;
 use crate::support;
 
 /// SDK crate (short name) → IAM service prefix.
-const SERVICES: [(&str, &str); 7] = [
+const SERVICES: [(&str, &str); 8] = [
     ("cloudwatch", "cloudwatch"),
+    ("cloudwatchlogs", "logs"),
     ("dynamodb", "dynamodb"),
     ("ecr", "ecr"),
     ("ecs", "ecs"),
@@ -35,8 +37,9 @@ const SERVICES: [(&str, &str); 7] = [
 ];
 
 /// Receiver names that say which client a call goes to when a file has several.
-const RECEIVERS: [(&str, &str); 7] = [
+const RECEIVERS: [(&str, &str); 8] = [
     ("cw", "cloudwatch"),
+    ("logs", "cloudwatchlogs"),
     ("cloudwatch", "cloudwatch"),
     ("dynamodb", "dynamodb"),
     ("ecr", "ecr"),
@@ -164,7 +167,7 @@ fn sdk_calls(ops: &BTreeMap<String, BTreeSet<String>>) -> Vec<Call> {
     for path in sources() {
         let code = code(&path);
         let used: Vec<&str> =
-            SERVICES.iter().map(|(s, _)| *s).filter(|s| code.contains(&format!("aws_sdk_{s}"))).collect();
+            SERVICES.iter().map(|(s, _)| *s).filter(|s| code.contains(&format!("aws_sdk_{s}::"))).collect();
         if used.is_empty() {
             continue;
         }
@@ -193,9 +196,10 @@ fn sdk_calls(ops: &BTreeMap<String, BTreeSet<String>>) -> Vec<Call> {
             };
             let prefix = SERVICES.iter().find(|(s, _)| *s == service).unwrap().1;
             let action = format!("{prefix}:{}", pascal(op));
-            // What some calls imply: a task definition naming roles passes them to ECS tasks;
-            // a role chained with session tags tags the session.
-            if action == "ecs:RegisterTaskDefinition" {
+            // What some calls imply: a task definition naming roles passes them to ECS tasks
+            // (registering it, and running it: a hook's RunTask); a role chained with session
+            // tags tags the session.
+            if action == "ecs:RegisterTaskDefinition" || action == "ecs:RunTask" {
                 out.push(Call { action: "iam:PassRole".into(), file: relative(&path) });
             }
             if action == "sts:AssumeRole" && (code.contains(".tags(") || code.contains(".set_tags(")) {
@@ -280,9 +284,11 @@ fn required() -> BTreeMap<&'static str, BTreeSet<String>> {
         if ecs {
             need.entry("deploy-ecs.json").or_default().insert(c.action.clone());
         }
-        // A plan looks at what runs and its records; it never takes or reads the deploy lock.
+        // A plan looks at what runs and its records; it never takes or reads the deploy lock,
+        // and runs no release hook (nor reads a hook's logs).
         let read_path = ["observe.rs", "platform/", "identity/"].iter().any(|p| c.file.starts_with(p))
-            && !c.file.ends_with("/lock.rs");
+            && !c.file.ends_with("/lock.rs")
+            && !c.file.ends_with("/hook.rs");
         // The plan role assumes no chained role (`for_reading` drops the chain).
         if read_path && is_read(&c.action) && !c.action.starts_with("sts:") {
             need.entry("plan.json").or_default().insert(c.action.clone());

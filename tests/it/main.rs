@@ -22,6 +22,7 @@ mod ecs_bluegreen;
 mod ecs_lock;
 mod eks;
 mod getting_started;
+mod hooks_ecs;
 mod hooks_eks;
 mod iam;
 mod identity;

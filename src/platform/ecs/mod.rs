@@ -79,6 +79,8 @@ pub struct EcsPlatform {
     ecs: aws_sdk_ecs::Client,
     elb: aws_sdk_elasticloadbalancingv2::Client,
     dynamodb: aws_sdk_dynamodb::Client,
+    /// CloudWatch Logs: the log tail of a failed hook ([`hook`]).
+    logs: aws_sdk_cloudwatchlogs::Client,
     /// The DynamoDB table of the deploy lock (`target.ecs.lock_table`).
     lock_table: String,
     cluster: String,
@@ -132,6 +134,7 @@ impl EcsPlatform {
             ecs: aws_sdk_ecs::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             lock_table: lock::table_name(target).to_owned(),
             cluster: target.cluster.clone(),
             services,
@@ -327,16 +330,41 @@ impl EcsPlatform {
         })
     }
 
-    /// The task definition to run for `doc`: `current` when it is the same (normalised), else a
-    /// newly registered revision.
-    async fn revision_for(&self, doc: &Value, current: Option<&str>) -> Result<String, PlatformError> {
+    /// The task definition to run for `doc`: `current` when it is the same (normalised), else
+    /// the family's latest revision when that is the same (registered for this release already,
+    /// e.g. by its pre-deploy hook, [`hook`]), else a newly registered revision. One release
+    /// registers one revision per service, however many steps ask for it.
+    async fn ensure_registered(&self, doc: &Value, current: Option<&str>) -> Result<String, PlatformError> {
         if let Some(arn) = current {
             let live = taskdef::describe(&self.ecs, arn).await?;
             if taskdef::same(doc, &live) {
                 return Ok(arn.to_owned());
             }
         }
+        if let Some(family) = doc.get("family").and_then(Value::as_str) {
+            // DescribeTaskDefinition of a family is its latest ACTIVE revision; a family never
+            // registered is an error here, and registering below is the answer to it.
+            if let Ok(latest) = taskdef::describe(&self.ecs, family).await
+                && taskdef::same(doc, &latest)
+                && let Some(arn) = latest.get("taskDefinitionArn").and_then(Value::as_str)
+            {
+                return Ok(arn.to_owned());
+            }
+        }
         taskdef::register(&self.ecs, doc).await
+    }
+
+    /// The ECS service a hook of deployer service `name` takes its settings from (network,
+    /// launch type, platform version): the service, or the live colour of a blue/green pair.
+    async fn hook_service(&self, name: &str) -> Result<Service, PlatformError> {
+        let svc = self.services.iter().find(|s| s.name == name).ok_or_else(|| {
+            PlatformError::setup(format!("unknown service `{name}`"), "check the hook's service name")
+        })?;
+        if let Some(c) = self.colours(svc).await? {
+            return Ok(c.live);
+        }
+        let found = self.describe(&[svc.target.as_str()]).await?;
+        self.service_or_err(&found, &svc.target).cloned()
     }
 
     async fn scale(&self, target: &str, desired: i32) -> Result<(), PlatformError> {
@@ -940,7 +968,7 @@ impl EcsPlatform {
             if let Some(c) = colours.remove(target) {
                 let revision = match &s.desired {
                     Desired::Revision(r) => r.clone(),
-                    Desired::Spec(doc) => self.revision_for(doc, c.live.task_definition()).await?,
+                    Desired::Spec(doc) => self.ensure_registered(doc, c.live.task_definition()).await?,
                 };
                 applied.push(self.apply_colours(s, c, revision).await?);
                 continue;
@@ -949,7 +977,7 @@ impl EcsPlatform {
             let current = svc.task_definition().map(str::to_owned);
             let revision = match &s.desired {
                 Desired::Revision(r) => r.clone(),
-                Desired::Spec(doc) => self.revision_for(doc, current.as_deref()).await?,
+                Desired::Spec(doc) => self.ensure_registered(doc, current.as_deref()).await?,
             };
             let unchanged = current
                 .as_deref()

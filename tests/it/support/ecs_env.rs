@@ -1,5 +1,5 @@
 //! An ECS "environment" on moto + the ECS controller: a copy of examples/shop with an
-//! environment file `test` targeting cluster `shop-test`, the network (via boto3: deployer has
+//! environment file `test` targeting cluster `shop-test`, its log group, the network (via boto3: deployer has
 //! no EC2 client; the VPC has DNS hostnames on), an ALB with one target group per service, and
 //! the four services created with the SDK on an initial task definition and rolled out.
 //!
@@ -32,6 +32,9 @@ static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 pub const SERVICES: [&str; 4] = ["user", "order", "payment", "notification"];
 pub const CLUSTER: &str = "shop-test";
 pub const ALARM: &str = "shop-test-5xx";
+/// The environment's CloudWatch Logs group (the templates' `${log_group}`, `/ecs/<product>-<env>`):
+/// awslogs fails a task whose group does not exist (hooks' RunTask tasks on the stand-in).
+pub const LOG_GROUP: &str = "/ecs/shop-test";
 
 /// How the services are created.
 #[derive(Debug, Clone)]
@@ -138,6 +141,12 @@ impl EcsEnv {
         let moto = Moto::start_scaled(opts.scale);
         let sdk = moto.sdk_config().await;
         create_lock_table(&sdk).await;
+        aws_sdk_cloudwatchlogs::Client::new(&sdk)
+            .create_log_group()
+            .log_group_name(LOG_GROUP)
+            .send()
+            .await
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         copy_tree(&root().join("examples/shop"), dir.path());
         write_env_file(dir.path(), &opts, None);
