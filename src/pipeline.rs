@@ -1068,6 +1068,17 @@ fn render_pins(
     Ok(pinned)
 }
 
+/// A hook that cannot be rendered, as the configuration problem it is.
+fn hook_refused(config: &Config, e: crate::render::hook::HookError) -> Error {
+    Error::Config(crate::config::ConfigErrors(vec![ConfigError {
+        file: config.path.clone(),
+        line: None,
+        column: None,
+        message: e.message,
+        hint: Some(e.hint),
+    }]))
+}
+
 /// The text `deployer render` prints per service: EKS objects as YAML documents, with the
 /// values of Secrets redacted unless `show_secrets`; an ECS task definition as the exact
 /// `RegisterTaskDefinition` request body `deploy` sends.
@@ -1091,8 +1102,15 @@ pub fn render_files(
             let body = crate::render::ecs::request_body(spec).map_err(|e| {
                 Error::internal(format!("cannot serialise the task definition of `{name}`: {e}"))
             })?;
-            let text = String::from_utf8(body)
+            let mut text = String::from_utf8(body)
                 .map_err(|e| Error::internal(format!("task definition of `{name}` is not UTF-8: {e}")))?;
+            // Its hooks, one JSON line each, after the task definition they run.
+            for hook in hooks.iter().filter(|h| h.service == name) {
+                let line = crate::render::hook::ecs_run_task(spec, &svc.image, hook)
+                    .map_err(|e| hook_refused(config, e))?;
+                text.push('\n');
+                text.push_str(&line.to_string());
+            }
             RenderedFile {
                 service: name.clone(),
                 file_name: format!("{name}.json"),
@@ -1112,15 +1130,10 @@ pub fn render_files(
                     namespace,
                 };
                 for hook in hooks.iter().filter(|h| h.service == name) {
-                    objects.push(crate::render::hook::job(&target, &shown, hook).map_err(|e| {
-                        Error::Config(crate::config::ConfigErrors(vec![ConfigError {
-                            file: config.path.clone(),
-                            line: None,
-                            column: None,
-                            message: e.message,
-                            hint: Some(e.hint),
-                        }]))
-                    })?);
+                    objects.push(
+                        crate::render::hook::job(&target, &shown, hook)
+                            .map_err(|e| hook_refused(config, e))?,
+                    );
                 }
             }
             let text = serde_saphyr::to_string_multiple(&objects)

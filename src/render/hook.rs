@@ -180,6 +180,37 @@ pub fn job(target: &Target<'_>, release: &Release, hook: &Hook) -> Result<Value,
     }))
 }
 
+/// The container an ECS hook runs in, in task definition `doc`: the one running the service's
+/// pinned `image` (sidecars such as log routers may come first), else the first essential one.
+pub fn ecs_container<'a>(doc: &'a Value, image: &str) -> Option<&'a Value> {
+    let containers = doc.get("containerDefinitions").and_then(Value::as_array)?;
+    let pinned = crate::model::PinnedImage::parse(image);
+    let same_image = |c: &Value| {
+        let theirs = c.get("image").and_then(Value::as_str).unwrap_or_default();
+        theirs == image || (pinned.is_some() && crate::model::PinnedImage::parse(theirs) == pinned)
+    };
+    // ECS reports `essential: true` when the definition left it out.
+    let essential = |c: &Value| c.get("essential").and_then(Value::as_bool).unwrap_or(true);
+    containers.iter().find(|c| same_image(c)).or_else(|| containers.iter().find(|c| essential(c)))
+}
+
+/// What `deployer render` shows of an ECS hook: the part of its `RunTask` request that the
+/// release decides (the service's network and launch settings are read from the live service
+/// at run time). `family` names the task definition the release registers.
+pub fn ecs_run_task(spec: &Value, image: &str, hook: &Hook) -> Result<Value, HookError> {
+    let container = ecs_container(spec, image).and_then(|c| c["name"].as_str()).ok_or_else(|| HookError {
+        message: format!("{} cannot run: its task definition has no essential container", hook.title()),
+        hint: "the task definition needs a container that runs the service's image".into(),
+    })?;
+    Ok(json!({
+        "hook": { "service": hook.service, "name": hook.name, "stage": hook.stage, "timeoutSeconds": hook.timeout.as_secs() },
+        "runTask": {
+            "taskDefinition": spec["family"],
+            "overrides": { "containerOverrides": [{ "name": container, "command": hook.command }] },
+        },
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::{EcsPlatform, taskdef};
 use crate::events::{Event, Phase, Sink};
-use crate::model::{Failure, Hook, HookStage, PinnedImage, Reason};
+use crate::model::{Failure, Hook, HookStage, Reason};
 use crate::platform::PlatformError;
 use crate::release::Release;
 use crate::support::human;
@@ -242,16 +242,7 @@ async fn plan(
 /// pinned `image` (sidecars such as log routers may come first), else the first essential one;
 /// and where it logs (awslogs only).
 fn hook_container(doc: &Value, image: &str) -> Option<(String, Option<LogStreamOf>)> {
-    let containers = doc.get("containerDefinitions").and_then(Value::as_array)?;
-    let pinned = PinnedImage::parse(image);
-    let same_image = |c: &Value| {
-        let theirs = c.get("image").and_then(Value::as_str).unwrap_or_default();
-        theirs == image || (pinned.is_some() && PinnedImage::parse(theirs) == pinned)
-    };
-    // ECS reports `essential: true` when the definition left it out.
-    let essential = |c: &Value| c.get("essential").and_then(Value::as_bool).unwrap_or(true);
-    let chosen =
-        containers.iter().find(|c| same_image(c)).or_else(|| containers.iter().find(|c| essential(c)))?;
+    let chosen = crate::render::hook::ecs_container(doc, image)?;
     let name = chosen.get("name").and_then(Value::as_str)?.to_owned();
     let logs = chosen
         .get("logConfiguration")
