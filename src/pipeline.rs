@@ -1098,19 +1098,28 @@ pub fn render_files(
     let mut out = Vec::new();
     for name in engine_order(planned) {
         let Some(svc) = planned.services.get(&name) else { continue };
+        let mut hooks_file = None;
         let file = if let Some(spec) = &svc.spec {
             let body = crate::render::ecs::request_body(spec).map_err(|e| {
                 Error::internal(format!("cannot serialise the task definition of `{name}`: {e}"))
             })?;
-            let mut text = String::from_utf8(body)
+            let text = String::from_utf8(body)
                 .map_err(|e| Error::internal(format!("task definition of `{name}` is not UTF-8: {e}")))?;
-            // Its hooks, one JSON line each, after the task definition they run.
+            // Its hooks, one JSON line each, after the task definition they run (their own file
+            // with `-o`: the task definition's file stays the exact request body).
+            let mut hook_lines = String::new();
             for hook in hooks.iter().filter(|h| h.service == name) {
                 let line = crate::render::hook::ecs_run_task(spec, &svc.image, hook)
                     .map_err(|e| hook_refused(config, e))?;
-                text.push('\n');
-                text.push_str(&line.to_string());
+                hook_lines.push_str(&line.to_string());
+                hook_lines.push('\n');
             }
+            hooks_file = (!hook_lines.is_empty()).then(|| RenderedFile {
+                service: name.clone(),
+                file_name: format!("{name}.hooks.jsonl"),
+                text: hook_lines,
+                yaml: false,
+            });
             RenderedFile {
                 service: name.clone(),
                 file_name: format!("{name}.json"),
@@ -1141,6 +1150,7 @@ pub fn render_files(
             RenderedFile { service: name.clone(), file_name: format!("{name}.yaml"), text, yaml: true }
         };
         out.push(file);
+        out.extend(hooks_file);
     }
     Ok(out)
 }

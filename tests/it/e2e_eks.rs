@@ -488,3 +488,58 @@ async fn a_deploy_renders_each_service_once() {
     let renders: Vec<&str> = calls.lines().filter(|l| l.contains("kustomize")).collect();
     assert_eq!(renders.len(), 1, "one kustomize process for the whole deploy: {calls}");
 }
+
+/// The example's `order` migration through the binary: release 1 runs it before anything is
+/// applied; a failing migration in release 2 stops the release with exit 8, nothing applied, its
+/// log tail on stderr (human output) and, in the GitHub output, in an error annotation and the
+/// job summary's Hooks section.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_migration_hook_stops_the_release_with_its_log_tail_in_stderr_and_the_summary() {
+    let stand = Stand::start("").await;
+    let o = stand.run(args(&["deploy", "--env", "dev"], images("1", &[])), Vec::new()).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(err.contains("[order] pre-deploy hook `migrate` of `order` succeeded"), "{err}");
+
+    let config = stand.product.path().join("deployer.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let failing = r#"command: ["sh", "-c", "echo applying 0042_orders_index; echo 'ERROR: relation orders does not exist'; exit 3"]"#;
+    assert!(yaml.contains(r#"command: ["/srv/order/migrate", "up"]"#));
+    std::fs::write(&config, yaml.replace(r#"command: ["/srv/order/migrate", "up"]"#, failing)).unwrap();
+
+    let o = stand.run(args(&["deploy", "--env", "dev"], images("2", &[])), Vec::new()).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(8), "{out}\n{err}");
+    assert!(err.contains("pre-deploy hook `migrate` of `order` failed"), "{err}");
+    assert!(err.contains("exit 3"), "{err}");
+    assert!(err.contains("    | ERROR: relation orders does not exist"), "the log tail on stderr:\n{err}");
+    assert!(err.contains("stopped before anything was applied"), "{err}");
+    // Nothing of release 2 was applied: every service still runs release 1.
+    let api: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(stand.fake.client().await, "shop-dev");
+    for svc in SERVICES {
+        let d = api.get(svc).await.unwrap();
+        let image = d.spec.unwrap().template.spec.unwrap().containers[0].image.clone().unwrap();
+        assert!(image.ends_with(&digest(&format!("{svc}-1"))), "{svc} runs {image}");
+    }
+
+    let runner = tempfile::tempdir().unwrap();
+    let summary = runner.path().join("summary.md");
+    let o = stand
+        .run(
+            args(&["deploy", "--env", "dev", "--output", "github"], images("3", &[])),
+            vec![("GITHUB_STEP_SUMMARY".into(), summary.display().to_string())],
+        )
+        .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(8), "{out}\n{err}");
+    assert!(out.contains("::error title=pre-deploy hook migrate of order failed::"), "{out}");
+    assert!(out.contains("ERROR: relation orders does not exist"), "{out}");
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains("#### Hooks"), "{summary}");
+    assert!(summary.contains("| `migrate` | `order` | pre-deploy | ❌"), "{summary}");
+    assert!(
+        summary.contains("ERROR: relation orders does not exist"),
+        "the log tail in the summary:\n{summary}"
+    );
+}

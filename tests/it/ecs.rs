@@ -289,13 +289,13 @@ async fn image_pull_failure_fails_fast() {
     let env = EcsEnv::start(Options::default()).await;
     let p = platform(&env);
     let mut bad = BTreeMap::new();
-    bad.insert("order".to_owned(), image("order", Some("imagepull"), 3));
+    bad.insert("payment".to_owned(), image("payment", Some("imagepull"), 3));
     let report = deploy(&env, &p, &bad).await.unwrap();
     let failure = rolled_back(&report);
     assert_eq!(failure.reason, Reason::ImagePull, "{failure}");
     assert!(failure.detail.contains("CannotPullContainerError"), "{failure}");
     // No release recorded yet: back to what ran before.
-    assert_eq!(task_definition_of(&env, "order").await, revision(&env.initial["order"]));
+    assert_eq!(task_definition_of(&env, "payment").await, revision(&env.initial["payment"]));
 }
 
 #[tokio::test]

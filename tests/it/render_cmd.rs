@@ -313,8 +313,18 @@ async fn ecs_task_definitions_render_byte_identical_to_what_deploy_registers() {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stream = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = stream.lines().collect();
+    // One task definition a line, each followed by its service's hooks (`RunTask` overrides).
+    let (hooks, lines): (Vec<&str>, Vec<&str>) =
+        stream.lines().partition(|l| serde_json::from_str::<Value>(l).unwrap().get("hook").is_some());
     assert_eq!(lines.len(), images.len(), "one task definition a line");
+    let hook: Value = serde_json::from_str(hooks.first().expect("the example's order migration")).unwrap();
+    assert_eq!(hook["hook"]["service"], "order", "{hook}");
+    assert_eq!(hook["runTask"]["taskDefinition"], "shop-order-test", "{hook}");
+    assert_eq!(
+        hook["runTask"]["overrides"]["containerOverrides"][0]["command"],
+        serde_json::json!(["/srv/order/migrate", "up"]),
+        "{hook}"
+    );
     for line in lines {
         let family = serde_json::from_str::<Value>(line).unwrap()["family"].as_str().unwrap().to_owned();
         assert_eq!(
@@ -334,6 +344,7 @@ async fn ecs_task_definitions_render_byte_identical_to_what_deploy_registers() {
     }
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out_dir.join("order.hooks.jsonl").is_file(), "the hooks in their own file");
     for svc in images.keys() {
         let text = std::fs::read(out_dir.join(format!("{svc}.json"))).unwrap();
         let family = format!("shop-{svc}-test");
