@@ -391,36 +391,13 @@ impl EcsPlatform {
         group: &str,
         desired: u32,
     ) -> Result<bool, PlatformError> {
-        let out = self
-            .ecs
-            .list_tasks()
-            .cluster(&self.cluster)
-            .service_name(target)
-            .desired_status(DesiredStatus::Running)
-            .send()
-            .await
-            .map_err(|e| PlatformError::api("ListTasks", DisplayErrorContext(&e)))?;
-        let mut healthy_tasks = 0_usize;
-        for chunk in out.task_arns().chunks(100) {
-            let tasks = self
-                .ecs
-                .describe_tasks()
-                .cluster(&self.cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| PlatformError::api("DescribeTasks", DisplayErrorContext(&e)))?;
-            // UNKNOWN is what ECS reports for a task without a container health check.
-            healthy_tasks += tasks
-                .tasks()
-                .iter()
-                .filter(|t| {
-                    t.started_by() == Some(handle)
-                        && t.last_status() == Some("RUNNING")
-                        && t.health_status().is_none_or(|h| h.as_str() != "UNHEALTHY")
-                })
-                .count();
-        }
+        // UNKNOWN is what ECS reports for a task without a container health check.
+        let healthy_tasks = self
+            .running_tasks(target, handle)
+            .await?
+            .iter()
+            .filter(|t| t.health_status().is_none_or(|h| h.as_str() != "UNHEALTHY"))
+            .count();
         if healthy_tasks < desired as usize {
             return Ok(false);
         }
@@ -443,27 +420,33 @@ impl EcsPlatform {
         Ok(bluegreen::group_ready(&states, desired as usize))
     }
 
-    /// The tasks of deployment `handle` of `target` that run but are not healthy, with why: the
-    /// container health check's verdict (`UNHEALTHY`), else, behind a load balancer, the task's
-    /// target in the service's target groups and ELB's reason code. A task without a container
-    /// health check and without a load balancer has nothing that could say "not ready".
-    async fn unready_tasks(
+    /// The RUNNING tasks of `target` that deployment `handle` started (every page of them).
+    async fn running_tasks(
         &self,
-        svc: &Service,
         target: &str,
         handle: &str,
-    ) -> Result<Vec<(String, String)>, PlatformError> {
-        let out = self
-            .ecs
-            .list_tasks()
-            .cluster(&self.cluster)
-            .service_name(target)
-            .desired_status(DesiredStatus::Running)
-            .send()
-            .await
-            .map_err(|e| PlatformError::api("ListTasks", DisplayErrorContext(&e)))?;
+    ) -> Result<Vec<aws_sdk_ecs::types::Task>, PlatformError> {
+        let mut arns = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .ecs
+                .list_tasks()
+                .cluster(&self.cluster)
+                .service_name(target)
+                .desired_status(DesiredStatus::Running)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| PlatformError::api("ListTasks", DisplayErrorContext(&e)))?;
+            arns.extend(out.task_arns().iter().cloned());
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
         let mut tasks = Vec::new();
-        for chunk in out.task_arns().chunks(100) {
+        for chunk in arns.chunks(100) {
             let found = self
                 .ecs
                 .describe_tasks()
@@ -480,6 +463,20 @@ impl EcsPlatform {
                     .cloned(),
             );
         }
+        Ok(tasks)
+    }
+
+    /// The tasks of deployment `handle` of `target` that run but are not healthy, with why: the
+    /// container health check's verdict (`UNHEALTHY`), else, behind a load balancer, the task's
+    /// target in the service's target groups and ELB's reason code. A task without a container
+    /// health check and without a load balancer has nothing that could say "not ready".
+    async fn unready_tasks(
+        &self,
+        svc: &Service,
+        target: &str,
+        handle: &str,
+    ) -> Result<Vec<(String, String)>, PlatformError> {
+        let tasks = self.running_tasks(target, handle).await?;
         // Target id (the task's IP, awsvpc) → (state, reason code, description), every group.
         let mut targets: BTreeMap<String, (String, String, String)> = BTreeMap::new();
         for group in svc.load_balancers().iter().filter_map(|l| l.target_group_arn()) {
