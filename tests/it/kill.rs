@@ -1,6 +1,7 @@
-//! The kill matrix: the `deployer` binary is stopped at a point of a release — `kill -9`,
-//! SIGTERM, SIGINT then SIGTERM (GitHub's cancel) — on both platforms (EKS on the fake API
-//! server, ECS on moto). The point is found from the binary's own event stream (`--output
+//! The kill matrix: the `deployer` binary is stopped at a point of a release — after the plan,
+//! between the waves, during the first wave's watch, during an automatic rollback, while the
+//! release is recorded — by `kill -9`, SIGINT (Ctrl-C), SIGTERM, or SIGINT then SIGTERM
+//! (GitHub's cancel), on both platforms (EKS on the fake API server, ECS on moto). The point is found from the binary's own event stream (`--output
 //! json` on stdout), not from sleeps. After each: `deployer status` says, per service, the
 //! release that really runs (checked against the platform) and who holds the lock; one next
 //! command (`deploy` or `rollback`) brings every service to one release; no record stays
@@ -32,6 +33,8 @@ enum Stand {
 enum Stop {
     Kill9,
     Term,
+    /// SIGINT alone (Ctrl-C at a terminal).
+    Int,
     /// SIGINT, then SIGTERM right after: the second signal abandons the undo.
     IntThenTerm,
 }
@@ -172,6 +175,7 @@ impl Stand {
                     match stop {
                         Stop::Kill9 => child.kill().unwrap(),
                         Stop::Term => signal("-TERM"),
+                        Stop::Int => signal("-INT"),
                         Stop::IntThenTerm => {
                             signal("-INT");
                             signal("-TERM");
@@ -315,7 +319,7 @@ async fn stopped_mid_release(stand: Stand, stop: Stop) {
             assert_eq!(stand.versions(&[1, 2]).await["order"], 1);
             stand.assert_status_is_true(&[(1, &one), (2, &two)]).await;
         }
-        Stop::Term => {
+        Stop::Term | Stop::Int => {
             assert_eq!(code, Some(130), "{err}");
             let finished = events.iter().find(|e| e["event"] == "finished").unwrap().to_string();
             assert!(finished.contains("was cancelled and rolled back"), "{finished}");
@@ -358,7 +362,7 @@ async fn stopped_during_rollback(stand: Stand, stop: Stop) {
     match stop {
         Stop::Kill9 => assert_eq!(code, None),
         // A first signal lets the rollback (towards a known state) finish: exit 5 as usual.
-        Stop::Term => assert!(matches!(code, Some(5 | 130)), "{code:?} {err}"),
+        Stop::Term | Stop::Int => assert!(matches!(code, Some(5 | 130)), "{code:?} {err}"),
         // Abandoned (130, `interrupted`), unless the rollback had already ended (5, `rolled-back`):
         // ECS restores a revision in one call, sometimes before the signals arrive.
         Stop::IntThenTerm => {
@@ -377,14 +381,62 @@ async fn stopped_during_rollback(stand: Stand, stop: Stop) {
     stand.assert_nothing_pending().await;
 }
 
+/// After the plan (before the lock and any change).
+fn after_plan(e: &Value) -> bool {
+    e["event"] == "planned"
+}
+
+/// Between the waves: the first wave (user, payment, notification) runs healthy, the second
+/// (order, after user) is about to be applied.
+fn between_waves(e: &Value) -> bool {
+    e["event"] == "service" && e["message"].as_str().is_some_and(|m| m.starts_with("wave 2/"))
+}
+
+/// While the succeeded release is being recorded (prune / scale-down, then the record).
+fn during_record(e: &Value) -> bool {
+    phase_started(e, "record")
+}
+
+/// Stopped at `at` during release 2: whatever ran then, `status` names the release each service
+/// really runs, one next deploy (release 3) converges every service, and no record stays
+/// `pending`. A signal ends with 130 (or 0 when the release had nothing left to undo: stopped
+/// while recording a release that already ran healthy).
+async fn stopped_at(stand: Stand, at: fn(&Value) -> bool, stop: Stop) {
+    let (code, _, err) = stand.run(&["deploy"], stand.images(1, None)).await;
+    assert_eq!(code, Some(0), "{err}");
+    let (code, reached, events, err) =
+        stand.run_and_stop(&["deploy"], stand.images(2, Some("slowstart")), at, stop).await;
+    assert!(reached, "the point was never reached: {events:?}\n{err}");
+    match stop {
+        Stop::Kill9 => assert_eq!(code, None, "killed: {err}"),
+        Stop::Term | Stop::Int | Stop::IntThenTerm => {
+            assert!(matches!(code, Some(0 | 130)), "{code:?}: {err}");
+        }
+    }
+    let (one, two) = (stand.id(1), stand.id(2));
+    stand.assert_status_is_true(&[(1, &one), (2, &two)]).await;
+    let (code, events, err) = stand.run(&["deploy"], stand.images(3, None)).await;
+    assert_eq!(code, Some(0), "{err}");
+    // Its id: release 2 has none when it was stopped before the lock (nothing was recorded).
+    let three = events
+        .iter()
+        .find(|e| e["event"] == "release-started")
+        .and_then(|e| e["release_id"].as_str())
+        .expect("a release-started event")
+        .to_owned();
+    assert!(stand.versions(&[3]).await.values().all(|v| *v == 3));
+    stand.assert_status_is_true(&[(3, &three)]).await;
+    stand.assert_nothing_pending().await;
+}
+
 macro_rules! both {
-    ($($name:ident: $case:ident($stop:expr);)*) => {
+    ($($name:ident: $case:ident($($arg:expr),*);)*) => {
         mod eks {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    $case(Stand::eks().await, $stop).await;
+                    $case(Stand::eks().await, $($arg),*).await;
                 }
             )*
         }
@@ -393,7 +445,7 @@ macro_rules! both {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    $case(Stand::ecs().await, $stop).await;
+                    $case(Stand::ecs().await, $($arg),*).await;
                 }
             )*
         }
@@ -406,4 +458,11 @@ both! {
     sigint_then_sigterm_mid_release_is_interrupted: stopped_mid_release(Stop::IntThenTerm);
     kill_9_during_rollback: stopped_during_rollback(Stop::Kill9);
     sigint_then_sigterm_during_rollback: stopped_during_rollback(Stop::IntThenTerm);
+    sigint_mid_release_undoes_it: stopped_mid_release(Stop::Int);
+    kill_9_after_the_plan: stopped_at(after_plan, Stop::Kill9);
+    sigint_after_the_plan: stopped_at(after_plan, Stop::Int);
+    kill_9_between_waves: stopped_at(between_waves, Stop::Kill9);
+    sigint_between_waves: stopped_at(between_waves, Stop::Int);
+    kill_9_while_recording: stopped_at(during_record, Stop::Kill9);
+    sigint_while_recording: stopped_at(during_record, Stop::Int);
 }
