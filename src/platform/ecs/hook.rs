@@ -21,7 +21,7 @@ use aws_sdk_ecs::types::{ContainerOverride, Service, Task, TaskOverride};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use serde_json::Value;
 
-use super::{EcsPlatform, taskdef};
+use super::{EcsPlatform, TaskFilter, taskdef};
 use crate::events::{Event, Phase, Sink};
 use crate::model::{Failure, Hook, HookStage, Reason};
 use crate::platform::PlatformError;
@@ -414,46 +414,15 @@ pub async fn stop(platform: &EcsPlatform, release: &Release, hook: &Hook) -> Res
     let p = platform;
     // startedBy must be ListTasks' only filter (API reference); the default desiredStatus,
     // RUNNING, lists exactly the tasks not yet asked to stop.
-    let mut arns = Vec::new();
-    let mut token = None;
-    loop {
-        let out = p
-            .ecs
-            .list_tasks()
-            .cluster(&p.cluster)
-            .started_by(started_by(release))
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| PlatformError::api("ListTasks", DisplayErrorContext(&e)))?;
-        arns.extend(out.task_arns().iter().cloned());
-        token = out.next_token().map(str::to_owned);
-        if token.is_none() {
-            break;
-        }
-    }
+    let arns = p.task_arns(TaskFilter::StartedBy(&started_by(release))).await?;
     let group = group(hook);
-    for chunk in arns.chunks(100) {
-        let out = p
-            .ecs
-            .describe_tasks()
-            .cluster(&p.cluster)
-            .set_tasks(Some(chunk.to_vec()))
-            .send()
-            .await
-            .map_err(|e| PlatformError::api("DescribeTasks", DisplayErrorContext(&e)))?;
-        for t in out.tasks() {
-            if t.group() != Some(group.as_str()) || t.last_status() == Some("STOPPED") {
-                continue;
-            }
-            let arn = t.task_arn().unwrap_or_default();
-            stop_task(
-                p,
-                arn,
-                &format!("deployer: {} stopped (release {} cancelled)", hook.title(), release.id),
-            )
-            .await?;
+    for t in &p.describe_tasks(&arns).await? {
+        if t.group() != Some(group.as_str()) || t.last_status() == Some("STOPPED") {
+            continue;
         }
+        let arn = t.task_arn().unwrap_or_default();
+        stop_task(p, arn, &format!("deployer: {} stopped (release {} cancelled)", hook.title(), release.id))
+            .await?;
     }
     Ok(())
 }

@@ -420,34 +420,49 @@ impl EcsPlatform {
         Ok(bluegreen::group_ready(&states, desired as usize))
     }
 
-    /// The RUNNING tasks of `target` that deployment `handle` started (every page of them).
+    /// The RUNNING tasks of `target` that deployment `handle` started.
     async fn running_tasks(
         &self,
         target: &str,
         handle: &str,
     ) -> Result<Vec<aws_sdk_ecs::types::Task>, PlatformError> {
+        let arns =
+            self.task_arns(TaskFilter::Service { name: target, status: DesiredStatus::Running }).await?;
+        let mut tasks = self.describe_tasks(&arns).await?;
+        tasks.retain(|t| t.started_by() == Some(handle) && t.last_status() == Some("RUNNING"));
+        Ok(tasks)
+    }
+
+    /// Every task ARN ListTasks gives for `filter`, all pages.
+    pub(crate) async fn task_arns(&self, filter: TaskFilter<'_>) -> Result<Vec<String>, PlatformError> {
         let mut arns = Vec::new();
         let mut token = None;
         loop {
-            let out = self
-                .ecs
-                .list_tasks()
-                .cluster(&self.cluster)
-                .service_name(target)
-                .desired_status(DesiredStatus::Running)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| PlatformError::api("ListTasks", DisplayErrorContext(&e)))?;
+            let request = self.ecs.list_tasks().cluster(&self.cluster).set_next_token(token);
+            let request = match &filter {
+                TaskFilter::Service { name, status } => {
+                    request.service_name(*name).desired_status(status.clone())
+                }
+                TaskFilter::StartedBy(by) => request.started_by(*by),
+            };
+            let out =
+                request.send().await.map_err(|e| PlatformError::api("ListTasks", DisplayErrorContext(&e)))?;
             arns.extend(out.task_arns().iter().cloned());
             token = out.next_token().map(str::to_owned);
             if token.is_none() {
-                break;
+                return Ok(arns);
             }
         }
+    }
+
+    /// The tasks `arns` name, as DescribeTasks reports them (100 a call, its limit).
+    pub(crate) async fn describe_tasks(
+        &self,
+        arns: &[String],
+    ) -> Result<Vec<aws_sdk_ecs::types::Task>, PlatformError> {
         let mut tasks = Vec::new();
         for chunk in arns.chunks(100) {
-            let found = self
+            let out = self
                 .ecs
                 .describe_tasks()
                 .cluster(&self.cluster)
@@ -455,13 +470,7 @@ impl EcsPlatform {
                 .send()
                 .await
                 .map_err(|e| PlatformError::api("DescribeTasks", DisplayErrorContext(&e)))?;
-            tasks.extend(
-                found
-                    .tasks()
-                    .iter()
-                    .filter(|t| t.started_by() == Some(handle) && t.last_status() == Some("RUNNING"))
-                    .cloned(),
-            );
+            tasks.extend(out.tasks().iter().cloned());
         }
         Ok(tasks)
     }
@@ -563,63 +572,37 @@ impl EcsPlatform {
     ) -> Result<Vec<TaskView>, PlatformError> {
         // serviceName + desiredStatus, then startedBy from the task itself: ListTasks refuses
         // startedBy combined with other filters.
-        let mut arns = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .ecs
-                .list_tasks()
-                .cluster(&self.cluster)
-                .service_name(target)
-                .desired_status(DesiredStatus::Stopped)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| PlatformError::api("ListTasks", DisplayErrorContext(&e)))?;
-            arns.extend(out.task_arns().iter().filter(|a| !seen.contains(*a)).cloned());
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
-        }
+        let mut arns =
+            self.task_arns(TaskFilter::Service { name: target, status: DesiredStatus::Stopped }).await?;
+        arns.retain(|a| !seen.contains(a));
         let mut views = Vec::new();
-        for chunk in arns.chunks(100) {
-            let out = self
-                .ecs
-                .describe_tasks()
-                .cluster(&self.cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| PlatformError::api("DescribeTasks", DisplayErrorContext(&e)))?;
-            for t in out.tasks() {
-                // Only tasks that really stopped are final; STOPPING ones are read next time.
-                if t.last_status() != Some("STOPPED") {
-                    continue;
-                }
-                let arn = t.task_arn().unwrap_or_default().to_owned();
-                seen.insert(arn.clone());
-                if t.started_by() != Some(handle) {
-                    continue;
-                }
-                views.push(TaskView {
-                    id: arn.rsplit('/').next().unwrap_or_default().to_owned(),
-                    started_by: t.started_by().map(str::to_owned),
-                    stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
-                    stopped_reason: t.stopped_reason().map(str::to_owned),
-                    containers: t
-                        .containers()
-                        .iter()
-                        .map(|c| {
-                            (
-                                c.name().unwrap_or_default().to_owned(),
-                                c.exit_code(),
-                                c.reason().map(str::to_owned),
-                            )
-                        })
-                        .collect(),
-                });
+        for t in &self.describe_tasks(&arns).await? {
+            // Only tasks that really stopped are final; STOPPING ones are read next time.
+            if t.last_status() != Some("STOPPED") {
+                continue;
             }
+            let arn = t.task_arn().unwrap_or_default().to_owned();
+            seen.insert(arn.clone());
+            if t.started_by() != Some(handle) {
+                continue;
+            }
+            views.push(TaskView {
+                id: arn.rsplit('/').next().unwrap_or_default().to_owned(),
+                started_by: t.started_by().map(str::to_owned),
+                stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
+                stopped_reason: t.stopped_reason().map(str::to_owned),
+                containers: t
+                    .containers()
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name().unwrap_or_default().to_owned(),
+                            c.exit_code(),
+                            c.reason().map(str::to_owned),
+                        )
+                    })
+                    .collect(),
+            });
         }
         Ok(views)
     }
@@ -1273,6 +1256,13 @@ impl EcsPlatform {
         }
         Ok(())
     }
+}
+
+/// What ListTasks is asked for (ECS refuses `startedBy` together with other filters).
+#[derive(Debug, Clone)]
+pub(crate) enum TaskFilter<'a> {
+    Service { name: &'a str, status: DesiredStatus },
+    StartedBy(&'a str),
 }
 
 /// What the watcher remembers between polls.
